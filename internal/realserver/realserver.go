@@ -1,0 +1,383 @@
+// Package realserver starts real servers (Kafka, Redis, PostgreSQL,
+// PgBouncer, nginx, HAProxy) on free loopback ports for tests, and stops them
+// in t.Cleanup. No mocks: a component proves its rendered config by starting
+// the real binary with it.
+//
+// Every start function takes the component's rendered config text as is and
+// appends only the machine-specific keys the harness must own (ports, bind
+// addresses, directories, node ids, quorum voters); for every server here a
+// later setting of the same key wins, so the harness's value overrides.
+//
+// Waits are bounded by the named constants below; a server that does not
+// come up fails the test with the tail of its own log.
+package realserver
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const (
+	// pollInterval is how often readiness checks are retried.
+	pollInterval = 100 * time.Millisecond
+	// startTimeout bounds how long a native server (Redis, PostgreSQL,
+	// PgBouncer, nginx, HAProxy) may take to accept work.
+	startTimeout = 30 * time.Second
+	// stopTimeout bounds a graceful stop before the process is killed.
+	stopTimeout = 20 * time.Second
+	// logTailLines is how much of a server's log a failure message shows.
+	logTailLines = 40
+	// commandTimeout bounds one helper command (initdb, redis-cli, nginx -t...).
+	commandTimeout = 60 * time.Second
+)
+
+// Loopback is the only address servers listen on: tests never reach beyond
+// this machine.
+const Loopback = "127.0.0.1"
+
+var (
+	portsMu sync.Mutex
+	// portsGiven remembers ports handed out in this process: the kernel may
+	// offer a just-closed port again, and two servers of one test must differ.
+	portsGiven = map[int]bool{}
+)
+
+// maxPortTries bounds the search for a port not handed out before.
+const maxPortTries = 50
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago and
+// that this process has not handed out before. Another process could still
+// take it before the server binds; the window is small enough for tests.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range maxPortTries {
+		l, err := net.Listen("tcp", net.JoinHostPort(Loopback, "0"))
+		if err != nil {
+			t.Fatalf("realserver: no free loopback port: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+		if !portsGiven[port] {
+			portsGiven[port] = true
+			return port
+		}
+	}
+	t.Fatalf("realserver: no fresh loopback port after %d tries", maxPortTries)
+	return 0
+}
+
+// addr is host:port on the loopback address.
+func addr(port int) string { return net.JoinHostPort(Loopback, strconv.Itoa(port)) }
+
+// process is one running server binary, its output going to a log file.
+type process struct {
+	name    string
+	args    []string
+	cred    *syscall.Credential
+	logPath string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the current run has exited
+}
+
+// newProcess describes a server; nothing runs until start.
+func newProcess(name, logPath string, cred *syscall.Credential, args ...string) *process {
+	return &process{name: name, args: args, cred: cred, logPath: logPath}
+}
+
+// start runs the binary (again), appending to its log.
+func (p *process) start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done != nil {
+		select {
+		case <-p.done:
+		default:
+			return fmt.Errorf("%s is already running", p.name)
+		}
+	}
+	f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close() // the child holds its own copy
+	cmd := exec.Command(p.args[0], p.args[1:]...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid:    true,            // so kill reaches the server's children too
+		Pdeathsig:  syscall.SIGKILL, // no orphans if the test binary dies
+		Credential: p.cred,
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", p.name, err)
+	}
+	done := make(chan struct{})
+	p.cmd, p.done = cmd, done
+	go func() { _ = cmd.Wait(); close(done) }()
+	return nil
+}
+
+// running reports whether the current run is alive.
+func (p *process) running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// kill sends SIGKILL to the server's process group and waits for it to exit.
+func (p *process) kill() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-done
+}
+
+// stop sends sig (the server's own graceful-shutdown signal) and waits
+// stopTimeout before killing; it reports whether the stop was graceful.
+func (p *process) stop(sig syscall.Signal) bool {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return true
+	}
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-done:
+		return true
+	case <-time.After(stopTimeout):
+		p.kill()
+		return false
+	}
+}
+
+// logTail returns the last lines of the server's log for failure messages.
+func (p *process) logTail() string {
+	return fileTail(p.logPath, logTailLines)
+}
+
+func fileTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// errLog wraps err with the server's log tail, the first thing one needs to
+// see when a server fails to start.
+func (p *process) errLog(err error) error {
+	return fmt.Errorf("%s: %w\n--- last %d lines of %s ---\n%s", p.name, err, logTailLines, p.logPath, p.logTail())
+}
+
+// waitReady polls check until it succeeds, the process exits, or timeout.
+func (p *process) waitReady(timeout time.Duration, check func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return nil
+		}
+		if !p.running() {
+			return p.errLog(fmt.Errorf("exited before it was ready (last check: %v)", err))
+		}
+		if time.Now().After(deadline) {
+			return p.errLog(fmt.Errorf("not ready after %v: %v", timeout, err))
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// dialCheck succeeds once something accepts TCP connections on address.
+func dialCheck(address string) func() error {
+	return func() error {
+		c, err := net.DialTimeout("tcp", address, time.Second)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}
+}
+
+// run executes a helper command to completion with a bounded time, returning
+// its output in the error.
+func run(cred *syscall.Credential, dir string, args ...string) error {
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("%s: %w", strings.Join(args, " "), err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("%s: %w\n%s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+		}
+		return nil
+	case <-time.After(commandTimeout):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+		return fmt.Errorf("%s: no exit after %v\n%s", strings.Join(args, " "), commandTimeout, out.String())
+	}
+}
+
+// account is an OS user a server runs as.
+type account struct {
+	uid, gid int
+}
+
+// cred is the credential for exec; nil means "as the test process itself".
+func (a *account) cred() *syscall.Credential {
+	if a == nil {
+		return nil
+	}
+	return &syscall.Credential{Uid: uint32(a.uid), Gid: uint32(a.gid)}
+}
+
+// unprivileged returns the account to run servers that refuse root (postgres,
+// pgbouncer) as: the named OS user when the tests run as root, else nil (the
+// current user is fine then).
+func unprivileged(t testing.TB, name string) *account {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatalf("realserver: tests run as root and %s refuses root, but there is no %q OS user to run it as: %v", name, name, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &account{uid: uid, gid: gid}
+}
+
+// workDir returns a fresh directory for one server, removed in cleanup.
+// Servers that run as another user (owner != nil) or whose workers drop
+// privileges get a directory under the system temp dir instead of
+// t.TempDir(), whose parents are private to the test process's user.
+func workDir(t testing.TB, name string, owner *account, shared bool) string {
+	t.Helper()
+	if owner == nil && !shared {
+		return t.TempDir()
+	}
+	dir, err := os.MkdirTemp("", "scaleplane-"+name+"-")
+	if err != nil {
+		t.Fatalf("realserver: temp dir for %s: %v", name, err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatalf("realserver: chmod %s: %v", dir, err)
+	}
+	if owner != nil {
+		if err := os.Chown(dir, owner.uid, owner.gid); err != nil {
+			t.Fatalf("realserver: chown %s to uid %d: %v", dir, owner.uid, err)
+		}
+	}
+	return dir
+}
+
+// writeFile writes a config file readable by owner.
+func writeFile(path, content string, owner *account) error {
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		return err
+	}
+	if owner != nil {
+		return os.Chown(path, owner.uid, owner.gid)
+	}
+	return nil
+}
+
+// lookBin finds a server binary, failing the test with the package to install.
+func lookBin(t testing.TB, name, pkg string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("realserver: %s not found on PATH (apt-get install %s): %v", name, pkg, err)
+	}
+	return path
+}
+
+// harnessBlock renders key/value lines under a marker, so a reader of the
+// final config sees which values the harness imposed.
+func harnessBlock(lines []string) string {
+	return "\n\n# --- realserver harness: machine-specific keys, these win ---\n" + strings.Join(lines, "\n") + "\n"
+}
+
+// dropKeys removes from a "key value" config text (redis.conf style; a
+// "key = value" line counts too) every line setting one of the keys that
+// harness lines set, so the harness's value is the only one.
+func dropKeys(text string, harness []string) string {
+	owned := map[string]bool{}
+	for _, h := range harness {
+		owned[configKey(h)] = true
+	}
+	var out []string
+	for line := range strings.SplitSeq(text, "\n") {
+		if k := configKey(line); k != "" && owned[k] {
+			out = append(out, "# (set by the realserver harness) "+line)
+			continue
+		}
+		out = append(out, line)
+	}
+	return strings.Join(out, "\n")
+}
+
+// configKey is the lower-cased key a config line sets, "" for comments,
+// blank lines and section headers.
+func configKey(line string) string {
+	line = strings.TrimSpace(line)
+	if line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";") || strings.HasPrefix(line, "[") {
+		return ""
+	}
+	end := strings.IndexAny(line, " \t=")
+	if end < 0 {
+		end = len(line)
+	}
+	return strings.ToLower(line[:end])
+}
+
+// parallel runs f(0..n-1) concurrently and joins their errors: servers of a
+// cluster start at the same time, since most of their start-up is waiting.
+func parallel(n int, f func(i int) error) error {
+	list := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { list[i] = f(i) })
+	}
+	wg.Wait()
+	return errors.Join(list...)
+}
