@@ -337,13 +337,13 @@ func harnessBlock(lines []string) string {
 	return "\n\n# --- realserver harness: machine-specific keys, these win ---\n" + strings.Join(lines, "\n") + "\n"
 }
 
-// dropKeys removes from a "key value" config text (redis.conf style; a
-// "key = value" line counts too) every line setting one of the keys that
-// harness lines set, so the harness's value is the only one.
-func dropKeys(text string, harness []string) string {
+// dropKeys removes from a config text every line setting one of names
+// ("key value" as in redis.conf, or "key=value" as in server.properties),
+// leaving it as a comment, so the value the harness appends is the only one.
+func dropKeys(text string, names ...string) string {
 	owned := map[string]bool{}
-	for _, h := range harness {
-		owned[configKey(h)] = true
+	for _, n := range names {
+		owned[strings.ToLower(n)] = true
 	}
 	var out []string
 	for line := range strings.SplitSeq(text, "\n") {

@@ -58,13 +58,22 @@ func newRedisNode(t testing.TB, name, rendered string, cluster bool) (*redisNode
 	// Redis acts on some keys while parsing (dir chdirs, logfile opens), so a
 	// pod's path would fail before a later line could override it: the
 	// harness's keys are removed from the rendered text, then appended.
-	conf := "save \"\"\nappendonly no\n\n" + dropKeys(rendered, keys) + harnessBlock(keys)
+	conf := "save \"\"\nappendonly no\n\n" + dropKeys(rendered, keyNames(keys)...) + harnessBlock(keys)
 	path := filepath.Join(n.dir, "redis.conf")
 	if err := writeFile(path, conf, nil); err != nil {
 		return nil, err
 	}
 	n.proc = newProcess(name, filepath.Join(n.dir, "redis.log"), nil, bin, path)
 	return n, nil
+}
+
+// keyNames are the keys that "key value" lines set.
+func keyNames(lines []string) []string {
+	names := make([]string, len(lines))
+	for i, l := range lines {
+		names[i] = configKey(l)
+	}
+	return names
 }
 
 func (n *redisNode) startAndWait() error {
