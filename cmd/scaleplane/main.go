@@ -1,0 +1,105 @@
+// Command scaleplane is the user's entry point: it renders a stack offline
+// under mocks (render, graph). Each verb is a thin call into internal/.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+// Exit codes: 1 for a failure of the work, 2 for a usage error (unknown
+// verb, flag or stack).
+const (
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// usageError marks errors that exit with exitUsage.
+type usageError struct{ error }
+
+type verb struct {
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) error
+}
+
+var verbs = map[string]verb{
+	"render": {"Render a stack under mocks: manifests, resource graph, topology picture.", runRender},
+	"graph":  {"Print a stack's resource graph (tree, json or dot) without writing files.", runGraph},
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return 0
+	}
+	v, ok := verbs[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "scaleplane: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return exitUsage
+	}
+	err := v.run(args[1:], stdout, stderr)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, new(usageError)):
+		fmt.Fprintf(stderr, "scaleplane %s: %v\n", args[0], err)
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "scaleplane %s: %v\n", args[0], err)
+		return exitFailure
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: scaleplane <command> [flags]\n\nCommands:")
+	var names []string
+	for n := range verbs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, verbs[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'scaleplane <command> --help' for a command's flags.")
+}
+
+// newFlags makes a flag set that reports errors instead of exiting, with
+// a usage line naming the command.
+func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: scaleplane %s %s\n\nFlags:\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags and refuses stray arguments, as usage errors.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))}
+	}
+	return nil
+}

@@ -1,0 +1,259 @@
+// Package microservice declares one scalable service on Kubernetes: its
+// Deployment, Services, ServiceAccount, HorizontalPodAutoscaler,
+// PodDisruptionBudget, NetworkPolicy and optional ConfigMap, with every
+// scaling rule of the articles in ../shared/seeds applied by default.
+package microservice
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// Resources are a container's requests and limits. CPULimit may be zero:
+// many teams leave CPU unlimited to avoid throttling, and GOMAXPROCS then
+// follows the request instead.
+type Resources struct {
+	CPURequest    resource.Quantity
+	CPULimit      resource.Quantity
+	MemoryRequest resource.Quantity
+	MemoryLimit   resource.Quantity
+}
+
+// Replicas bounds the HorizontalPodAutoscaler.
+type Replicas struct {
+	Min int
+	Max int
+}
+
+// Autoscaling holds the HPA targets and behaviour. The articles scale out
+// at 70 % CPU and 80 % memory; scale-down waits a stabilization window so
+// a short lull does not throw away warm pods.
+type Autoscaling struct {
+	CPUTargetPercent          int
+	MemoryTargetPercent       int
+	ScaleUpWindowSeconds      int
+	ScaleDownWindowSeconds    int
+	ScaleUpMaxPodsPer15s      int
+	ScaleDownMaxPercentPerMin int
+}
+
+// Shutdown describes the graceful stop: Kubernetes runs the preStop sleep
+// (so endpoints and load balancers stop sending traffic first), then sends
+// SIGTERM, and the app drains for at most DrainSeconds.
+type Shutdown struct {
+	PreStopSeconds int
+	DrainSeconds   int
+}
+
+// GracePeriodSeconds is the terminationGracePeriodSeconds that leaves room
+// for the preStop sleep, the drain and a small margin before SIGKILL.
+func (s Shutdown) GracePeriodSeconds() int {
+	return s.PreStopSeconds + s.DrainSeconds + graceMarginSeconds
+}
+
+// graceMarginSeconds covers closing pools and flushing telemetry after the drain.
+const graceMarginSeconds = 5
+
+// Port is a named container port, exposed by the Services with the same name.
+type Port struct {
+	Name string
+	Port int
+	// Protocol is an application protocol hint ("http" or "grpc"), used for
+	// the Service's appProtocol.
+	Protocol string
+}
+
+// Probe says how Kubernetes checks the container. Exactly one of HTTPPath
+// or GRPC is used; Port names one of Args.Ports.
+type Probe struct {
+	Port     string
+	HTTPPath string
+	GRPC     bool
+}
+
+// Args configure one microservice. Fields without a zero-value meaning are
+// checked by Validate before any resource is declared.
+type Args struct {
+	// Namespace receives every object.
+	Namespace string
+	// Image is the full image reference; untagged or ":latest" images are refused.
+	Image string
+	// ImagePullPolicy defaults to IfNotPresent so locally loaded images work.
+	ImagePullPolicy string
+	// Command and Args override the image's entrypoint when set.
+	Command []string
+	Args    []string
+	// Component is the app.kubernetes.io/component label ("gateway", "edge", ...).
+	Component string
+	// Version is the app.kubernetes.io/version label.
+	Version string
+	Ports   []Port
+	// Env is the plain environment; secrets come through SecretEnv.
+	Env map[string]string
+	// SecretEnv maps an environment variable to a key of a Secret
+	// ("secret-name/key"), so no credential is ever in the pod spec.
+	SecretEnv map[string]string
+	Resources Resources
+	Replicas  Replicas
+	Autoscaling
+	Shutdown
+	Liveness  Probe
+	Readiness Probe
+	// ZoneSpreadRequired makes the zone spread a hard rule (DoNotSchedule);
+	// otherwise it is a preference, which single-zone clusters need.
+	ZoneSpreadRequired bool
+	// GoRuntime adds GOMEMLIMIT and GOMAXPROCS derived from the resources:
+	// Go's answer to Node's --max-old-space-size and one process per core.
+	GoRuntime bool
+	// MetricsPort names the port Prometheus scrapes at /metrics; empty
+	// means the service exposes no metrics.
+	MetricsPort string
+	// OTLPEndpoint is where traces go (the collector); empty disables the OTEL_* environment.
+	OTLPEndpoint string
+	// Headless adds "<name>-headless", a Service without a cluster IP, so
+	// gRPC clients and HAProxy see every pod instead of one connection's.
+	Headless bool
+	// ServiceType is ClusterIP by default; the edge uses LoadBalancer.
+	ServiceType string
+	// AllowFrom lists the app.kubernetes.io/name of the workloads allowed to
+	// call this one; AllowFromAnywhere opens the ports to every source (the edge).
+	AllowFrom         []string
+	AllowFromAnywhere bool
+	// ConfigFiles become a ConfigMap mounted read-only at ConfigMountPath;
+	// a checksum of them in the pod template rolls the pods on change.
+	ConfigFiles     map[string]string
+	ConfigMountPath string
+}
+
+var (
+	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	envName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// Validate reports the first problem in the arguments, naming the field,
+// the value and what is allowed.
+func (a *Args) Validate(name string) error {
+	var errs []error
+	check := func(ok bool, format string, v ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, v...))
+		}
+	}
+	check(len(name) <= 50 && dnsLabel.MatchString(name), "name %q: must be a DNS label of at most 50 characters", name)
+	check(dnsLabel.MatchString(a.Namespace), "namespace %q: must be a DNS label", a.Namespace)
+	check(ImageTagged(a.Image), "image %q: must carry an explicit tag or digest other than latest", a.Image)
+	check(a.Replicas.Min >= 1, "replicas.min %d: must be at least 1", a.Replicas.Min)
+	check(a.Replicas.Max >= a.Replicas.Min, "replicas.max %d: must be at least replicas.min (%d)", a.Replicas.Max, a.Replicas.Min)
+	check(a.CPUTargetPercent > 0 && a.CPUTargetPercent <= 100, "autoscaling.cpuTargetPercent %d: must be in 1..100", a.CPUTargetPercent)
+	check(a.MemoryTargetPercent > 0 && a.MemoryTargetPercent <= 100, "autoscaling.memoryTargetPercent %d: must be in 1..100", a.MemoryTargetPercent)
+	check(a.ScaleDownWindowSeconds >= 0 && a.ScaleDownWindowSeconds <= 3600, "autoscaling.scaleDownWindowSeconds %d: must be in 0..3600", a.ScaleDownWindowSeconds)
+	check(a.ScaleUpWindowSeconds >= 0 && a.ScaleUpWindowSeconds <= 3600, "autoscaling.scaleUpWindowSeconds %d: must be in 0..3600", a.ScaleUpWindowSeconds)
+	check(a.PreStopSeconds >= 0, "shutdown.preStopSeconds %d: must not be negative", a.PreStopSeconds)
+	check(a.DrainSeconds > 0, "shutdown.drainSeconds %d: must be positive", a.DrainSeconds)
+	errs = append(errs, a.Resources.Validate())
+	check(len(a.Ports) > 0, "ports: at least one port is needed for probes and the Service")
+	ports := map[string]bool{}
+	for _, p := range a.Ports {
+		check(len(p.Name) <= 15 && dnsLabel.MatchString(p.Name), "port name %q: must be a DNS label of at most 15 characters", p.Name)
+		check(p.Port > 0 && p.Port < 65536, "port %s=%d: must be in 1..65535", p.Name, p.Port)
+		ports[p.Name] = true
+	}
+	for _, pr := range []struct {
+		role string
+		p    Probe
+	}{{"liveness", a.Liveness}, {"readiness", a.Readiness}} {
+		check(ports[pr.p.Port], "%s probe port %q: must name one of the ports", pr.role, pr.p.Port)
+		check(pr.p.GRPC != (pr.p.HTTPPath != ""), "%s probe: set exactly one of httpPath or grpc", pr.role)
+	}
+	if a.MetricsPort != "" {
+		check(ports[a.MetricsPort], "metricsPort %q: must name one of the ports", a.MetricsPort)
+	}
+	for k := range a.Env {
+		check(envName.MatchString(k), "env %q: not a valid variable name", k)
+	}
+	for k, ref := range a.SecretEnv {
+		check(envName.MatchString(k), "secretEnv %q: not a valid variable name", k)
+		check(regexp.MustCompile(`^[a-z0-9][-a-z0-9.]*/[-._a-zA-Z0-9]+$`).MatchString(ref), "secretEnv %s=%q: must be \"secret-name/key\"", k, ref)
+	}
+	switch a.ServiceType {
+	case "", "ClusterIP", "LoadBalancer", "NodePort":
+	default:
+		errs = append(errs, fmt.Errorf("serviceType %q: must be ClusterIP, LoadBalancer or NodePort", a.ServiceType))
+	}
+	switch a.ImagePullPolicy {
+	case "", "IfNotPresent", "Always", "Never":
+	default:
+		errs = append(errs, fmt.Errorf("imagePullPolicy %q: must be IfNotPresent, Always or Never", a.ImagePullPolicy))
+	}
+	if len(a.ConfigFiles) > 0 {
+		check(a.ConfigMountPath != "", "configMountPath: required when configFiles are given")
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks that requests are set and no limit is below its request.
+func (r Resources) Validate() error {
+	var errs []error
+	if r.CPURequest.Sign() <= 0 {
+		errs = append(errs, fmt.Errorf("resources.cpuRequest %q: must be positive", r.CPURequest.String()))
+	}
+	if r.MemoryRequest.Sign() <= 0 {
+		errs = append(errs, fmt.Errorf("resources.memoryRequest %q: must be positive", r.MemoryRequest.String()))
+	}
+	if r.MemoryLimit.Cmp(r.MemoryRequest) < 0 {
+		errs = append(errs, fmt.Errorf("resources.memoryLimit %q: must be at least the request %q", r.MemoryLimit.String(), r.MemoryRequest.String()))
+	}
+	if !r.CPULimit.IsZero() && r.CPULimit.Cmp(r.CPURequest) < 0 {
+		errs = append(errs, fmt.Errorf("resources.cpuLimit %q: must be at least the request %q (or empty for no limit)", r.CPULimit.String(), r.CPURequest.String()))
+	}
+	return errors.Join(errs...)
+}
+
+// ImageTagged reports whether ref pins a tag other than latest, or a digest.
+func ImageTagged(ref string) bool {
+	if ref == "" {
+		return false
+	}
+	if regexp.MustCompile(`@sha256:[0-9a-f]{64}$`).MatchString(ref) {
+		return true
+	}
+	last := ref
+	if i := lastIndex(ref, '/'); i >= 0 {
+		last = ref[i+1:]
+	}
+	i := lastIndex(last, ':')
+	return i > 0 && i < len(last)-1 && last[i+1:] != "latest"
+}
+
+func lastIndex(s string, c byte) int {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// GoMemLimit is the GOMEMLIMIT for a memory limit: 90 % of it, in MiB, so
+// the garbage collector works harder before the kernel's OOM killer acts.
+func GoMemLimit(limit resource.Quantity) string {
+	const mib = 1 << 20
+	return fmt.Sprintf("%dMiB", int64(float64(limit.Value())*GoMemLimitRatio)/mib)
+}
+
+// GoMemLimitRatio is the share of the container's memory limit given to the Go heap target.
+const GoMemLimitRatio = 0.9
+
+// GoMaxProcs is GOMAXPROCS for the given resources: the CPU limit, or the
+// request when there is no limit, rounded up, at least 1.
+func GoMaxProcs(r Resources) int {
+	q := r.CPULimit
+	if q.IsZero() {
+		q = r.CPURequest
+	}
+	return max(1, int(math.Ceil(float64(q.MilliValue())/1000)))
+}

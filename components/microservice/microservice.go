@@ -1,0 +1,493 @@
+package microservice
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
+	autoscalingv2 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/autoscaling/v2"
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
+	policyv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/policy/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// TypeToken is the Pulumi type of the component.
+const TypeToken = "scaleplane:microservice:Microservice"
+
+// Labels every scaleplane object carries besides the per-service ones.
+const (
+	PartOf    = "scaleplane"
+	ManagedBy = "pulumi"
+)
+
+// nonRootUID is the distroless "nonroot" user; images built by scaleplane use it too.
+const nonRootUID = 65532
+
+// Microservice is one deployed service and its scaling objects.
+type Microservice struct {
+	pulumi.ResourceState
+
+	// DeploymentName is the Deployment's metadata.name (the HPA's target).
+	DeploymentName pulumi.StringOutput `pulumi:"deploymentName"`
+	// ServiceName is the ClusterIP (or LoadBalancer) Service's name.
+	ServiceName pulumi.StringOutput `pulumi:"serviceName"`
+	// Endpoint is "name.namespace.svc.cluster.local:port" of the first port.
+	Endpoint pulumi.StringOutput `pulumi:"endpoint"`
+	// Labels are the selector labels, for callers' NetworkPolicies.
+	Labels pulumi.StringMapOutput `pulumi:"labels"`
+}
+
+// SelectorLabels are the immutable labels that select a service's pods.
+func SelectorLabels(name string) map[string]string {
+	return map[string]string{
+		"app.kubernetes.io/name":     name,
+		"app.kubernetes.io/instance": name,
+	}
+}
+
+// NewMicroservice validates args, then declares the service's objects as
+// children named "<name>-<role>"; every Kubernetes object's metadata.name
+// is the service's name (the headless Service's is "<name>-headless").
+func NewMicroservice(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOption) (*Microservice, error) {
+	if args == nil {
+		return nil, fmt.Errorf("microservice %s: args are required", name)
+	}
+	if err := args.Validate(name); err != nil {
+		return nil, fmt.Errorf("microservice %s: %w", name, err)
+	}
+	m := &Microservice{}
+	if err := ctx.RegisterComponentResource(TypeToken, name, m, opts...); err != nil {
+		return nil, fmt.Errorf("microservice %s: register: %w", name, err)
+	}
+	// Children wait for whatever the caller made the component wait for
+	// (the namespace, a secret): Pulumi does not pass dependsOn down by itself.
+	ro, err := pulumi.NewResourceOptions(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("microservice %s: options: %w", name, err)
+	}
+	parent := pulumi.Composite(pulumi.Parent(m), pulumi.DependsOn(ro.DependsOn))
+	selector := SelectorLabels(name)
+	labels := maps.Clone(selector)
+	labels["app.kubernetes.io/component"] = args.Component
+	labels["app.kubernetes.io/part-of"] = PartOf
+	labels["app.kubernetes.io/managed-by"] = ManagedBy
+	if args.Version != "" {
+		labels["app.kubernetes.io/version"] = args.Version
+	}
+	meta := func(objName string) *metav1.ObjectMetaArgs {
+		return &metav1.ObjectMetaArgs{
+			Name:      pulumi.String(objName),
+			Namespace: pulumi.String(args.Namespace),
+			Labels:    pulumi.ToStringMap(labels),
+		}
+	}
+
+	sa, err := corev1.NewServiceAccount(ctx, name+"-serviceaccount", &corev1.ServiceAccountArgs{
+		Metadata:                     meta(name),
+		AutomountServiceAccountToken: pulumi.Bool(false),
+	}, parent)
+	if err != nil {
+		return nil, fmt.Errorf("microservice %s: service account: %w", name, err)
+	}
+
+	podAnnotations := map[string]string{}
+	if args.MetricsPort != "" {
+		podAnnotations["prometheus.io/scrape"] = "true"
+		podAnnotations["prometheus.io/port"] = strconv.Itoa(args.portNumber(args.MetricsPort))
+		podAnnotations["prometheus.io/path"] = "/metrics"
+	}
+	volumes := corev1.VolumeArray{corev1.VolumeArgs{
+		Name:     pulumi.String("tmp"),
+		EmptyDir: &corev1.EmptyDirVolumeSourceArgs{SizeLimit: pulumi.String("64Mi")},
+	}}
+	mounts := corev1.VolumeMountArray{corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")}}
+	var dependsOn []pulumi.Resource
+	if len(args.ConfigFiles) > 0 {
+		cm, err := corev1.NewConfigMap(ctx, name+"-config", &corev1.ConfigMapArgs{
+			Metadata: meta(name),
+			Data:     pulumi.ToStringMap(args.ConfigFiles),
+		}, parent)
+		if err != nil {
+			return nil, fmt.Errorf("microservice %s: config map: %w", name, err)
+		}
+		dependsOn = append(dependsOn, cm)
+		podAnnotations["scaleplane.dev/config-checksum"] = checksum(args.ConfigFiles)
+		volumes = append(volumes, corev1.VolumeArgs{
+			Name:      pulumi.String("config"),
+			ConfigMap: &corev1.ConfigMapVolumeSourceArgs{Name: pulumi.String(name)},
+		})
+		mounts = append(mounts, corev1.VolumeMountArgs{
+			Name: pulumi.String("config"), MountPath: pulumi.String(args.ConfigMountPath), ReadOnly: pulumi.Bool(true),
+		})
+	}
+
+	spread := "ScheduleAnyway"
+	if args.ZoneSpreadRequired {
+		spread = "DoNotSchedule"
+	}
+	spreadOn := func(key, when string) corev1.TopologySpreadConstraintArgs {
+		return corev1.TopologySpreadConstraintArgs{
+			MaxSkew:           pulumi.Int(1),
+			TopologyKey:       pulumi.String(key),
+			WhenUnsatisfiable: pulumi.String(when),
+			LabelSelector:     &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(selector)},
+			// Count each rollout's pods on their own, so a rolling update
+			// does not pile the new pods where the old ones were.
+			MatchLabelKeys: pulumi.ToStringArray([]string{"pod-template-hash"}),
+		}
+	}
+	pullPolicy := args.ImagePullPolicy
+	if pullPolicy == "" {
+		pullPolicy = "IfNotPresent"
+	}
+
+	dep, err := appsv1.NewDeployment(ctx, name+"-deployment", &appsv1.DeploymentArgs{
+		Metadata: meta(name),
+		Spec: &appsv1.DeploymentSpecArgs{
+			// The HPA owns the replica count; this is only the first rollout's size.
+			Replicas:             pulumi.Int(args.Replicas.Min),
+			RevisionHistoryLimit: pulumi.Int(5),
+			Selector:             &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(selector)},
+			Strategy: &appsv1.DeploymentStrategyArgs{
+				Type: pulumi.String("RollingUpdate"),
+				// Never below the current capacity during a rollout.
+				RollingUpdate: &appsv1.RollingUpdateDeploymentArgs{
+					MaxSurge:       pulumi.String("25%"),
+					MaxUnavailable: pulumi.Int(0),
+				},
+			},
+			Template: &corev1.PodTemplateSpecArgs{
+				Metadata: &metav1.ObjectMetaArgs{
+					Labels:      pulumi.ToStringMap(labels),
+					Annotations: pulumi.ToStringMap(podAnnotations),
+				},
+				Spec: &corev1.PodSpecArgs{
+					ServiceAccountName:            sa.Metadata.Name().Elem(),
+					AutomountServiceAccountToken:  pulumi.Bool(false),
+					TerminationGracePeriodSeconds: pulumi.Int(args.GracePeriodSeconds()),
+					EnableServiceLinks:            pulumi.Bool(false),
+					SecurityContext: &corev1.PodSecurityContextArgs{
+						RunAsNonRoot:   pulumi.Bool(true),
+						RunAsUser:      pulumi.Int(nonRootUID),
+						RunAsGroup:     pulumi.Int(nonRootUID),
+						FsGroup:        pulumi.Int(nonRootUID),
+						SeccompProfile: &corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
+					},
+					TopologySpreadConstraints: corev1.TopologySpreadConstraintArray{
+						spreadOn("topology.kubernetes.io/zone", spread),
+						spreadOn("kubernetes.io/hostname", "ScheduleAnyway"),
+					},
+					Volumes: volumes,
+					Containers: corev1.ContainerArray{corev1.ContainerArgs{
+						Name:            pulumi.String(name),
+						Image:           pulumi.String(args.Image),
+						ImagePullPolicy: pulumi.String(pullPolicy),
+						Command:         optionalStrings(args.Command),
+						Args:            optionalStrings(args.Args),
+						Ports:           args.containerPorts(),
+						Env:             args.containerEnv(name),
+						Resources:       args.Resources.requirements(),
+						StartupProbe:    args.probe(args.Liveness, 2, 30),
+						LivenessProbe:   args.probe(args.Liveness, 10, 3),
+						ReadinessProbe:  args.probe(args.Readiness, 5, 2),
+						Lifecycle: &corev1.LifecycleArgs{
+							// A sleep, not an exec: distroless images have no shell.
+							PreStop: &corev1.LifecycleHandlerArgs{
+								Sleep: &corev1.SleepActionArgs{Seconds: pulumi.Int(args.PreStopSeconds)},
+							},
+						},
+						SecurityContext: &corev1.SecurityContextArgs{
+							AllowPrivilegeEscalation: pulumi.Bool(false),
+							Privileged:               pulumi.Bool(false),
+							ReadOnlyRootFilesystem:   pulumi.Bool(true),
+							RunAsNonRoot:             pulumi.Bool(true),
+							Capabilities:             &corev1.CapabilitiesArgs{Drop: pulumi.ToStringArray([]string{"ALL"})},
+							SeccompProfile:           &corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
+						},
+						VolumeMounts: mounts,
+					}},
+				},
+			},
+		},
+	}, parent, pulumi.DependsOn(dependsOn))
+	if err != nil {
+		return nil, fmt.Errorf("microservice %s: deployment: %w", name, err)
+	}
+
+	svcType := args.ServiceType
+	if svcType == "" {
+		svcType = "ClusterIP"
+	}
+	svc, err := corev1.NewService(ctx, name+"-service", &corev1.ServiceArgs{
+		Metadata: meta(name),
+		Spec: &corev1.ServiceSpecArgs{
+			Type:     pulumi.String(svcType),
+			Selector: pulumi.ToStringMap(selector),
+			Ports:    args.servicePorts(),
+			// No sticky sessions: state lives in Redis, any pod serves any client.
+			SessionAffinity: pulumi.String("None"),
+		},
+	}, parent)
+	if err != nil {
+		return nil, fmt.Errorf("microservice %s: service: %w", name, err)
+	}
+	if args.Headless {
+		if _, err := corev1.NewService(ctx, name+"-headless-service", &corev1.ServiceArgs{
+			Metadata: meta(name + "-headless"),
+			Spec: &corev1.ServiceSpecArgs{
+				ClusterIP:       pulumi.String("None"),
+				Selector:        pulumi.ToStringMap(selector),
+				Ports:           args.servicePorts(),
+				SessionAffinity: pulumi.String("None"),
+			},
+		}, parent); err != nil {
+			return nil, fmt.Errorf("microservice %s: headless service: %w", name, err)
+		}
+	}
+
+	if _, err := autoscalingv2.NewHorizontalPodAutoscaler(ctx, name+"-hpa", &autoscalingv2.HorizontalPodAutoscalerArgs{
+		Metadata: meta(name),
+		Spec: &autoscalingv2.HorizontalPodAutoscalerSpecArgs{
+			ScaleTargetRef: &autoscalingv2.CrossVersionObjectReferenceArgs{
+				ApiVersion: pulumi.String("apps/v1"),
+				Kind:       pulumi.String("Deployment"),
+				Name:       dep.Metadata.Name().Elem(),
+			},
+			MinReplicas: pulumi.Int(args.Replicas.Min),
+			MaxReplicas: pulumi.Int(args.Replicas.Max),
+			Metrics: autoscalingv2.MetricSpecArray{
+				utilization("cpu", args.CPUTargetPercent),
+				utilization("memory", args.MemoryTargetPercent),
+			},
+			Behavior: args.behavior(),
+		},
+	}, parent); err != nil {
+		return nil, fmt.Errorf("microservice %s: autoscaler: %w", name, err)
+	}
+
+	if _, err := policyv1.NewPodDisruptionBudget(ctx, name+"-pdb", &policyv1.PodDisruptionBudgetArgs{
+		Metadata: meta(name),
+		Spec: &policyv1.PodDisruptionBudgetSpecArgs{
+			// One pod at a time: a node drain always makes progress, and
+			// capacity never drops by more than one pod.
+			MaxUnavailable: pulumi.Int(1),
+			Selector:       &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(selector)},
+		},
+	}, parent); err != nil {
+		return nil, fmt.Errorf("microservice %s: disruption budget: %w", name, err)
+	}
+
+	if _, err := networkingv1.NewNetworkPolicy(ctx, name+"-networkpolicy", &networkingv1.NetworkPolicyArgs{
+		Metadata: meta(name),
+		Spec:     args.networkPolicy(selector),
+	}, parent); err != nil {
+		return nil, fmt.Errorf("microservice %s: network policy: %w", name, err)
+	}
+
+	m.DeploymentName = dep.Metadata.Name().Elem()
+	m.ServiceName = svc.Metadata.Name().Elem()
+	m.Endpoint = pulumi.Sprintf("%s.%s.svc.cluster.local:%d", m.ServiceName, args.Namespace, args.Ports[0].Port)
+	m.Labels = pulumi.ToStringMap(selector).ToStringMapOutput()
+	if err := ctx.RegisterResourceOutputs(m, pulumi.Map{
+		"deploymentName": m.DeploymentName,
+		"serviceName":    m.ServiceName,
+		"endpoint":       m.Endpoint,
+		"labels":         m.Labels,
+	}); err != nil {
+		return nil, fmt.Errorf("microservice %s: outputs: %w", name, err)
+	}
+	return m, nil
+}
+
+func (a *Args) portNumber(name string) int {
+	for _, p := range a.Ports {
+		if p.Name == name {
+			return p.Port
+		}
+	}
+	return 0
+}
+
+func (a *Args) containerPorts() corev1.ContainerPortArray {
+	var out corev1.ContainerPortArray
+	for _, p := range a.Ports {
+		out = append(out, corev1.ContainerPortArgs{
+			Name: pulumi.String(p.Name), ContainerPort: pulumi.Int(p.Port), Protocol: pulumi.String("TCP"),
+		})
+	}
+	return out
+}
+
+func (a *Args) servicePorts() corev1.ServicePortArray {
+	var out corev1.ServicePortArray
+	for _, p := range a.Ports {
+		sp := corev1.ServicePortArgs{
+			Name: pulumi.String(p.Name), Port: pulumi.Int(p.Port), TargetPort: pulumi.String(p.Name), Protocol: pulumi.String("TCP"),
+		}
+		if p.Protocol != "" {
+			sp.AppProtocol = pulumi.String(p.Protocol)
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
+// containerEnv is sorted by name so the rendered manifests are stable.
+func (a *Args) containerEnv(name string) corev1.EnvVarArray {
+	env := maps.Clone(a.Env)
+	if env == nil {
+		env = map[string]string{}
+	}
+	if a.GoRuntime {
+		env["GOMEMLIMIT"] = GoMemLimit(a.Resources.MemoryLimit)
+		env["GOMAXPROCS"] = strconv.Itoa(GoMaxProcs(a.Resources))
+	}
+	env["SHUTDOWN_DRAIN_SECONDS"] = strconv.Itoa(a.DrainSeconds)
+	if a.OTLPEndpoint != "" {
+		env["OTEL_EXPORTER_OTLP_ENDPOINT"] = a.OTLPEndpoint
+		env["OTEL_SERVICE_NAME"] = name
+		env["OTEL_RESOURCE_ATTRIBUTES"] = "service.namespace=" + a.Namespace + ",service.version=" + a.Version
+		env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+		if _, ok := env["OTEL_TRACES_SAMPLER_ARG"]; !ok {
+			env["OTEL_TRACES_SAMPLER_ARG"] = "1.0"
+		}
+	}
+	var out corev1.EnvVarArray
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		out = append(out, corev1.EnvVarArgs{Name: pulumi.String(k), Value: pulumi.String(env[k])})
+	}
+	for _, k := range slices.Sorted(maps.Keys(a.SecretEnv)) {
+		secret, key, _ := strings.Cut(a.SecretEnv[k], "/")
+		out = append(out, corev1.EnvVarArgs{
+			Name: pulumi.String(k),
+			ValueFrom: &corev1.EnvVarSourceArgs{SecretKeyRef: &corev1.SecretKeySelectorArgs{
+				Name: pulumi.String(secret), Key: pulumi.String(key),
+			}},
+		})
+	}
+	return out
+}
+
+func (r Resources) requirements() *corev1.ResourceRequirementsArgs {
+	limits := pulumi.StringMap{"memory": pulumi.String(r.MemoryLimit.String())}
+	if !r.CPULimit.IsZero() {
+		limits["cpu"] = pulumi.String(r.CPULimit.String())
+	}
+	return &corev1.ResourceRequirementsArgs{
+		Requests: pulumi.StringMap{
+			"cpu":    pulumi.String(r.CPURequest.String()),
+			"memory": pulumi.String(r.MemoryRequest.String()),
+		},
+		Limits: limits,
+	}
+}
+
+func (a *Args) probe(p Probe, periodSeconds, failureThreshold int) *corev1.ProbeArgs {
+	pa := &corev1.ProbeArgs{
+		PeriodSeconds:    pulumi.Int(periodSeconds),
+		TimeoutSeconds:   pulumi.Int(2),
+		FailureThreshold: pulumi.Int(failureThreshold),
+	}
+	if p.GRPC {
+		pa.Grpc = &corev1.GRPCActionArgs{Port: pulumi.Int(a.portNumber(p.Port))}
+	} else {
+		pa.HttpGet = &corev1.HTTPGetActionArgs{Path: pulumi.String(p.HTTPPath), Port: pulumi.String(p.Port)}
+	}
+	return pa
+}
+
+func utilization(res string, percent int) autoscalingv2.MetricSpecArgs {
+	return autoscalingv2.MetricSpecArgs{
+		Type: pulumi.String("Resource"),
+		Resource: &autoscalingv2.ResourceMetricSourceArgs{
+			Name: pulumi.String(res),
+			Target: &autoscalingv2.MetricTargetArgs{
+				Type:               pulumi.String("Utilization"),
+				AverageUtilization: pulumi.Int(percent),
+			},
+		},
+	}
+}
+
+func (a *Args) behavior() *autoscalingv2.HorizontalPodAutoscalerBehaviorArgs {
+	upPods := a.ScaleUpMaxPodsPer15s
+	if upPods <= 0 {
+		upPods = 4
+	}
+	downPercent := a.ScaleDownMaxPercentPerMin
+	if downPercent <= 0 {
+		downPercent = 50
+	}
+	return &autoscalingv2.HorizontalPodAutoscalerBehaviorArgs{
+		// Scale out fast (double or +N pods every 15 s, whichever is more)...
+		ScaleUp: &autoscalingv2.HPAScalingRulesArgs{
+			StabilizationWindowSeconds: pulumi.Int(a.ScaleUpWindowSeconds),
+			SelectPolicy:               pulumi.String("Max"),
+			Policies: autoscalingv2.HPAScalingPolicyArray{
+				autoscalingv2.HPAScalingPolicyArgs{Type: pulumi.String("Percent"), Value: pulumi.Int(100), PeriodSeconds: pulumi.Int(15)},
+				autoscalingv2.HPAScalingPolicyArgs{Type: pulumi.String("Pods"), Value: pulumi.Int(upPods), PeriodSeconds: pulumi.Int(15)},
+			},
+		},
+		// ...and in slowly, after the stabilization window.
+		ScaleDown: &autoscalingv2.HPAScalingRulesArgs{
+			StabilizationWindowSeconds: pulumi.Int(a.ScaleDownWindowSeconds),
+			SelectPolicy:               pulumi.String("Min"),
+			Policies: autoscalingv2.HPAScalingPolicyArray{
+				autoscalingv2.HPAScalingPolicyArgs{Type: pulumi.String("Percent"), Value: pulumi.Int(downPercent), PeriodSeconds: pulumi.Int(60)},
+			},
+		},
+	}
+}
+
+func (a *Args) networkPolicy(selector map[string]string) *networkingv1.NetworkPolicySpecArgs {
+	var ports networkingv1.NetworkPolicyPortArray
+	for _, p := range a.Ports {
+		ports = append(ports, networkingv1.NetworkPolicyPortArgs{Port: pulumi.Int(p.Port), Protocol: pulumi.String("TCP")})
+	}
+	rule := networkingv1.NetworkPolicyIngressRuleArgs{Ports: ports}
+	if !a.AllowFromAnywhere {
+		var peers networkingv1.NetworkPolicyPeerArray
+		for _, caller := range a.AllowFrom {
+			peers = append(peers, networkingv1.NetworkPolicyPeerArgs{
+				PodSelector: &metav1.LabelSelectorArgs{MatchLabels: pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(caller)}},
+			})
+		}
+		if a.MetricsPort != "" {
+			// Prometheus may live in another namespace.
+			peers = append(peers, networkingv1.NetworkPolicyPeerArgs{
+				NamespaceSelector: &metav1.LabelSelectorArgs{},
+				PodSelector:       &metav1.LabelSelectorArgs{MatchLabels: pulumi.StringMap{"app.kubernetes.io/name": pulumi.String("prometheus")}},
+			})
+		}
+		rule.From = peers
+	}
+	return &networkingv1.NetworkPolicySpecArgs{
+		PodSelector: &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(selector)},
+		PolicyTypes: pulumi.ToStringArray([]string{"Ingress"}),
+		Ingress:     networkingv1.NetworkPolicyIngressRuleArray{rule},
+	}
+}
+
+func checksum(files map[string]string) string {
+	h := sha256.New()
+	for _, k := range slices.Sorted(maps.Keys(files)) {
+		fmt.Fprintf(h, "%s\x00%s\x00", k, files[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// optionalStrings leaves an unset list out of the manifest instead of
+// sending an empty one that would override the image's entrypoint.
+func optionalStrings(s []string) pulumi.StringArrayInput {
+	if len(s) == 0 {
+		return nil
+	}
+	return pulumi.ToStringArray(s)
+}

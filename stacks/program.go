@@ -1,0 +1,149 @@
+package stacks
+
+import (
+	"fmt"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/scaleplane/scaleplane/components/edge"
+	"github.com/scaleplane/scaleplane/components/microservice"
+	"github.com/scaleplane/scaleplane/components/namespace"
+)
+
+// Ports of the bundled services, shared by their Deployments, the edge
+// upstreams and the callers' addresses.
+const (
+	GatewayHTTPPort = 8080
+	UsersGRPCPort   = 9090
+	AdminHTTPPort   = 8081
+)
+
+// Program is the stack program: it loads and validates the config before
+// declaring anything, then composes the components for the environment.
+func Program(ctx *pulumi.Context) error {
+	env, err := Load(ctx)
+	if err != nil {
+		return err
+	}
+	return Compose(ctx, env)
+}
+
+// Compose declares a validated Env's resources. Program calls it after
+// Load; it is exported for tests that build an Env in Go.
+func Compose(ctx *pulumi.Context, env *Env) error {
+	ns, err := namespace.NewNamespace(ctx, env.Namespace, &namespace.Args{Name: env.Namespace, Environment: env.Environment})
+	if err != nil {
+		return err
+	}
+	after := pulumi.DependsOn([]pulumi.Resource{ns})
+	data := dataEndpoints(env)
+
+	services := []struct {
+		name string
+		args *microservice.Args
+	}{
+		{"gateway", env.service("gateway", "gateway", microservice.Args{
+			Ports:     []microservice.Port{{Name: "http", Port: GatewayHTTPPort, Protocol: "http"}},
+			Liveness:  microservice.Probe{Port: "http", HTTPPath: "/healthz"},
+			Readiness: microservice.Probe{Port: "http", HTTPPath: "/readyz"},
+			// The edge (HAProxy) balances across every gateway pod itself.
+			Headless:  true,
+			AllowFrom: []string{"edge"},
+			Env: map[string]string{
+				"HTTP_ADDR":     fmt.Sprintf(":%d", GatewayHTTPPort),
+				"KAFKA_BROKERS": data.KafkaBrokers,
+				"REDIS_ADDRS":   data.RedisAddrs,
+				// dns:/// with the headless Service: gRPC balances calls over
+				// every users pod, not one pinned connection.
+				"USERS_ADDR": fmt.Sprintf("dns:///users-headless.%s.svc.cluster.local:%d", env.Namespace, UsersGRPCPort),
+			},
+			SecretEnv: map[string]string{"REDIS_PASSWORD": data.RedisPasswordRef},
+		})},
+		{"users", env.service("users", "api", microservice.Args{
+			Ports: []microservice.Port{
+				{Name: "grpc", Port: UsersGRPCPort, Protocol: "grpc"},
+				{Name: "admin", Port: AdminHTTPPort, Protocol: "http"},
+			},
+			Liveness:  microservice.Probe{Port: "grpc", GRPC: true},
+			Readiness: microservice.Probe{Port: "grpc", GRPC: true},
+			Headless:  true,
+			AllowFrom: []string{"gateway"},
+			Env: map[string]string{
+				"GRPC_ADDR": fmt.Sprintf(":%d", UsersGRPCPort),
+				"HTTP_ADDR": fmt.Sprintf(":%d", AdminHTTPPort),
+			},
+			SecretEnv: map[string]string{"DATABASE_URL_RW": data.PostgresRWRef, "DATABASE_URL_RO": data.PostgresRORef},
+		})},
+		{"worker", env.service("worker", "worker", microservice.Args{
+			Ports:     []microservice.Port{{Name: "admin", Port: AdminHTTPPort, Protocol: "http"}},
+			Liveness:  microservice.Probe{Port: "admin", HTTPPath: "/healthz"},
+			Readiness: microservice.Probe{Port: "admin", HTTPPath: "/readyz"},
+			Env: map[string]string{
+				"HTTP_ADDR":     fmt.Sprintf(":%d", AdminHTTPPort),
+				"KAFKA_BROKERS": data.KafkaBrokers,
+				"REDIS_ADDRS":   data.RedisAddrs,
+			},
+			SecretEnv: map[string]string{"REDIS_PASSWORD": data.RedisPasswordRef, "DATABASE_URL_RW": data.PostgresRWRef},
+		})},
+	}
+	for _, s := range services {
+		if _, err := microservice.NewMicroservice(ctx, s.name, s.args, after); err != nil {
+			return err
+		}
+	}
+
+	gw := env.Workloads["gateway"]
+	edgeWL := env.Workloads["edge"]
+	e, err := edge.NewEdge(ctx, "edge", &edge.Args{
+		Kind:      env.Edge.Kind,
+		Namespace: env.Namespace,
+		Image:     env.Edge.Image,
+		Version:   env.ImageTag,
+		Config: edge.Config{
+			BodyLimitBytes:     env.Edge.BodyLimitBytes,
+			RateLimitPerSecond: env.Edge.RateLimitPerSecond,
+			RateBurst:          env.Edge.RateBurst,
+			Backends: []edge.Backend{{
+				Name:       "gateway",
+				PathPrefix: "/",
+				Servers:    []string{fmt.Sprintf("gateway.%s.svc.cluster.local:%d", env.Namespace, GatewayHTTPPort)},
+				Discovery: &edge.Discovery{
+					FQDN:  fmt.Sprintf("gateway-headless.%s.svc.cluster.local", env.Namespace),
+					Port:  GatewayHTTPPort,
+					Slots: gw.Replicas.Max,
+				},
+				HealthPath: "/readyz",
+			}},
+		},
+		Resources:          edgeWL.Resources,
+		Replicas:           edgeWL.Replicas,
+		Autoscaling:        env.Autoscaling,
+		Shutdown:           env.Shutdown,
+		ZoneSpreadRequired: env.ZoneSpreadRequired,
+	}, after)
+	if err != nil {
+		return err
+	}
+	ctx.Export("namespace", ns.Name)
+	ctx.Export("edgeService", e.ServiceName)
+	ctx.Export("edgeEndpoint", e.Endpoint)
+	return nil
+}
+
+// service fills the parts every bundled Go service shares from the Env.
+func (e *Env) service(name, component string, a microservice.Args) *microservice.Args {
+	w := e.Workloads[name]
+	a.Namespace = e.Namespace
+	a.Image = e.Image(name)
+	a.Component = component
+	a.Version = e.ImageTag
+	a.Resources = w.Resources
+	a.Replicas = w.Replicas
+	a.Autoscaling = e.Autoscaling
+	a.Shutdown = e.Shutdown
+	a.ZoneSpreadRequired = e.ZoneSpreadRequired
+	a.GoRuntime = true
+	a.OTLPEndpoint = e.CollectorEndpoint()
+	a.MetricsPort = a.Ports[len(a.Ports)-1].Name
+	return &a
+}
