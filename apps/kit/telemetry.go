@@ -1,0 +1,219 @@
+package kit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
+)
+
+// TelemetryConfig says where traces go and how logs look.
+type TelemetryConfig struct {
+	// Service is the service.name resource attribute and the log "service" field.
+	Service string
+	// OTLPEndpoint is host:port of an OTLP/gRPC receiver; empty disables
+	// export (spans are still created so trace_id reaches the logs).
+	OTLPEndpoint string
+	// OTLPInsecure dials the receiver without TLS (in-cluster collectors).
+	OTLPInsecure bool
+	// SampleRatio is the head-sampling ratio for new traces; parents decide
+	// for propagated ones so a trace is never cut in the middle.
+	SampleRatio float64
+	// LogLevel is the minimum slog level.
+	LogLevel slog.Level
+	// LogWriter receives JSON logs; nil means stderr.
+	LogWriter io.Writer
+	// Exporter overrides the OTLP exporter, for tests.
+	Exporter sdktrace.SpanExporter
+}
+
+// TelemetryFromEnv reads OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_INSECURE,
+// OTEL_TRACES_SAMPLER_ARG and LOG_LEVEL.
+func TelemetryFromEnv(e *Env, service string) TelemetryConfig {
+	c := TelemetryConfig{Service: service}
+	c.OTLPEndpoint = e.String("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+	c.OTLPInsecure = e.Bool("OTEL_EXPORTER_OTLP_INSECURE", true)
+	c.SampleRatio = e.Float("OTEL_TRACES_SAMPLER_ARG", 1, 0, 1)
+	switch lvl := e.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"); lvl {
+	case "debug":
+		c.LogLevel = slog.LevelDebug
+	case "warn":
+		c.LogLevel = slog.LevelWarn
+	case "error":
+		c.LogLevel = slog.LevelError
+	}
+	return c
+}
+
+// Telemetry bundles a service's tracer provider, propagator, logger and
+// metrics. Nothing is installed globally: several services can live in one
+// test process, each with its own service.name and registry.
+type Telemetry struct {
+	Service    string
+	Logger     *slog.Logger
+	Tracer     trace.TracerProvider
+	Propagator propagation.TextMapPropagator
+	Metrics    *Metrics
+	sdk        *sdktrace.TracerProvider
+}
+
+// NewTelemetry builds the providers. Call Shutdown with a deadline when the
+// service stops, so that buffered spans are flushed and not lost.
+func NewTelemetry(ctx context.Context, c TelemetryConfig) (*Telemetry, error) {
+	w := c.LogWriter
+	if w == nil {
+		w = os.Stderr
+	}
+	t := &Telemetry{
+		Service: c.Service,
+		Propagator: propagation.NewCompositeTextMapPropagator(
+			propagation.TraceContext{}, propagation.Baggage{}),
+		Metrics: NewMetrics(),
+	}
+	t.Logger = slog.New(traceHandler{slog.NewJSONHandler(w, &slog.HandlerOptions{Level: c.LogLevel})}).
+		With("service", c.Service)
+
+	exp := c.Exporter
+	if exp == nil && c.OTLPEndpoint != "" {
+		opts := []otlptracegrpc.Option{otlptracegrpc.WithEndpoint(c.OTLPEndpoint)}
+		if c.OTLPInsecure {
+			opts = append(opts, otlptracegrpc.WithInsecure())
+		}
+		var err error
+		if exp, err = otlptracegrpc.New(ctx, opts...); err != nil {
+			return nil, fmt.Errorf("OTLP exporter for %s: %w", c.OTLPEndpoint, err)
+		}
+	}
+	res := resource.NewSchemaless(semconv.ServiceName(c.Service))
+	opts := []sdktrace.TracerProviderOption{
+		sdktrace.WithResource(res),
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(c.SampleRatio))),
+	}
+	if exp != nil {
+		opts = append(opts, sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(time.Second)))
+	}
+	t.sdk = sdktrace.NewTracerProvider(opts...)
+	t.Tracer = t.sdk
+	return t, nil
+}
+
+// NoopTelemetry is for unit tests that do not look at spans or logs.
+func NoopTelemetry(service string) *Telemetry {
+	return &Telemetry{
+		Service:    service,
+		Logger:     slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		Tracer:     noop.NewTracerProvider(),
+		Propagator: propagation.TraceContext{},
+		Metrics:    NewMetrics(),
+	}
+}
+
+// LogStart logs the runtime limits the process honours; GOMEMLIMIT and
+// GOMAXPROCS are read by the Go runtime itself (GOMAXPROCS also follows the
+// container's CPU limit since Go 1.25), this only makes them visible.
+func (t *Telemetry) LogStart(ctx context.Context, attrs ...any) {
+	limit := debug.SetMemoryLimit(-1)
+	memLimit := "none"
+	if limit != 1<<63-1 {
+		memLimit = fmt.Sprintf("%d", limit)
+	}
+	attrs = append(attrs,
+		"gomaxprocs", runtime.GOMAXPROCS(0),
+		"gomemlimit_bytes", memLimit,
+		"go_version", runtime.Version())
+	t.Logger.InfoContext(ctx, "starting", attrs...)
+}
+
+// Shutdown flushes and stops the tracer provider within ctx's deadline.
+func (t *Telemetry) Shutdown(ctx context.Context) error {
+	if t.sdk == nil {
+		return nil
+	}
+	if err := t.sdk.Shutdown(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("tracer provider shutdown: %w", err)
+	}
+	return nil
+}
+
+// HTTPHandler wraps h with server spans; probes and scrapes are left out of
+// traces because they are noise that would drown the sampled requests.
+func (t *Telemetry) HTTPHandler(h http.Handler, operation string) http.Handler {
+	return otelhttp.NewHandler(h, operation,
+		otelhttp.WithTracerProvider(t.Tracer),
+		otelhttp.WithPropagators(t.Propagator),
+		otelhttp.WithFilter(func(r *http.Request) bool { return !isProbe(r.URL.Path) }),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+			if r.Pattern != "" {
+				return r.Pattern
+			}
+			return r.Method + " " + r.URL.Path
+		}),
+	)
+}
+
+func isProbe(path string) bool {
+	return path == "/healthz" || path == "/readyz" || path == "/metrics"
+}
+
+// GRPCServerHandler is the stats handler for gRPC servers, with the health
+// service filtered out of traces.
+func (t *Telemetry) GRPCServerHandler() stats.Handler {
+	return otelgrpc.NewServerHandler(
+		otelgrpc.WithTracerProvider(t.Tracer),
+		otelgrpc.WithPropagators(t.Propagator),
+		otelgrpc.WithFilter(filters.Not(filters.HealthCheck())),
+	)
+}
+
+// GRPCDialOption instruments a gRPC client so the trace context travels in
+// the call's metadata.
+func (t *Telemetry) GRPCDialOption() grpc.DialOption {
+	return grpc.WithStatsHandler(otelgrpc.NewClientHandler(
+		otelgrpc.WithTracerProvider(t.Tracer),
+		otelgrpc.WithPropagators(t.Propagator),
+		otelgrpc.WithFilter(filters.Not(filters.HealthCheck())),
+	))
+}
+
+// traceHandler adds trace_id and span_id to every record logged with a
+// context that carries a span, so logs and traces join on one id.
+type traceHandler struct{ slog.Handler }
+
+func (h traceHandler) Handle(ctx context.Context, r slog.Record) error {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()),
+			slog.String("span_id", sc.SpanID().String()))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h traceHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return traceHandler{h.Handler.WithAttrs(as)}
+}
+
+func (h traceHandler) WithGroup(name string) slog.Handler {
+	return traceHandler{h.Handler.WithGroup(name)}
+}
+
+// Attr is a shorthand for span attributes built from strings.
+func Attr(k, v string) attribute.KeyValue { return attribute.String(k, v) }

@@ -1,0 +1,41 @@
+// Command users serves the internal users gRPC API; see apps/README.md for
+// its environment.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/scaleplane/scaleplane/apps/kit"
+	"github.com/scaleplane/scaleplane/apps/users/users"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "users:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	ctx, stop := kit.SignalContext()
+	defer stop()
+	cfg, err := users.ConfigFromEnv(kit.NewEnv(nil))
+	if err != nil {
+		return err
+	}
+	tel, err := kit.NewTelemetry(ctx, cfg.Telemetry)
+	if err != nil {
+		return err
+	}
+	svc, err := users.New(ctx, cfg, tel)
+	if err != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+		return err
+	}
+	return svc.Run(ctx)
+}
