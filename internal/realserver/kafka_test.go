@@ -106,7 +106,7 @@ func TestKafkaSingleNode(t *testing.T) {
 // acks=all produce keeps working after one node is SIGKILLed.
 func TestKafkaSurvivesNodeLoss(t *testing.T) {
 	if testing.Short() {
-		t.Skip("skipped in -short: starts three Kafka JVMs and waits out a node's fencing (~30s on 2 cores)")
+		t.Skip("skipped in -short: starts three Kafka JVMs and waits out a node's fencing (~20s on 2 cores)")
 	}
 	t.Parallel()
 	start := time.Now()

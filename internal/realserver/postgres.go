@@ -109,7 +109,8 @@ func StartPostgres(t testing.TB, cfg PostgresConfig) *Postgres {
 		t.Fatalf("realserver: %v", err)
 	}
 	if err := appendFile(filepath.Join(p.primary.data, "postgresql.conf"),
-		"\n# --- rendered postgresql.conf ---\n"+cfg.Conf+p.primary.harnessConf()); err != nil {
+		"\n# --- rendered postgresql.conf ---\n"+dropKeys(cfg.Conf, keyNames(p.primary.harnessLines())...)+
+			harnessBlock(p.primary.harnessLines())); err != nil {
 		t.Fatalf("realserver: %v", err)
 	}
 	if err := p.primary.startAndWait(p.adminReady(p.primary)); err != nil {
@@ -143,12 +144,12 @@ func (p *Postgres) newNode(t testing.TB, name string) *pgNode {
 	return n
 }
 
-// harnessConf is the block of machine-specific settings appended last.
+// harnessLines are the machine-specific settings appended last.
 // fsync is off because a test never survives a machine crash, and it makes
 // initdb-fresh clusters much faster on a shared CI disk.
-func (n *pgNode) harnessConf() string {
+func (n *pgNode) harnessLines() []string {
 	q := func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
-	return harnessBlock([]string{
+	return []string{
 		"listen_addresses = " + q(Loopback),
 		"port = " + strconv.Itoa(n.port),
 		"unix_socket_directories = " + q(n.sockDir),
@@ -159,7 +160,7 @@ func (n *pgNode) harnessConf() string {
 		"logging_collector = off",
 		"log_destination = 'stderr'",
 		"fsync = off",
-	})
+	}
 }
 
 func (n *pgNode) startAndWait(ready func() error) error {
@@ -193,7 +194,7 @@ func (p *Postgres) startReplica(n *pgNode) error {
 	if err != nil {
 		return fmt.Errorf("%s: pg_basebackup: %w", n.name, err)
 	}
-	if err := appendFile(filepath.Join(n.data, "postgresql.conf"), n.harnessConf()); err != nil {
+	if err := appendFile(filepath.Join(n.data, "postgresql.conf"), harnessBlock(n.harnessLines())); err != nil {
 		return err
 	}
 	return n.startAndWait(func() error {

@@ -3,13 +3,22 @@
 // in t.Cleanup. No mocks: a component proves its rendered config by starting
 // the real binary with it.
 //
-// Every start function takes the component's rendered config text as is and
-// appends only the machine-specific keys the harness must own (ports, bind
-// addresses, directories, node ids, quorum voters); for every server here a
-// later setting of the same key wins, so the harness's value overrides.
+// Every start function takes the component's rendered config text as is;
+// the harness owns only the machine-specific keys (ports, bind addresses,
+// directories, node ids, quorum voters). It comments out the rendered lines
+// setting those keys, since some servers act on a value while parsing (Redis
+// chdirs to dir at once), and writes its own values last. The final config
+// sits in the server's directory with a "realserver harness" marker.
 //
-// Waits are bounded by the named constants below; a server that does not
-// come up fails the test with the tail of its own log.
+//	pg := realserver.StartPostgres(t, realserver.PostgresConfig{Conf: postgres.RenderConf(cfg), HBA: postgres.RenderHBA(cfg), Replicas: 1})
+//	dsn := pg.CreateDatabase("app", "secret", "app")
+//	k := realserver.StartKafka(t, realserver.KafkaConfig{Nodes: 3, Properties: kafka.RenderProperties(cfg)})
+//	ng := realserver.NewNginx(t)
+//	ng.Start(edge.RenderNginx(ng.Port(), ng.TempPaths()))
+//
+// Waits are bounded by named constants; a server that does not come up
+// fails the test with the tail of its own log. Servers that refuse root
+// (postgres, pgbouncer) run as the postgres OS user when tests run as root.
 package realserver
 
 import (
