@@ -1,13 +1,13 @@
 package stacks
 
-import "fmt"
+import "github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 // DataEndpoints is how the services reach the data tier: the same fields
 // whichever flavour serves it, so services are wired the same way
 // everywhere. Secret references are "secret-name/key".
 type DataEndpoints struct {
-	KafkaBrokers     string
-	RedisAddrs       string
+	KafkaBrokers     pulumi.StringInput
+	RedisAddrs       pulumi.StringInput
 	RedisPasswordRef string
 	PostgresRWRef    string
 	PostgresRORef    string
@@ -18,8 +18,8 @@ type DataEndpoints struct {
 // will declare (Services kafka, redis, postgres-rw/-ro through PgBouncer),
 // and the Secrets they will own.
 func dataEndpoints(env *Env) DataEndpoints {
-	svc := func(name string, port int) string {
-		return fmt.Sprintf("%s.%s.svc.cluster.local:%d", name, env.Namespace, port)
+	svc := func(name string, port int) pulumi.StringInput {
+		return pulumi.Sprintf("%s.%s.svc.cluster.local:%d", name, env.Namespace, port)
 	}
 	return DataEndpoints{
 		KafkaBrokers:     svc("kafka", 9092),

@@ -49,13 +49,13 @@ func Compose(ctx *pulumi.Context, env *Env) error {
 			// The edge (HAProxy) balances across every gateway pod itself.
 			Headless:  true,
 			AllowFrom: []string{"edge"},
-			Env: map[string]string{
-				"HTTP_ADDR":     fmt.Sprintf(":%d", GatewayHTTPPort),
+			Env: pulumi.StringMap{
+				"HTTP_ADDR":     pulumi.Sprintf(":%d", GatewayHTTPPort),
 				"KAFKA_BROKERS": data.KafkaBrokers,
 				"REDIS_ADDRS":   data.RedisAddrs,
 				// dns:/// with the headless Service: gRPC balances calls over
 				// every users pod, not one pinned connection.
-				"USERS_ADDR": fmt.Sprintf("dns:///users-headless.%s.svc.cluster.local:%d", env.Namespace, UsersGRPCPort),
+				"USERS_ADDR": pulumi.Sprintf("dns:///users-headless.%s.svc.cluster.local:%d", env.Namespace, UsersGRPCPort),
 			},
 			SecretEnv: map[string]string{"REDIS_PASSWORD": data.RedisPasswordRef},
 		})},
@@ -68,9 +68,9 @@ func Compose(ctx *pulumi.Context, env *Env) error {
 			Readiness: microservice.Probe{Port: "grpc", GRPC: true},
 			Headless:  true,
 			AllowFrom: []string{"gateway"},
-			Env: map[string]string{
-				"GRPC_ADDR": fmt.Sprintf(":%d", UsersGRPCPort),
-				"HTTP_ADDR": fmt.Sprintf(":%d", AdminHTTPPort),
+			Env: pulumi.StringMap{
+				"GRPC_ADDR": pulumi.Sprintf(":%d", UsersGRPCPort),
+				"HTTP_ADDR": pulumi.Sprintf(":%d", AdminHTTPPort),
 			},
 			SecretEnv: map[string]string{"DATABASE_URL_RW": data.PostgresRWRef, "DATABASE_URL_RO": data.PostgresRORef},
 		})},
@@ -78,8 +78,8 @@ func Compose(ctx *pulumi.Context, env *Env) error {
 			Ports:     []microservice.Port{{Name: "admin", Port: AdminHTTPPort, Protocol: "http"}},
 			Liveness:  microservice.Probe{Port: "admin", HTTPPath: "/healthz"},
 			Readiness: microservice.Probe{Port: "admin", HTTPPath: "/readyz"},
-			Env: map[string]string{
-				"HTTP_ADDR":     fmt.Sprintf(":%d", AdminHTTPPort),
+			Env: pulumi.StringMap{
+				"HTTP_ADDR":     pulumi.Sprintf(":%d", AdminHTTPPort),
 				"KAFKA_BROKERS": data.KafkaBrokers,
 				"REDIS_ADDRS":   data.RedisAddrs,
 			},

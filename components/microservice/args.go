@@ -10,6 +10,7 @@ import (
 	"math"
 	"regexp"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
 
@@ -92,8 +93,9 @@ type Args struct {
 	// Version is the app.kubernetes.io/version label.
 	Version string
 	Ports   []Port
-	// Env is the plain environment; secrets come through SecretEnv.
-	Env map[string]string
+	// Env is the plain environment; values may be outputs of other
+	// resources (a managed database's endpoint). Secrets come through SecretEnv.
+	Env map[string]pulumi.StringInput
 	// SecretEnv maps an environment variable to a key of a Secret
 	// ("secret-name/key"), so no credential is ever in the pod spec.
 	SecretEnv map[string]string

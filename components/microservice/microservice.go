@@ -343,25 +343,26 @@ func (a *Args) servicePorts() corev1.ServicePortArray {
 func (a *Args) containerEnv(name string) corev1.EnvVarArray {
 	env := maps.Clone(a.Env)
 	if env == nil {
-		env = map[string]string{}
+		env = map[string]pulumi.StringInput{}
 	}
+	set := func(k, v string) { env[k] = pulumi.String(v) }
 	if a.GoRuntime {
-		env["GOMEMLIMIT"] = GoMemLimit(a.Resources.MemoryLimit)
-		env["GOMAXPROCS"] = strconv.Itoa(GoMaxProcs(a.Resources))
+		set("GOMEMLIMIT", GoMemLimit(a.Resources.MemoryLimit))
+		set("GOMAXPROCS", strconv.Itoa(GoMaxProcs(a.Resources)))
 	}
-	env["SHUTDOWN_DRAIN_SECONDS"] = strconv.Itoa(a.DrainSeconds)
+	set("SHUTDOWN_DRAIN_SECONDS", strconv.Itoa(a.DrainSeconds))
 	if a.OTLPEndpoint != "" {
-		env["OTEL_EXPORTER_OTLP_ENDPOINT"] = a.OTLPEndpoint
-		env["OTEL_SERVICE_NAME"] = name
-		env["OTEL_RESOURCE_ATTRIBUTES"] = "service.namespace=" + a.Namespace + ",service.version=" + a.Version
-		env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+		set("OTEL_EXPORTER_OTLP_ENDPOINT", a.OTLPEndpoint)
+		set("OTEL_SERVICE_NAME", name)
+		set("OTEL_RESOURCE_ATTRIBUTES", "service.namespace="+a.Namespace+",service.version="+a.Version)
+		set("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
 		if _, ok := env["OTEL_TRACES_SAMPLER_ARG"]; !ok {
-			env["OTEL_TRACES_SAMPLER_ARG"] = "1.0"
+			set("OTEL_TRACES_SAMPLER_ARG", "1.0")
 		}
 	}
 	var out corev1.EnvVarArray
 	for _, k := range slices.Sorted(maps.Keys(env)) {
-		out = append(out, corev1.EnvVarArgs{Name: pulumi.String(k), Value: pulumi.String(env[k])})
+		out = append(out, corev1.EnvVarArgs{Name: pulumi.String(k), Value: env[k]})
 	}
 	for _, k := range slices.Sorted(maps.Keys(a.SecretEnv)) {
 		secret, key, _ := strings.Cut(a.SecretEnv[k], "/")
