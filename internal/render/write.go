@@ -123,6 +123,7 @@ func (g *Graph) DOT() string {
 	for _, root := range slices.Sorted(maps.Keys(roots)) {
 		walk(root, 0)
 	}
+	g.writeFlows(&b)
 	b.WriteString("}\n")
 	return b.String()
 }
@@ -139,4 +140,56 @@ func objectName(r Resource) string {
 		}
 	}
 	return r.Name
+}
+
+// writeFlows draws who may call whom, read from the NetworkPolicies: an
+// arrow from each allowed caller's workload to the workload it protects,
+// and from the outside world to workloads open to every source.
+func (g *Graph) writeFlows(b *strings.Builder) {
+	workloads := map[string]string{} // app name -> URN of its Deployment or StatefulSet
+	for _, r := range g.Resources {
+		if r.Type == "kubernetes:apps/v1:Deployment" || r.Type == "kubernetes:apps/v1:StatefulSet" {
+			workloads[objectName(r)] = r.URN
+		}
+	}
+	seen := map[string]bool{}
+	edge := func(from, to, style string) {
+		key := from + "->" + to
+		if from == "" || to == "" || seen[key] {
+			return
+		}
+		seen[key] = true
+		fmt.Fprintf(b, "  %q -> %q [%s];\n", from, to, style)
+	}
+	for _, r := range g.ByType("kubernetes:networking.k8s.io/v1:NetworkPolicy") {
+		target := workloads[appName(lookup(r.Inputs, "spec", "podSelector"))]
+		rules, _ := lookup(r.Inputs, "spec", "ingress").([]any)
+		for _, rule := range rules {
+			peers, ok := lookup(rule, "from").([]any)
+			if !ok {
+				b.WriteString("  \"clients\" [shape=ellipse, fillcolor=\"#fdf0d5\"];\n")
+				edge("clients", target, `color="#c0392b", penwidth=2`)
+				continue
+			}
+			for _, p := range peers {
+				edge(workloads[appName(lookup(p, "podSelector"))], target, `color="#2c6fbb", penwidth=1.5`)
+			}
+		}
+	}
+}
+
+func appName(selector any) string {
+	s, _ := lookup(selector, "matchLabels", "app.kubernetes.io/name").(string)
+	return s
+}
+
+func lookup(v any, keys ...string) any {
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
 }
