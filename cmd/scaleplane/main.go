@@ -1,5 +1,6 @@
 // Command scaleplane is the user's entry point: it renders a stack offline
-// under mocks (render, graph). Each verb is a thin call into internal/.
+// under mocks (render, graph) and
+// prepares the cached tools (tools). Each verb is a thin call into internal/.
 package main
 
 import (
@@ -30,6 +31,7 @@ type verb struct {
 var verbs = map[string]verb{
 	"render": {"Render a stack under mocks: manifests, resource graph, topology picture.", runRender},
 	"graph":  {"Print a stack's resource graph (tree, json or dot) without writing files.", runGraph},
+	"tools":  {"Fetch or build the cached tools (Kafka jars, ...) into ~/.cache/scaleplane.", runTools},
 }
 
 func main() {
