@@ -1,0 +1,67 @@
+package rules
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// defaultGraceSeconds is Kubernetes' terminationGracePeriodSeconds when unset.
+const defaultGraceSeconds = 30
+
+var sleepArg = regexp.MustCompile(`\bsleep\s+(\d+)`)
+
+// preStopSeconds reads a preStop sleep: the sleep action or an exec of `sleep N`.
+func preStopSeconds(c container) int {
+	pre := get(c.m, "lifecycle", "preStop")
+	if s, ok := intOf(get(pre, "sleep", "seconds")); ok {
+		return s
+	}
+	var cmd []string
+	for _, a := range listOf(get(pre, "exec", "command")) {
+		cmd = append(cmd, str(a))
+	}
+	if m := sleepArg.FindStringSubmatch(strings.Join(cmd, " ")); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	return 0
+}
+
+// TerminationGrace leaves time for the preStop sleep and the drain.
+var TerminationGrace = register(&Rule{
+	ID:          "termination-grace",
+	Name:        "Grace period covers preStop and drain",
+	Category:    Availability,
+	Level:       Mandatory,
+	Thresholds:  []string{"drainSecondsEnv"},
+	Description: "Every pod's terminationGracePeriodSeconds (default 30) is at least each container's preStop sleep plus its drain timeout (the drainSecondsEnv variable).",
+	Remediation: "Let the microservice component compute the grace period from preStopSeconds and drainSeconds, or raise terminationGracePeriodSeconds / lower drainSeconds in the stack file.",
+	Rationale:   "The articles' graceful shutdown: on SIGTERM 'stop accepting new requests, and finish existing ones'. Kubernetes kills the pod when the grace period ends, preStop included; a drain longer than what is left is cut off mid-request.",
+	CheckResource: func(r Resource, t Thresholds) []string {
+		spec, _, ok := pod(r)
+		if !ok {
+			return nil
+		}
+		grace := defaultGraceSeconds
+		if v := spec["terminationGracePeriodSeconds"]; v != nil {
+			g, ok := intOf(v)
+			if !ok {
+				return nil
+			}
+			grace = g
+		}
+		var out []string
+		for _, c := range containers(spec, false) {
+			drain := 0
+			if v, set := c.env(t.DrainSecondsEnv); set {
+				drain, _ = strconv.Atoi(v)
+			}
+			pre := preStopSeconds(c)
+			if need := pre + drain; grace < need {
+				out = append(out, msgf("%s %s: terminationGracePeriodSeconds %d is below preStop %d s + drain %d s = %d s", display(r), c.label(), grace, pre, drain, need))
+			}
+		}
+		return out
+	},
+})
