@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/scaleplane/scaleplane/apps/account"
@@ -77,6 +78,11 @@ func New(ctx context.Context, cfg Config, tel *kit.Telemetry) (_ *Gateway, err e
 	g.conn, err = grpc.NewClient(cfg.UsersAddr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()), // in-cluster; mTLS belongs to the mesh
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
+		// Reconnect quickly to a restarted users pod; the breaker, not a long
+		// reconnect backoff, protects it while it is down.
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{
+			BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second},
+			MinConnectTimeout: 2 * time.Second}),
 		tel.GRPCDialOption())
 	if err != nil {
 		return nil, fmt.Errorf("USERS_ADDR=%q: %w", cfg.UsersAddr, err)

@@ -3,6 +3,7 @@
 package worker
 
 import (
+	"context"
 	"runtime"
 	"time"
 
@@ -36,8 +37,9 @@ type Config struct {
 	Telemetry           kit.TelemetryConfig
 	// OnStored, when set, is called after a batch's transaction committed
 	// and before its offsets are: the window in which a crash causes a
-	// redelivery. Tests use it to crash there on purpose.
-	OnStored func(records int)
+	// redelivery. Tests use it to crash there on purpose; ctx is the batch's
+	// context, cancelled by a hard stop.
+	OnStored func(ctx context.Context, records int)
 }
 
 // ConfigFromEnv reads the configuration; see apps/README.md for the table.

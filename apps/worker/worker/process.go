@@ -182,7 +182,7 @@ func (w *Worker) processBatch(ctx context.Context, recs []*kgo.Record) error {
 		return err
 	}
 	if w.cfg.OnStored != nil {
-		w.cfg.OnStored(len(recs))
+		w.cfg.OnStored(ctx, len(recs))
 	}
 	w.announce(ctx, items)
 	return nil

@@ -126,7 +126,8 @@ func (w *Worker) AdminAddr() string { return w.adminLn.Addr().String() }
 func (w *Worker) closeAll() {
 	w.closeOnce.Do(func() {
 		if w.kafka != nil {
-			w.kafka.Close()
+			// Close alone would wait for a rebalance that BlockRebalanceOnPoll holds.
+			w.kafka.CloseAllowingRebalance()
 		}
 		if w.redis != nil {
 			_ = w.redis.Close()
@@ -162,6 +163,9 @@ func (w *Worker) consume() error {
 			// Only a hard stop gets here; the batch will be redelivered.
 			w.tel.Logger.Warn("batch abandoned uncommitted", "records", len(recs), "err", err)
 			return nil
+		}
+		if w.workCtx.Err() != nil {
+			return nil // hard stop between store and commit: redelivered, absorbed by the idempotent insert
 		}
 		if err := w.kafka.CommitRecords(w.workCtx, recs...); err != nil {
 			// Redelivery follows; the idempotent insert absorbs it.
