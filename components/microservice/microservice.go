@@ -27,8 +27,8 @@ const (
 	ManagedBy = "pulumi"
 )
 
-// nonRootUID is the distroless "nonroot" user; images built by scaleplane use it too.
-const nonRootUID = 65532
+// NonRootUID is the distroless "nonroot" user; images built by scaleplane use it too.
+const NonRootUID = 65532
 
 // Microservice is one deployed service and its scaling objects.
 type Microservice struct {
@@ -49,6 +49,46 @@ func SelectorLabels(name string) map[string]string {
 	return map[string]string{
 		"app.kubernetes.io/name":     name,
 		"app.kubernetes.io/instance": name,
+	}
+}
+
+// Labels are the recommended app.kubernetes.io/* labels of a workload's
+// objects: the selector labels plus component, part-of, managed-by and
+// version (when known).
+func Labels(name, component, version string) map[string]string {
+	l := SelectorLabels(name)
+	l["app.kubernetes.io/component"] = component
+	l["app.kubernetes.io/part-of"] = PartOf
+	l["app.kubernetes.io/managed-by"] = ManagedBy
+	if version != "" {
+		l["app.kubernetes.io/version"] = version
+	}
+	return l
+}
+
+// RestrictedPodSecurity is the pod half of the restricted Pod Security
+// Standard, running as uid; every scaleplane workload uses it.
+func RestrictedPodSecurity(uid int) *corev1.PodSecurityContextArgs {
+	return &corev1.PodSecurityContextArgs{
+		RunAsNonRoot:   pulumi.Bool(true),
+		RunAsUser:      pulumi.Int(uid),
+		RunAsGroup:     pulumi.Int(uid),
+		FsGroup:        pulumi.Int(uid),
+		SeccompProfile: &corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
+	}
+}
+
+// RestrictedContainerSecurity is the container half of the restricted Pod
+// Security Standard, with a read-only root filesystem: writable paths are
+// emptyDir or volume mounts.
+func RestrictedContainerSecurity() *corev1.SecurityContextArgs {
+	return &corev1.SecurityContextArgs{
+		AllowPrivilegeEscalation: pulumi.Bool(false),
+		Privileged:               pulumi.Bool(false),
+		ReadOnlyRootFilesystem:   pulumi.Bool(true),
+		RunAsNonRoot:             pulumi.Bool(true),
+		Capabilities:             &corev1.CapabilitiesArgs{Drop: pulumi.ToStringArray([]string{"ALL"})},
+		SeccompProfile:           &corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
 	}
 }
 
@@ -74,13 +114,7 @@ func NewMicroservice(ctx *pulumi.Context, name string, args *Args, opts ...pulum
 	}
 	parent := pulumi.Composite(pulumi.Parent(m), pulumi.DependsOn(ro.DependsOn))
 	selector := SelectorLabels(name)
-	labels := maps.Clone(selector)
-	labels["app.kubernetes.io/component"] = args.Component
-	labels["app.kubernetes.io/part-of"] = PartOf
-	labels["app.kubernetes.io/managed-by"] = ManagedBy
-	if args.Version != "" {
-		labels["app.kubernetes.io/version"] = args.Version
-	}
+	labels := Labels(name, args.Component, args.Version)
 	meta := func(objName string) *metav1.ObjectMetaArgs {
 		return &metav1.ObjectMetaArgs{
 			Name:      pulumi.String(objName),
@@ -173,13 +207,7 @@ func NewMicroservice(ctx *pulumi.Context, name string, args *Args, opts ...pulum
 					AutomountServiceAccountToken:  pulumi.Bool(false),
 					TerminationGracePeriodSeconds: pulumi.Int(args.GracePeriodSeconds()),
 					EnableServiceLinks:            pulumi.Bool(false),
-					SecurityContext: &corev1.PodSecurityContextArgs{
-						RunAsNonRoot:   pulumi.Bool(true),
-						RunAsUser:      pulumi.Int(nonRootUID),
-						RunAsGroup:     pulumi.Int(nonRootUID),
-						FsGroup:        pulumi.Int(nonRootUID),
-						SeccompProfile: &corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
-					},
+					SecurityContext:               RestrictedPodSecurity(NonRootUID),
 					TopologySpreadConstraints: corev1.TopologySpreadConstraintArray{
 						spreadOn("topology.kubernetes.io/zone", spread),
 						spreadOn("kubernetes.io/hostname", "ScheduleAnyway"),
@@ -193,7 +221,7 @@ func NewMicroservice(ctx *pulumi.Context, name string, args *Args, opts ...pulum
 						Args:            optionalStrings(args.Args),
 						Ports:           args.containerPorts(),
 						Env:             args.containerEnv(name),
-						Resources:       args.Resources.requirements(),
+						Resources:       args.Resources.Requirements(),
 						StartupProbe:    args.probe(args.Liveness, 2, 30),
 						LivenessProbe:   args.probe(args.Liveness, 10, 3),
 						ReadinessProbe:  args.probe(args.Readiness, 5, 2),
@@ -203,15 +231,8 @@ func NewMicroservice(ctx *pulumi.Context, name string, args *Args, opts ...pulum
 								Sleep: &corev1.SleepActionArgs{Seconds: pulumi.Int(args.PreStopSeconds)},
 							},
 						},
-						SecurityContext: &corev1.SecurityContextArgs{
-							AllowPrivilegeEscalation: pulumi.Bool(false),
-							Privileged:               pulumi.Bool(false),
-							ReadOnlyRootFilesystem:   pulumi.Bool(true),
-							RunAsNonRoot:             pulumi.Bool(true),
-							Capabilities:             &corev1.CapabilitiesArgs{Drop: pulumi.ToStringArray([]string{"ALL"})},
-							SeccompProfile:           &corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
-						},
-						VolumeMounts: mounts,
+						SecurityContext: RestrictedContainerSecurity(),
+						VolumeMounts:    mounts,
 					}},
 				},
 			},
@@ -376,7 +397,9 @@ func (a *Args) containerEnv(name string) corev1.EnvVarArray {
 	return out
 }
 
-func (r Resources) requirements() *corev1.ResourceRequirementsArgs {
+// Requirements are the container's requests and limits; no CPU limit
+// when CPULimit is zero.
+func (r Resources) Requirements() *corev1.ResourceRequirementsArgs {
 	limits := pulumi.StringMap{"memory": pulumi.String(r.MemoryLimit.String())}
 	if !r.CPULimit.IsZero() {
 		limits["cpu"] = pulumi.String(r.CPULimit.String())
