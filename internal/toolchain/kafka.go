@@ -140,5 +140,5 @@ func Warm(ctx context.Context, logf func(format string, args ...any)) error {
 		return err
 	}
 	logf("kafka %s: %s", k.Version, k.Dir)
-	return nil
+	return warmClusterTools(ctx, logf)
 }

@@ -1,0 +1,178 @@
+package images
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/scaleplane/scaleplane/stacks"
+)
+
+// AppsDir is where the Go services live, one main package per directory.
+const AppsDir = "apps"
+
+// Service is one built service image.
+type Service struct {
+	// Name is the directory under apps/, also the image repository's last
+	// path element.
+	Name string
+	// Ref is the reference the stack config points at
+	// (<imageRegistry>/<name>:<imageTag>).
+	Ref string
+	// DigestRef is the content-addressed reference of the same image.
+	DigestRef string
+	// Digest is the image manifest digest (sha256:...).
+	Digest string
+}
+
+// BuildOptions says what to build and where to load it.
+type BuildOptions struct {
+	// Root is the repository root (holds apps/ and stacks/).
+	Root string
+	// Stack names the stack whose imageRegistry/imageTag tag the images.
+	Stack string
+	// Only limits the build to these services (default: every main package
+	// under apps/).
+	Only []string
+	// Tarball is where the image archive is written (default: a temporary
+	// file removed after import).
+	Tarball string
+	// Socket is the containerd socket to import into; empty writes the
+	// tarball only (for `kind load image-archive` or another runtime).
+	Socket string
+	// Log receives progress lines.
+	Log io.Writer
+}
+
+// Services lists the directories under root/apps that hold a main package:
+// the services that can become images. Libraries (apps/kit) are skipped.
+func Services(root string) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(root, AppsDir))
+	if err != nil {
+		return nil, fmt.Errorf("images: listing %s: %w", AppsDir, err)
+	}
+	var out []string
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		files, _ := filepath.Glob(filepath.Join(root, AppsDir, e.Name(), "*.go"))
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			if isMain(f) {
+				out = append(out, e.Name())
+				break
+			}
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// isMain reports whether a Go file declares package main (its first
+// package clause, after comments and build tags).
+func isMain(file string) bool {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "package ") {
+			return strings.TrimSpace(strings.TrimPrefix(line, "package ")) == "main"
+		}
+	}
+	return false
+}
+
+// Build compiles each service statically (CGO off, -trimpath, so the bytes
+// depend only on the source), makes its image, tags it with the stack's
+// reference and its digest, writes one tarball and imports it.
+func Build(ctx context.Context, o BuildOptions) ([]Service, error) {
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	values, err := stacks.ReadStackConfig(o.Root, o.Stack)
+	if err != nil {
+		return nil, err
+	}
+	env, err := stacks.Parse(o.Stack, values)
+	if err != nil {
+		return nil, err
+	}
+	names := o.Only
+	if len(names) == 0 {
+		if names, err = Services(o.Root); err != nil {
+			return nil, err
+		}
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("images: no main package under %s", filepath.Join(o.Root, AppsDir))
+	}
+	work, err := os.MkdirTemp("", "scaleplane-images-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+
+	var built []Service
+	var tagged []Tagged
+	for _, svc := range names {
+		bin := filepath.Join(work, svc)
+		fmt.Fprintf(o.Log, "images: go build ./%s/%s\n", AppsDir, svc)
+		if err := goBuild(ctx, o.Root, "./"+AppsDir+"/"+svc, bin); err != nil {
+			return nil, err
+		}
+		img, err := FromBinary(Spec{Binary: bin, Path: "/app/" + svc})
+		if err != nil {
+			return nil, fmt.Errorf("images: %s: %w", svc, err)
+		}
+		ref := env.Image(svc)
+		repo := ref[:strings.LastIndex(ref, ":")]
+		dref, err := DigestTag(repo, img)
+		if err != nil {
+			return nil, err
+		}
+		d, _ := img.Digest()
+		built = append(built, Service{Name: svc, Ref: ref, DigestRef: dref, Digest: d.String()})
+		tagged = append(tagged, Tagged{Image: img, Refs: []string{ref, dref}})
+		fmt.Fprintf(o.Log, "images: %s %s (%s)\n", ref, d.String()[:19], dref)
+	}
+	file := o.Tarball
+	if file == "" {
+		file = filepath.Join(work, "images.tar")
+	}
+	if err := WriteTarball(file, tagged); err != nil {
+		return nil, err
+	}
+	if o.Socket != "" {
+		if err := Import(ctx, o.Socket, file); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(o.Log, "images: imported %d images into containerd %s\n", len(built), o.Socket)
+	} else {
+		fmt.Fprintf(o.Log, "images: wrote %s\n", file)
+	}
+	return built, nil
+}
+
+// goBuild builds one main package as a static, stripped, reproducible binary.
+func goBuild(ctx context.Context, root, pkg, out string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", out, pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=-buildvcs=false -mod=mod")
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("images: go build %s: %w\n%s", pkg, err, buf.String())
+	}
+	return nil
+}

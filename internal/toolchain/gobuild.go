@@ -1,0 +1,144 @@
+package toolchain
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// goModuleBuild describes how to build Go binaries from the module proxy: a
+// throwaway wrapper module that requires the tool's module (and pins or
+// replaces what the tool's own go.mod cannot express as a dependency), then
+// `go build` of its main packages. The wrapper lives in a temporary directory
+// under the cache root, never in the project's module, so the project's
+// go.mod is untouched.
+type goModuleBuild struct {
+	// module is the wrapper module's path.
+	module string
+	// requires are "path version" lines of the wrapper's require block.
+	requires []string
+	// replaces are "old => new version" lines of the wrapper's replace block.
+	replaces []string
+	// mains maps an output binary name to the main package that builds it.
+	mains map[string]string
+	// ldflags are passed to go build (versions stamped with -X).
+	ldflags string
+	// files are extra files written into the wrapper module (for example a
+	// package main of our own), relative to its root.
+	files map[string][]byte
+	// cgo enables cgo; off by default so the binaries are static and run
+	// inside images without a libc.
+	cgo bool
+	// prepare runs after go.mod and files are written and before the build,
+	// in the wrapper directory (for example to generate files from the
+	// downloaded module).
+	prepare func(ctx context.Context, work string) error
+}
+
+// build writes the wrapper module, resolves it and builds every main into
+// out. Output of the go command is kept and returned on failure, tail first.
+func (b goModuleBuild) build(ctx context.Context, out string) error {
+	root, err := Root()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return fmt.Errorf("creating cache root: %w", err)
+	}
+	work, err := os.MkdirTemp(root, ".gobuild-")
+	if err != nil {
+		return fmt.Errorf("creating wrapper module directory: %w", err)
+	}
+	defer os.RemoveAll(work)
+
+	var mod strings.Builder
+	fmt.Fprintf(&mod, "module %s\n\ngo 1.25\n", b.module)
+	if len(b.requires) > 0 {
+		mod.WriteString("\nrequire (\n")
+		for _, r := range b.requires {
+			fmt.Fprintf(&mod, "\t%s\n", r)
+		}
+		mod.WriteString(")\n")
+	}
+	if len(b.replaces) > 0 {
+		mod.WriteString("\nreplace (\n")
+		for _, r := range b.replaces {
+			fmt.Fprintf(&mod, "\t%s\n", r)
+		}
+		mod.WriteString(")\n")
+	}
+	if err := os.WriteFile(filepath.Join(work, "go.mod"), []byte(mod.String()), 0o644); err != nil {
+		return err
+	}
+	for name, data := range b.files {
+		p := filepath.Join(work, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			return err
+		}
+	}
+	if b.prepare != nil {
+		if err := b.prepare(ctx, work); err != nil {
+			return err
+		}
+	}
+
+	names := make([]string, 0, len(b.mains))
+	for n := range b.mains {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(out, name)), 0o755); err != nil {
+			return err
+		}
+		args := []string{"build", "-trimpath", "-o", filepath.Join(out, name)}
+		if b.ldflags != "" {
+			args = append(args, "-ldflags", b.ldflags)
+		}
+		args = append(args, b.mains[name])
+		if err := b.goCmd(ctx, work, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// goCmd runs the go command in the wrapper module with an environment that
+// ignores any workspace and the caller's GOFLAGS, and lets go build add the
+// missing go.sum lines itself (-mod=mod).
+func (b goModuleBuild) goCmd(ctx context.Context, work string, args ...string) error {
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = work
+	cgo := "0"
+	if b.cgo {
+		cgo = "1"
+	}
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod -buildvcs=false", "CGO_ENABLED="+cgo, "GOTOOLCHAIN=local")
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go %s (in %s): %w\n%s", strings.Join(args, " "), work, err, tail(buf.String(), 40))
+	}
+	return nil
+}
+
+// goEnv returns one value of `go env` in dir (used to find downloaded
+// module sources).
+func goEnv(ctx context.Context, dir, key string) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", "env", key)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go env %s: %w", key, err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
