@@ -32,6 +32,7 @@ var verbs = map[string]verb{
 	"render": {"Render a stack under mocks: manifests, resource graph, topology picture.", runRender},
 	"graph":  {"Print a stack's resource graph (tree, json or dot) without writing files.", runGraph},
 	"tools":  {"Fetch or build the cached tools (Kafka jars, ...) into ~/.cache/scaleplane.", runTools},
+	"check":  {"Check a stack against the policy pack offline, over the Analyzer protocol: no cloud, no credentials.", runCheck},
 }
 
 func main() {
