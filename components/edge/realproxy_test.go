@@ -75,75 +75,71 @@ func variants(port int, dir string) map[string]Config {
 	return map[string]Config{"base": base, "small-limits": small, "routed": routed, "discovery": discovery}
 }
 
+// proxy is what the tests need of realserver.Nginx and realserver.HAProxy.
+type proxy interface {
+	Port() int
+	Dir() string
+	Addr() string
+	Check(conf string) error
+	Start(conf string)
+}
+
+// proxies pairs each real binary with its renderer.
+var proxies = []struct {
+	name   string
+	new    func(t *testing.T) proxy
+	render func(Config) (string, error)
+}{
+	{"nginx", func(t *testing.T) proxy { return realserver.NewNginx(t) }, RenderNginx},
+	{"haproxy", func(t *testing.T) proxy { return realserver.NewHAProxy(t) }, RenderHAProxy},
+}
+
 func TestRenderedConfigsPassTheRealBinaries(t *testing.T) {
 	for name, c := range variants(18080, t.TempDir()) {
-		t.Run("nginx/"+name, func(t *testing.T) {
-			n := realserver.NewNginx(t)
-			c.ListenPort, c.RuntimeDir = n.Port(), n.Dir()
-			conf, err := RenderNginx(c)
-			require.NoError(t, err, "render")
-			require.NoError(t, n.Check(conf), "nginx -t must accept the %s config:\n%s", name, conf)
+		for _, px := range proxies {
+			t.Run(px.name+"/"+name, func(t *testing.T) {
+				p := px.new(t)
+				c.ListenPort, c.RuntimeDir = p.Port(), p.Dir()
+				conf, err := px.render(c)
+				require.NoError(t, err, "render")
+				require.NoError(t, p.Check(conf), "%s must accept the %s config:\n%s", px.name, name, conf)
+			})
+		}
+	}
+}
+
+func TestRealProxiesServeThroughTheRenderedConfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real nginx and haproxy processes; skipped in -short mode")
+	}
+	for _, px := range proxies {
+		t.Run(px.name, func(t *testing.T) {
+			servers, hits := backends(t, 2)
+			p := px.new(t)
+			conf, err := px.render(loopbackConfig(p.Port(), p.Dir(), servers))
+			require.NoError(t, err, "render %s", px.name)
+			p.Start(conf)
+			exerciseEdge(t, "http://"+p.Addr(), hits)
 		})
-		t.Run("haproxy/"+name, func(t *testing.T) {
-			h := realserver.NewHAProxy(t)
-			c.ListenPort, c.RuntimeDir = h.Port(), h.Dir()
-			conf, err := RenderHAProxy(c)
-			require.NoError(t, err, "render")
-			require.NoError(t, h.Check(conf), "haproxy -c must accept the %s config:\n%s", name, conf)
+	}
+}
+
+func TestRealProxiesRateLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real nginx and haproxy processes; skipped in -short mode")
+	}
+	for _, px := range proxies {
+		t.Run(px.name, func(t *testing.T) {
+			servers, _ := backends(t, 1)
+			p := px.new(t)
+			c := loopbackConfig(p.Port(), p.Dir(), servers)
+			c.RateLimitPerSecond, c.RateBurst = 1, 2
+			conf, err := px.render(c)
+			require.NoError(t, err, "render %s", px.name)
+			p.Start(conf)
+			assertRateLimited(t, "http://"+p.Addr())
 		})
 	}
-}
-
-func TestRealNginxServesThroughTheRenderedConfig(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a real nginx; skipped in -short mode")
-	}
-	servers, hits := backends(t, 2)
-	n := realserver.NewNginx(t)
-	conf, err := RenderNginx(loopbackConfig(n.Port(), n.Dir(), servers))
-	require.NoError(t, err, "render nginx")
-	n.Start(conf)
-	exerciseEdge(t, "http://"+n.Addr(), hits)
-}
-
-func TestRealHAProxyServesThroughTheRenderedConfig(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a real haproxy; skipped in -short mode")
-	}
-	servers, hits := backends(t, 2)
-	h := realserver.NewHAProxy(t)
-	conf, err := RenderHAProxy(loopbackConfig(h.Port(), h.Dir(), servers))
-	require.NoError(t, err, "render haproxy")
-	h.Start(conf)
-	exerciseEdge(t, "http://"+h.Addr(), hits)
-}
-
-func TestRealNginxRateLimits(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a real nginx; skipped in -short mode")
-	}
-	servers, _ := backends(t, 1)
-	n := realserver.NewNginx(t)
-	c := loopbackConfig(n.Port(), n.Dir(), servers)
-	c.RateLimitPerSecond, c.RateBurst = 1, 2
-	conf, err := RenderNginx(c)
-	require.NoError(t, err, "render nginx")
-	n.Start(conf)
-	assertRateLimited(t, "http://"+n.Addr())
-}
-
-func TestRealHAProxyRateLimits(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a real haproxy; skipped in -short mode")
-	}
-	servers, _ := backends(t, 1)
-	h := realserver.NewHAProxy(t)
-	c := loopbackConfig(h.Port(), h.Dir(), servers)
-	c.RateLimitPerSecond, c.RateBurst = 1, 2
-	conf, err := RenderHAProxy(c)
-	require.NoError(t, err, "render haproxy")
-	h.Start(conf)
-	assertRateLimited(t, "http://"+h.Addr())
 }
 
 func assertRateLimited(t *testing.T, base string) {
@@ -193,8 +189,15 @@ func exerciseEdge(t *testing.T, base string, hits func() []int) {
 	_ = resp.Body.Close()
 	assert.Equal(t, "gzip", resp.Header.Get("Content-Encoding"), "JSON responses are gzip-compressed")
 
+	// Like curl, announce the large body with Expect: 100-continue: the
+	// proxy answers 413 from the headers, and the client never writes
+	// into a connection the proxy has already closed.
 	big := bytes.Repeat([]byte("a"), 2<<20)
-	resp, err = client.Post(base+"/v1/register", "application/json", bytes.NewReader(big))
+	req, _ = http.NewRequest(http.MethodPost, base+"/v1/register", bytes.NewReader(big))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Expect", "100-continue")
+	expecting := &http.Client{Timeout: clientTimeout, Transport: &http.Transport{ExpectContinueTimeout: clientTimeout}}
+	resp, err = expecting.Do(req)
 	require.NoError(t, err, "POST 2 MiB")
 	_ = resp.Body.Close()
 	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, "a 2 MiB body is refused with 413")
