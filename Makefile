@@ -7,7 +7,7 @@ GOLANGCI := $(CACHE)/golangci-lint-$(GOLANGCI_VERSION)/golangci-lint
 STACK ?= local
 OUT ?= out
 
-.PHONY: up render test test-unit lint fmt vet tools clean help
+.PHONY: up render test test-unit bench lint fmt vet tools clean help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -23,6 +23,9 @@ test: ## every test: unit (mocks), rendered configs on the real nginx/haproxy, r
 
 test-unit: ## the fast tests only (no real servers)
 	go test -count=1 -short ./...
+
+bench: ## side-by-side benchmarks (loopback only, bounded); writes docs/performance.md and its chart
+	go test -tags bench -count=1 -v -timeout 30m ./bench/
 
 lint: fmt vet $(GOLANGCI) ## gofmt, go vet and golangci-lint
 	$(GOLANGCI) run ./...

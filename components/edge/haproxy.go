@@ -26,7 +26,6 @@ func RenderHAProxy(c Config) (string, error) {
 	w("  mode http")
 	w("  log global")
 	w("  option httplog")
-	w("  option http-server-close")
 	w("  timeout connect 2s")
 	w("  timeout client %ds", c.ProxyTimeoutSeconds)
 	w("  timeout server %ds", c.ProxyTimeoutSeconds)

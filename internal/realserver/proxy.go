@@ -175,3 +175,10 @@ func (h *HAProxy) Stop() {
 		h.t.Fatalf("realserver: haproxy ignored SIGUSR1 for %v and was killed", stopTimeout)
 	}
 }
+
+// Pid is nginx's master process id, which is also its process group: the
+// workers share it, so benchmarks can sum the group's CPU time.
+func (n *Nginx) Pid() int { return n.proc.pid() }
+
+// Pid is haproxy's process id (and process group).
+func (h *HAProxy) Pid() int { return h.proc.pid() }

@@ -390,3 +390,13 @@ func parallel(n int, f func(i int) error) error {
 	wg.Wait()
 	return errors.Join(list...)
 }
+
+// pid is the running process's id, 0 when it is not running.
+func (p *process) pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}

@@ -1,0 +1,184 @@
+//go:build bench
+
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/scaleplane/scaleplane/components/edge"
+	"github.com/scaleplane/scaleplane/internal/realserver"
+)
+
+// Cores: the proxy under test gets one, the load generator and the
+// backend the other, so every variant competes for the same CPUs.
+const (
+	proxyCore     = 0
+	loadCore      = 1
+	edgeConns     = 50
+	edgeWarmup    = 2 * time.Second
+	edgeDuration  = 8 * time.Second
+	backendBody   = `{"id":"42","name":"Ada","email":"ada@example.com"}`
+	unlimitedRate = 10_000_000
+)
+
+// edgeVariant is one proxy config measured by TestEdgeTierCost.
+type edgeVariant struct {
+	proxy, name string
+	conf        func(port int, dir, backend string) (string, error)
+}
+
+// TestEdgeTierCost measures, for nginx and haproxy, the CPU per request
+// of the proxy process group for three configs on the same cores: a
+// static 200 (the floor), a minimal reverse proxy, and the config
+// scaleplane renders (least connections, keepalive, gzip, limits, rate
+// limit raised out of the way but still evaluated, health checks). The
+// goal: rendered <= 1.5x minimal.
+func TestEdgeTierCost(t *testing.T) {
+	pin(t, os.Getpid(), loadCore)
+	backend := startBackend(t)
+	var rows []Row
+	for _, v := range edgeVariants() {
+		var p interface {
+			Port() int
+			Dir() string
+			Addr() string
+			Pid() int
+			Start(string)
+		}
+		switch v.proxy {
+		case "nginx":
+			p = realserver.NewNginx(t)
+		default:
+			p = realserver.NewHAProxy(t)
+		}
+		conf, err := v.conf(p.Port(), p.Dir(), backend)
+		require.NoError(t, err, "%s %s config", v.proxy, v.name)
+		p.Start(conf)
+		pin(t, p.Pid(), proxyCore)
+		url := "http://" + p.Addr() + "/v1/users/42"
+		_, err = Load{URL: url, Core: loadCore, Connections: edgeConns, Duration: edgeWarmup}.Run(context.Background())
+		require.NoError(t, err, "warm-up %s %s", v.proxy, v.name)
+		before, err := GroupCPU(p.Pid())
+		require.NoError(t, err, "cpu before")
+		res, err := Load{URL: url, Core: loadCore, Connections: edgeConns, Duration: edgeDuration}.Run(context.Background())
+		require.NoError(t, err, "load %s %s", v.proxy, v.name)
+		after, err := GroupCPU(p.Pid())
+		require.NoError(t, err, "cpu after")
+		require.Zero(t, res.Non2xx+res.Errors, "%s %s: every request answered 2xx", v.proxy, v.name)
+		row := Row{Group: "edge", Variant: v.proxy + " " + v.name, Result: res, CPU: after - before}
+		t.Logf("%-26s %9.0f req/s  %6.1f µs CPU/req  p99 %v", row.Variant, res.RPS(), row.CPUPerRequestMicros(), res.P99)
+		rows = append(rows, row)
+	}
+	ratios := []Ratio{
+		NewRatio("nginx rendered / minimal proxy (CPU per request)", rows[2], rows[1], 1.5),
+		NewRatio("haproxy rendered / minimal proxy (CPU per request)", rows[5], rows[4], 1.5),
+		NewRatio("nginx minimal proxy / return 200 (CPU per request)", rows[1], rows[0], 0),
+		NewRatio("haproxy minimal proxy / return 200 (CPU per request)", rows[4], rows[3], 0),
+	}
+	Record(t, "Edge tier against its limit", rows, ratios)
+}
+
+func edgeVariants() []edgeVariant {
+	rendered := func(render func(edge.Config) (string, error)) func(int, string, string) (string, error) {
+		return func(port int, dir, backend string) (string, error) {
+			return render(edge.Config{
+				ListenHost: "127.0.0.1", ListenPort: port, RuntimeDir: dir,
+				BodyLimitBytes: 1 << 20, RateLimitPerSecond: unlimitedRate, RateBurst: unlimitedRate,
+				Backends: []edge.Backend{{Name: "gateway", PathPrefix: "/", Servers: []string{backend}, HealthPath: "/healthz"}},
+			})
+		}
+	}
+	return []edgeVariant{
+		{"nginx", "return 200", func(port int, dir, _ string) (string, error) {
+			return fmt.Sprintf(nginxFloor, dir, port, backendBody), nil
+		}},
+		{"nginx", "minimal proxy", func(port int, dir, backend string) (string, error) {
+			return fmt.Sprintf(nginxMinimal, dir, backend, port), nil
+		}},
+		{"nginx", "rendered", rendered(edge.RenderNginx)},
+		{"haproxy", "return 200", func(port int, dir, _ string) (string, error) {
+			return fmt.Sprintf(haproxyFloor, port, backendBody), nil
+		}},
+		{"haproxy", "minimal proxy", func(port int, dir, backend string) (string, error) {
+			return fmt.Sprintf(haproxyMinimal, port, backend), nil
+		}},
+		{"haproxy", "rendered", rendered(edge.RenderHAProxy)},
+	}
+}
+
+const nginxFloor = `worker_processes auto;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/cb; proxy_temp_path %[1]s/p; fastcgi_temp_path %[1]s/f; uwsgi_temp_path %[1]s/u; scgi_temp_path %[1]s/s;
+  server { listen 127.0.0.1:%[2]d; location / { default_type application/json; return 200 '%[3]s'; } }
+}
+`
+
+const nginxMinimal = `worker_processes auto;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/cb; proxy_temp_path %[1]s/p; fastcgi_temp_path %[1]s/f; uwsgi_temp_path %[1]s/u; scgi_temp_path %[1]s/s;
+  upstream b { server %[2]s; keepalive 64; }
+  server { listen 127.0.0.1:%[3]d; location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+}
+`
+
+const haproxyFloor = `global
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+frontend f
+  bind 127.0.0.1:%d
+  http-request return status 200 content-type application/json string '%s'
+`
+
+const haproxyMinimal = `global
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+frontend f
+  bind 127.0.0.1:%d
+  default_backend b
+backend b
+  server s1 %s
+`
+
+// startBackend serves a fixed small JSON document, standing in for the
+// gateway's cached GET.
+func startBackend(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err, "listen backend")
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(backendBody))
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String()
+}
+
+// pin moves every thread of the process group's processes to one core.
+func pin(t *testing.T, pid, core int) {
+	t.Helper()
+	out, err := exec.Command("sh", "-c", "for p in $(pgrep -g "+strconv.Itoa(pid)+"); do taskset -a -p -c "+strconv.Itoa(core)+" $p >/dev/null; done").CombinedOutput()
+	require.NoError(t, err, "pin %d to core %d: %s", pid, core, out)
+}

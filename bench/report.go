@@ -1,0 +1,145 @@
+package bench
+
+import (
+	"fmt"
+	"image/color"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+)
+
+// Row is one measured variant.
+type Row struct {
+	Group   string
+	Variant string
+	Result  Result
+	// CPU is the server's user+system time over the measured run.
+	CPU time.Duration
+}
+
+// CPUPerRequestMicros is the server's CPU µs per request.
+func (r Row) CPUPerRequestMicros() float64 {
+	if r.Result.Requests == 0 {
+		return 0
+	}
+	return float64(r.CPU.Microseconds()) / float64(r.Result.Requests)
+}
+
+// Ratio compares two rows' CPU per request against an optional goal.
+type Ratio struct {
+	Name  string
+	Value float64
+	// Goal is the largest acceptable value; zero means informational.
+	Goal float64
+}
+
+// NewRatio is num's CPU per request over den's.
+func NewRatio(name string, num, den Row, goal float64) Ratio {
+	return Ratio{Name: name, Value: num.CPUPerRequestMicros() / den.CPUPerRequestMicros(), Goal: goal}
+}
+
+// Met reports whether the ratio is within its goal (always for informational ones).
+func (r Ratio) Met() bool { return r.Goal == 0 || r.Value <= r.Goal }
+
+// section is one Record call, kept for the report TestMain writes.
+type section struct {
+	title  string
+	rows   []Row
+	ratios []Ratio
+}
+
+var (
+	mu       sync.Mutex
+	sections []section
+)
+
+// Record prints a group's table and ratios and keeps them for the report.
+func Record(t *testing.T, title string, rows []Row, ratios []Ratio) {
+	t.Helper()
+	s := section{title: title, rows: rows, ratios: ratios}
+	t.Log("\n" + s.markdown())
+	mu.Lock()
+	sections = append(sections, s)
+	mu.Unlock()
+	for _, r := range ratios {
+		if !r.Met() {
+			t.Errorf("goal missed: %s = %.2f, goal <= %.2f", r.Name, r.Value, r.Goal)
+		}
+	}
+}
+
+func (s section) markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "### %s\n\n| variant | req/s | CPU µs/req | p50 | p99 | p99.9 |\n|---|---:|---:|---:|---:|---:|\n", s.title)
+	for _, r := range s.rows {
+		fmt.Fprintf(&b, "| %s | %.0f | %.1f | %v | %v | %v |\n", r.Variant, r.Result.RPS(), r.CPUPerRequestMicros(),
+			r.Result.P50.Round(time.Microsecond), r.Result.P99.Round(time.Microsecond), r.Result.P999.Round(time.Microsecond))
+	}
+	if len(s.ratios) > 0 {
+		b.WriteString("\n| ratio | value | goal | met |\n|---|---:|---:|---|\n")
+		for _, r := range s.ratios {
+			goal, met := "—", "—"
+			if r.Goal > 0 {
+				goal, met = fmt.Sprintf("≤ %.2f", r.Goal), map[bool]string{true: "yes", false: "**no**"}[r.Met()]
+			}
+			fmt.Fprintf(&b, "| %s | %.2f | %s | %s |\n", r.Name, r.Value, goal, met)
+		}
+	}
+	return b.String()
+}
+
+// WriteReport writes docs/performance.md and its chart from every section
+// recorded in this run.
+func WriteReport(mdPath, pngPath, command string) error {
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sections) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	host, _ := os.Hostname()
+	fmt.Fprintf(&b, "# Performance\n\nMeasured by `%s` on %s: %d cores, %s/%s, %s, %s.\n", command,
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), host)
+	b.WriteString("Throughput is requests per second from wrk; CPU µs/req is the server's user+system time from `/proc/<pid>/stat` before and after the run, divided by the requests: the steadier figure on shared cores. The server under test is pinned to one core, wrk and any backend to the other.\n\n")
+	fmt.Fprintf(&b, "![throughput and CPU per request](%s)\n\n", "img/performance.png")
+	for _, s := range sections {
+		b.WriteString(s.markdown())
+		b.WriteString("\n")
+	}
+	if err := os.WriteFile(mdPath, []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	return chart(pngPath)
+}
+
+// chart draws CPU per request for every variant as bars.
+func chart(path string) error {
+	p := plot.New()
+	p.Title.Text = "CPU per request (µs) by variant"
+	p.Y.Label.Text = "µs CPU / request"
+	var values plotter.Values
+	var names []string
+	for _, s := range sections {
+		for _, r := range s.rows {
+			values = append(values, r.CPUPerRequestMicros())
+			names = append(names, r.Variant)
+		}
+	}
+	bars, err := plotter.NewBarChart(values, vg.Points(18))
+	if err != nil {
+		return err
+	}
+	bars.Color = color.RGBA{R: 44, G: 111, B: 187, A: 255}
+	p.Add(bars)
+	p.NominalX(names...)
+	p.X.Tick.Label.Rotation = 0.6
+	p.X.Tick.Label.XAlign = -0.9
+	return p.Save(vg.Length(40+28*len(values))*vg.Millimeter/4+12*vg.Centimeter, 10*vg.Centimeter, path)
+}
