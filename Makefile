@@ -7,6 +7,8 @@ GOLANGCI := $(CACHE)/golangci-lint-$(GOLANGCI_VERSION)/golangci-lint
 STACK ?= local
 OUT ?= out
 
+include Makefile.services
+
 .PHONY: up render test test-unit bench lint fmt vet tools clean help
 
 help: ## list the targets
