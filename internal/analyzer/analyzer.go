@@ -238,7 +238,8 @@ func (p *Pack) kill() {
 		_ = p.cmd.Process.Kill()
 	}
 	select {
-	case <-p.done:
+	case err := <-p.done:
+		_ = err // killed on purpose: the exit status says nothing
 	case <-time.After(5 * time.Second):
 	}
 }
@@ -350,7 +351,7 @@ func BuildCached(ctx context.Context, moduleRoot string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("tool cache: %w", err)
 	}
-	defer os.RemoveAll(tmp)
+	defer func() { _ = os.RemoveAll(tmp) }()
 	if _, err := Build(ctx, moduleRoot, tmp); err != nil {
 		return "", err
 	}

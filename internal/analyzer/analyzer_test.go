@@ -32,11 +32,11 @@ func TestMain(m *testing.M) {
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
+		_ = os.RemoveAll(dir)
 		os.Exit(1)
 	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }
 
@@ -83,7 +83,7 @@ func TestAnalyzerInfo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
-	defer p.Close()
+	defer func() { _ = p.Close() }()
 	if err := p.Configure(ctx(t), Stack{Name: "dev", Project: stacks.Project, Config: map[string]string{"scaleplane:environment": "dev"}}); err != nil {
 		t.Fatalf("configure: %v", err)
 	}
@@ -175,7 +175,7 @@ func TestBadThresholdsFail(t *testing.T) {
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
-	defer p.Close()
+	defer func() { _ = p.Close() }()
 	if err := p.Configure(ctx(t), Stack{Name: "local", Project: stacks.Project, Thresholds: map[string]any{"minReplica": 2}}); err != nil {
 		t.Fatalf("configure: %v", err)
 	}
@@ -193,7 +193,7 @@ func TestStartRefusesNonPlugin(t *testing.T) {
 	}
 	p, err := Start(ctx(t), echo)
 	if err == nil {
-		p.Close()
+		_ = p.Close()
 		t.Fatal("Start(/bin/echo) succeeded; want an error about the missing port")
 	}
 	if !strings.Contains(err.Error(), "instead of a port") {
@@ -207,7 +207,7 @@ func analyzeWith(t *testing.T, g *render.Graph, s Stack) []Diagnostic {
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
-	defer p.Close()
+	defer func() { _ = p.Close() }()
 	if err := p.Configure(ctx(t), s); err != nil {
 		t.Fatalf("configure: %v", err)
 	}

@@ -55,7 +55,7 @@ func Check(ctx context.Context, binary string, g *render.Graph, env *stacks.Env,
 	if err != nil {
 		return nil, err
 	}
-	defer p.Close()
+	defer func() { _ = p.Close() }()
 	if err := p.Configure(ctx, Stack{Name: g.Stack, Project: stacks.Project, Config: StackConfig(values), Thresholds: th}); err != nil {
 		return nil, err
 	}

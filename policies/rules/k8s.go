@@ -343,12 +343,12 @@ func hpaFor(rs []Resource, w Resource) []Resource {
 // replicaRange is the fewest and most pods a workload runs: its HPA's
 // bounds if it has one, else spec.replicas (default 1).
 func replicaRange(rs []Resource, w Resource) (lo, hi int) {
-	for _, h := range hpaFor(rs, w) {
-		lo, ok := intOf(get(h.Props, "spec", "minReplicas"))
+	if hs := hpaFor(rs, w); len(hs) > 0 {
+		lo, ok := intOf(get(hs[0].Props, "spec", "minReplicas"))
 		if !ok {
 			lo = 1
 		}
-		hi, _ := intOf(get(h.Props, "spec", "maxReplicas"))
+		hi, _ := intOf(get(hs[0].Props, "spec", "maxReplicas"))
 		return lo, max(lo, hi)
 	}
 	n, ok := intOf(get(w.Props, "spec", "replicas"))

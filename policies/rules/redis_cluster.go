@@ -24,7 +24,8 @@ var RedisCluster = register(&Rule{
 			p := g.Props
 			mode := str(p["clusterMode"])
 			shards, shardsOK := intOf(p["numNodeGroups"])
-			if mode != "enabled" && !(mode == "" && shardsOK && shards > 1) {
+			clustered := mode == "enabled" || (mode == "" && shardsOK && shards > 1)
+			if !clustered {
 				out = append(out, Violation{URN: g.URN, Message: msgf("replication group %s is not in cluster mode (clusterMode %q)", g.Name, mode)})
 			}
 			if shardsOK && shards < t.MinRedisShards {
