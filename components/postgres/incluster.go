@@ -1,0 +1,283 @@
+package postgres
+
+import (
+	"fmt"
+
+	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/scaleplane/scaleplane/components/microservice"
+)
+
+// Paths inside the database pods.
+const (
+	configDir  = "/etc/postgresql"
+	dataMount  = "/var/lib/postgresql/data"
+	pgData     = dataMount + "/pgdata"
+	initDir    = "/docker-entrypoint-initdb.d"
+	runDir     = "/var/run/postgresql"
+	configFile = "postgresql.conf"
+	hbaFile    = "pg_hba.conf"
+)
+
+// Keys of the credentials Secret ("<name>-credentials").
+const (
+	superuserKey   = "superuser-password"
+	replicationKey = "replication-password"
+	appKey         = "app-password"
+)
+
+// newInCluster declares the primary and replica StatefulSets with their
+// Services, ConfigMap, credentials, PDBs and NetworkPolicies, and returns
+// the backends the poolers front.
+func newInCluster(ctx *pulumi.Context, name string, a Args, pw passwords, parent pulumi.ResourceOption) (backend, backend, error) {
+	ns := a.Namespace
+	conf := a.Conf()
+	l := labels(name, "database")
+	creds := name + "-credentials"
+	if _, err := corev1.NewSecret(ctx, name+"-credentials-secret", &corev1.SecretArgs{
+		Metadata: meta(creds, ns, l),
+		Type:     pulumi.String("Opaque"),
+		StringData: pulumi.StringMap{
+			superuserKey:   pw.superuser,
+			replicationKey: pw.replication,
+			appKey:         pw.app,
+		},
+	}, parent); err != nil {
+		return backend{}, backend{}, wrap(name, "credentials secret", err)
+	}
+	primaryName, replicaName := name+"-primary", name+"-replica"
+	primaryHost := fmt.Sprintf("%s-0.%s.%s.svc.cluster.local", primaryName, primaryName, ns)
+	files := map[string]string{
+		configFile:           RenderConf(conf),
+		hbaFile:              RenderHBA(conf),
+		InitScriptName:       RenderInitScript(conf),
+		BasebackupScriptName: RenderBasebackupScript(primaryHost, conf),
+	}
+	cm, err := corev1.NewConfigMap(ctx, name+"-config", &corev1.ConfigMapArgs{
+		Metadata: meta(name, ns, l),
+		Data:     pulumi.ToStringMap(files),
+	}, parent)
+	if err != nil {
+		return backend{}, backend{}, wrap(name, "config map", err)
+	}
+	sum := checksum(files[configFile], files[hbaFile])
+	serverArgs := []string{"postgres", "-c", "config_file=" + configDir + "/" + configFile, "-c", "hba_file=" + configDir + "/" + hbaFile}
+	rwPooler := microservice.SelectorLabels(name + "-pgbouncer-rw")
+	roPooler := microservice.SelectorLabels(name + "-pgbouncer-ro")
+	primarySel := microservice.SelectorLabels(primaryName)
+	replicaSel := microservice.SelectorLabels(replicaName)
+
+	primary := dbSet{
+		name: primaryName, selector: primarySel, replicas: 1, image: a.Image, a: a, cm: cm, checksum: sum,
+		command: []string{"docker-entrypoint.sh"}, args: serverArgs,
+		env: corev1.EnvVarArray{
+			corev1.EnvVarArgs{Name: pulumi.String("PGDATA"), Value: pulumi.String(pgData)},
+			corev1.EnvVarArgs{Name: pulumi.String("POSTGRES_USER"), Value: pulumi.String("postgres")},
+			secretEnv("POSTGRES_PASSWORD", creds, superuserKey),
+			secretEnv("REPLICATION_PASSWORD", creds, replicationKey),
+			secretEnv("APP_PASSWORD", creds, appKey),
+		},
+		initScripts: true,
+	}
+	if err := primary.declare(ctx, name, "primary", parent); err != nil {
+		return backend{}, backend{}, err
+	}
+	// The primary admits its poolers and the replicas (streaming, base backups).
+	if err := newIngressPolicy(ctx, name+"-primary-networkpolicy", primaryName, ns, l, primarySel, Port,
+		[]map[string]string{rwPooler, roPooler, replicaSel}, parent); err != nil {
+		return backend{}, backend{}, wrap(name, "primary network policy", err)
+	}
+	rwSvc, err := clusterIPService(ctx, name+"-rw-service", name+"-rw", ns, l, primarySel, parent)
+	if err != nil {
+		return backend{}, backend{}, wrap(name, "rw service", err)
+	}
+	rw := backend{
+		host:     pulumi.Sprintf("%s.%s.svc.cluster.local", rwSvc.Metadata.Name().Elem(), ns),
+		port:     Port,
+		selector: primarySel,
+	}
+	if a.Replicas == 0 {
+		// Without replicas the read-only pooler reads from the primary.
+		return rw, rw, nil
+	}
+	replica := dbSet{
+		name: replicaName, selector: replicaSel, replicas: a.Replicas, image: a.Image, a: a, cm: cm, checksum: sum,
+		command: []string{"postgres"}, args: serverArgs[1:],
+		env: corev1.EnvVarArray{
+			corev1.EnvVarArgs{Name: pulumi.String("PGDATA"), Value: pulumi.String(pgData)},
+			// The WAL receiver's libpq reads it when primary_conninfo has none.
+			secretEnv("PGPASSWORD", creds, replicationKey),
+		},
+		basebackup: true,
+	}
+	if err := replica.declare(ctx, name, "replica", parent); err != nil {
+		return backend{}, backend{}, err
+	}
+	if err := newIngressPolicy(ctx, name+"-replica-networkpolicy", replicaName, ns, l, replicaSel, Port,
+		[]map[string]string{roPooler}, parent); err != nil {
+		return backend{}, backend{}, wrap(name, "replica network policy", err)
+	}
+	roSvc, err := clusterIPService(ctx, name+"-ro-service", name+"-ro", ns, l, replicaSel, parent)
+	if err != nil {
+		return backend{}, backend{}, wrap(name, "ro service", err)
+	}
+	ro := backend{
+		host:     pulumi.Sprintf("%s.%s.svc.cluster.local", roSvc.Metadata.Name().Elem(), ns),
+		port:     Port,
+		selector: replicaSel,
+	}
+	return rw, ro, nil
+}
+
+func clusterIPService(ctx *pulumi.Context, resName, objName, ns string, l, selector map[string]string, parent pulumi.ResourceOption) (*corev1.Service, error) {
+	return corev1.NewService(ctx, resName, &corev1.ServiceArgs{
+		Metadata: meta(objName, ns, l),
+		Spec: &corev1.ServiceSpecArgs{
+			Selector: pulumi.ToStringMap(selector),
+			Ports: corev1.ServicePortArray{corev1.ServicePortArgs{
+				Name: pulumi.String("postgres"), Port: pulumi.Int(Port), TargetPort: pulumi.String("postgres"), Protocol: pulumi.String("TCP"),
+			}},
+			SessionAffinity: pulumi.String("None"),
+		},
+	}, parent)
+}
+
+// dbSet is one StatefulSet of database pods (the primary or the replicas).
+type dbSet struct {
+	name        string
+	selector    map[string]string
+	replicas    int
+	image       string
+	a           Args
+	cm          *corev1.ConfigMap
+	checksum    string
+	command     []string
+	args        []string
+	env         corev1.EnvVarArray
+	initScripts bool
+	basebackup  bool
+}
+
+func (s dbSet) declare(ctx *pulumi.Context, name, role string, parent pulumi.ResourceOption) error {
+	a, ns := s.a, s.a.Namespace
+	l := labels(s.name, "database")
+	l["scaleplane.dev/postgres-role"] = role
+	if _, err := corev1.NewService(ctx, name+"-"+role+"-headless-service", &corev1.ServiceArgs{
+		Metadata: meta(s.name, ns, l),
+		Spec: &corev1.ServiceSpecArgs{
+			ClusterIP: pulumi.String("None"),
+			Selector:  pulumi.ToStringMap(s.selector),
+			Ports: corev1.ServicePortArray{corev1.ServicePortArgs{
+				Name: pulumi.String("postgres"), Port: pulumi.Int(Port), TargetPort: pulumi.String("postgres"), Protocol: pulumi.String("TCP"),
+			}},
+		},
+	}, parent); err != nil {
+		return wrap(name, role+" headless service", err)
+	}
+	cmName := s.cm.Metadata.Name().Elem()
+	volumes := corev1.VolumeArray{
+		corev1.VolumeArgs{Name: pulumi.String("config"), ConfigMap: &corev1.ConfigMapVolumeSourceArgs{Name: cmName}},
+		corev1.VolumeArgs{Name: pulumi.String("run"), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{SizeLimit: pulumi.String("16Mi")}},
+		corev1.VolumeArgs{Name: pulumi.String("tmp"), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{SizeLimit: pulumi.String("256Mi")}},
+		// Parallel queries and dynamic shared memory live in /dev/shm,
+		// which a container gets only 64 MiB of by default.
+		corev1.VolumeArgs{Name: pulumi.String("shm"), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{Medium: pulumi.String("Memory"), SizeLimit: pulumi.String("256Mi")}},
+	}
+	mounts := corev1.VolumeMountArray{
+		corev1.VolumeMountArgs{Name: pulumi.String("data"), MountPath: pulumi.String(dataMount)},
+		corev1.VolumeMountArgs{Name: pulumi.String("config"), MountPath: pulumi.String(configDir), ReadOnly: pulumi.Bool(true)},
+		corev1.VolumeMountArgs{Name: pulumi.String("run"), MountPath: pulumi.String(runDir)},
+		corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")},
+		corev1.VolumeMountArgs{Name: pulumi.String("shm"), MountPath: pulumi.String("/dev/shm")},
+	}
+	if s.initScripts {
+		volumes = append(volumes, corev1.VolumeArgs{Name: pulumi.String("init"), ConfigMap: &corev1.ConfigMapVolumeSourceArgs{
+			Name:  cmName,
+			Items: corev1.KeyToPathArray{corev1.KeyToPathArgs{Key: pulumi.String(InitScriptName), Path: pulumi.String(InitScriptName)}},
+		}})
+		mounts = append(mounts, corev1.VolumeMountArgs{Name: pulumi.String("init"), MountPath: pulumi.String(initDir), ReadOnly: pulumi.Bool(true)})
+	}
+	isReady := func(period, failures int) *corev1.ProbeArgs {
+		return &corev1.ProbeArgs{
+			Exec:          &corev1.ExecActionArgs{Command: pulumi.ToStringArray([]string{"pg_isready", "-h", "127.0.0.1", "-p", fmt.Sprint(Port), "-q"})},
+			PeriodSeconds: pulumi.Int(period), TimeoutSeconds: pulumi.Int(3), FailureThreshold: pulumi.Int(failures),
+		}
+	}
+	var inits corev1.ContainerArray
+	if s.basebackup {
+		inits = corev1.ContainerArray{corev1.ContainerArgs{
+			Name:            pulumi.String("basebackup"),
+			Image:           pulumi.String(s.image),
+			ImagePullPolicy: pulumi.String("IfNotPresent"),
+			Command:         pulumi.ToStringArray([]string{"sh", configDir + "/" + BasebackupScriptName}),
+			Env:             s.env,
+			Resources:       requirements(a.Resources),
+			SecurityContext: containerSecurity(),
+			VolumeMounts:    mounts,
+		}}
+	}
+	affinity, spread := placement(s.selector, a.ZoneSpreadRequired)
+	claim := &corev1.PersistentVolumeClaimSpecArgs{
+		AccessModes: pulumi.ToStringArray([]string{"ReadWriteOnce"}),
+		Resources:   &corev1.VolumeResourceRequirementsArgs{Requests: pulumi.StringMap{"storage": pulumi.String(a.Storage.String())}},
+	}
+	if a.StorageClass != "" {
+		claim.StorageClassName = pulumi.String(a.StorageClass)
+	}
+	if _, err := appsv1.NewStatefulSet(ctx, name+"-"+role+"-statefulset", &appsv1.StatefulSetArgs{
+		Metadata: meta(s.name, ns, l),
+		Spec: &appsv1.StatefulSetSpecArgs{
+			ServiceName:         pulumi.String(s.name),
+			Replicas:            pulumi.Int(s.replicas),
+			PodManagementPolicy: pulumi.String("Parallel"),
+			Selector:            &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(s.selector)},
+			Template: &corev1.PodTemplateSpecArgs{
+				Metadata: &metav1.ObjectMetaArgs{
+					Labels:      pulumi.ToStringMap(l),
+					Annotations: pulumi.StringMap{"scaleplane.dev/config-checksum": pulumi.String(s.checksum)},
+				},
+				Spec: &corev1.PodSpecArgs{
+					AutomountServiceAccountToken: pulumi.Bool(false),
+					EnableServiceLinks:           pulumi.Bool(false),
+					// A fast shutdown checkpoints first; give it time.
+					TerminationGracePeriodSeconds: pulumi.Int(60),
+					SecurityContext:               podSecurity(postgresUID),
+					Affinity:                      affinity,
+					TopologySpreadConstraints:     spread,
+					Volumes:                       volumes,
+					InitContainers:                inits,
+					Containers: corev1.ContainerArray{corev1.ContainerArgs{
+						Name:            pulumi.String("postgres"),
+						Image:           pulumi.String(s.image),
+						ImagePullPolicy: pulumi.String("IfNotPresent"),
+						Command:         pulumi.ToStringArray(s.command),
+						Args:            pulumi.ToStringArray(s.args),
+						Env:             s.env,
+						Ports: corev1.ContainerPortArray{corev1.ContainerPortArgs{
+							Name: pulumi.String("postgres"), ContainerPort: pulumi.Int(Port), Protocol: pulumi.String("TCP"),
+						}},
+						Resources:       requirements(a.Resources),
+						StartupProbe:    isReady(5, 120),
+						LivenessProbe:   isReady(10, 6),
+						ReadinessProbe:  isReady(5, 2),
+						SecurityContext: containerSecurity(),
+						VolumeMounts:    mounts,
+					}},
+				},
+			},
+			VolumeClaimTemplates: corev1.PersistentVolumeClaimTypeArray{corev1.PersistentVolumeClaimTypeArgs{
+				Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String("data"), Labels: pulumi.ToStringMap(l)},
+				Spec:     claim,
+			}},
+		},
+	}, parent); err != nil {
+		return wrap(name, role+" stateful set", err)
+	}
+	if err := newPDB(ctx, name+"-"+role+"-pdb", s.name, ns, l, s.selector, parent); err != nil {
+		return wrap(name, role+" disruption budget", err)
+	}
+	return nil
+}
