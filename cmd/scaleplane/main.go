@@ -34,7 +34,6 @@ var verbs = map[string]verb{
 	"services": {"Start Kafka, Redis Cluster, Postgres + replica and PgBouncer on loopback for `go run ./apps/<svc>`.", runServices},
 	"tools":    {"Fetch or build the cached tools (Kafka jars, ...) into ~/.cache/scaleplane.", runTools},
 	"check":    {"Check a stack against the policy pack offline, over the Analyzer protocol: no cloud, no credentials.", runCheck},
-
 }
 
 func main() {
