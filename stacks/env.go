@@ -57,6 +57,10 @@ type Env struct {
 	Edge               EdgeSettings
 	// Workloads maps each of Workloads to its size and resources.
 	Workloads map[string]*Workload
+	// Observability and Foundation are the settings of the observability
+	// stack and of the AWS foundation (stacks/observability.go, foundation.go).
+	Observability ObservabilitySettings
+	Foundation    FoundationSettings
 }
 
 // ConfigError names the key, the value and what is allowed.
@@ -129,6 +133,7 @@ func (e *Env) Validate() error {
 	if !microservice.ImageTagged(e.Edge.Image) {
 		errs = append(errs, &ConfigError{Key: "edgeImage", Value: e.Edge.Image, Allowed: "must carry an explicit tag or digest other than latest"})
 	}
+	errs = append(errs, e.validatePlatform()...)
 	if e.Flavour == FlavourAWS && (e.Environment == "local" || e.Environment == "dev") {
 		errs = append(errs, &ConfigError{Key: "flavour", Value: string(e.Flavour), Allowed: "local and dev run in-cluster; aws is for staging and prod"})
 	}

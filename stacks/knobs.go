@@ -79,6 +79,7 @@ func buildKnobs() []Knob {
 	for _, w := range Workloads {
 		ks = append(ks, workloadKnobs(w)...)
 	}
+	ks = append(ks, platformKnobs()...)
 	return ks
 }
 

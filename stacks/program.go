@@ -31,11 +31,17 @@ func Program(ctx *pulumi.Context) error {
 // Compose declares a validated Env's resources. Program calls it after
 // Load; it is exported for tests that build an Env in Go.
 func Compose(ctx *pulumi.Context, env *Env) error {
-	ns, err := namespace.NewNamespace(ctx, env.Namespace, &namespace.Args{Name: env.Namespace, Environment: env.Environment})
+	// The AWS foundation (staging, prod) first: every in-cluster object
+	// below goes through its cluster's Kubernetes provider.
+	fnd, err := ComposeFoundation(ctx, env)
 	if err != nil {
 		return err
 	}
-	after := pulumi.DependsOn([]pulumi.Resource{ns})
+	ns, err := namespace.NewNamespace(ctx, env.Namespace, &namespace.Args{Name: env.Namespace, Environment: env.Environment}, fnd.KubernetesProvider())
+	if err != nil {
+		return err
+	}
+	after := pulumi.Composite(pulumi.DependsOn([]pulumi.Resource{ns}), fnd.KubernetesProvider())
 	data := dataEndpoints(env)
 
 	services := []struct {
@@ -122,6 +128,9 @@ func Compose(ctx *pulumi.Context, env *Env) error {
 		ZoneSpreadRequired: env.ZoneSpreadRequired,
 	}, after)
 	if err != nil {
+		return err
+	}
+	if _, err := ComposeObservability(ctx, env, fnd, after); err != nil {
 		return err
 	}
 	ctx.Export("namespace", ns.Name)

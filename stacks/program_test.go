@@ -71,7 +71,7 @@ func TestEveryDeploymentInEveryStackFollowsTheScalingRules(t *testing.T) {
 	for _, stack := range shipped {
 		t.Run(stack, func(t *testing.T) {
 			g, env := renderStack(t, stack)
-			deployments := g.ByType("kubernetes:apps/v1:Deployment")
+			deployments := workloadDeployments(g)
 			require.Len(t, deployments, len(stacks.Workloads), "one Deployment per workload")
 			hpas := byName(g.ByType("kubernetes:autoscaling/v2:HorizontalPodAutoscaler"))
 			pdbs := byName(g.ByType("kubernetes:policy/v1:PodDisruptionBudget"))

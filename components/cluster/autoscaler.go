@@ -7,6 +7,7 @@ import (
 	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
 	rbacv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/rbac/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
@@ -26,6 +27,8 @@ type AutoscalerArgs struct {
 	RoleARN pulumi.StringInput
 	// Image defaults to AutoscalerImage.
 	Image string
+	// ZoneSpreadRequired makes the zone spread a hard scheduling rule (prod).
+	ZoneSpreadRequired bool
 }
 
 // Autoscaler is the deployed Cluster Autoscaler.
@@ -170,6 +173,11 @@ func NewAutoscaler(ctx *pulumi.Context, name string, args *AutoscalerArgs, opts 
 					PriorityClassName:            pulumi.String("system-cluster-critical"),
 					// It must not run on a node it may remove: the on-demand system pool.
 					NodeSelector: pulumi.StringMap{"scaleplane.dev/pool": pulumi.String("system")},
+					TopologySpreadConstraints: corev1.TopologySpreadConstraintArray{corev1.TopologySpreadConstraintArgs{
+						MaxSkew: pulumi.Int(1), TopologyKey: pulumi.String("topology.kubernetes.io/zone"),
+						WhenUnsatisfiable: pulumi.String(map[bool]string{true: "DoNotSchedule", false: "ScheduleAnyway"}[args.ZoneSpreadRequired]),
+						LabelSelector:     &metav1.LabelSelectorArgs{MatchLabels: selector},
+					}},
 					SecurityContext: &corev1.PodSecurityContextArgs{
 						RunAsNonRoot: pulumi.Bool(true), RunAsUser: pulumi.Int(65534), RunAsGroup: pulumi.Int(65534), FsGroup: pulumi.Int(65534),
 						SeccompProfile: &corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
@@ -210,6 +218,23 @@ func NewAutoscaler(ctx *pulumi.Context, name string, args *AutoscalerArgs, opts 
 	}, child)
 	if err != nil {
 		return fail("deployment", err)
+	}
+	// Only Prometheus (any namespace) reaches its metrics port.
+	if _, err := networkingv1.NewNetworkPolicy(ctx, name+"-networkpolicy", &networkingv1.NetworkPolicyArgs{
+		Metadata: meta(AutoscalerServiceAccount, AutoscalerNamespace),
+		Spec: &networkingv1.NetworkPolicySpecArgs{
+			PodSelector: &metav1.LabelSelectorArgs{MatchLabels: selector},
+			PolicyTypes: pulumi.ToStringArray([]string{"Ingress"}),
+			Ingress: networkingv1.NetworkPolicyIngressRuleArray{networkingv1.NetworkPolicyIngressRuleArgs{
+				Ports: networkingv1.NetworkPolicyPortArray{networkingv1.NetworkPolicyPortArgs{Port: pulumi.Int(8085), Protocol: pulumi.String("TCP")}},
+				From: networkingv1.NetworkPolicyPeerArray{networkingv1.NetworkPolicyPeerArgs{
+					NamespaceSelector: &metav1.LabelSelectorArgs{},
+					PodSelector:       &metav1.LabelSelectorArgs{MatchLabels: pulumi.StringMap{"app.kubernetes.io/name": pulumi.String("prometheus")}},
+				}},
+			}},
+		},
+	}, child); err != nil {
+		return fail("network policy", err)
 	}
 	a.DeploymentName = dep.Metadata.Name().Elem()
 	if err := ctx.RegisterResourceOutputs(a, pulumi.Map{"deploymentName": a.DeploymentName}); err != nil {

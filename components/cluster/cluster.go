@@ -323,7 +323,14 @@ func NewCluster(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.Res
 		}
 	}
 
-	issuer := cl.Identities.Index(pulumi.Int(0)).Oidcs().Index(pulumi.Int(0)).Issuer().Elem()
+	// Bounds-checked: the SDK's Index panics on an empty list, which a
+	// preview (or a mock) of a not-yet-created cluster can return.
+	issuer := cl.Identities.ApplyT(func(ids []eks.ClusterIdentity) string {
+		if len(ids) == 0 || len(ids[0].Oidcs) == 0 || ids[0].Oidcs[0].Issuer == nil {
+			return ""
+		}
+		return *ids[0].Oidcs[0].Issuer
+	}).(pulumi.StringOutput)
 	oidc, err := iam.NewOpenIdConnectProvider(ctx, name+"-oidc", &iam.OpenIdConnectProviderArgs{
 		Url:           issuer,
 		ClientIdLists: pulumi.ToStringArray([]string{"sts.amazonaws.com"}),

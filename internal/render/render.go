@@ -30,8 +30,11 @@ type Resource struct {
 	Name   string `json:"name"`
 	Parent string `json:"parent,omitempty"`
 	// Custom is false for components, true for provider resources.
-	Custom bool           `json:"custom"`
-	Inputs map[string]any `json:"inputs"`
+	Custom bool `json:"custom"`
+	// Provider is the explicit provider reference ("urn::id") a custom
+	// resource is declared with, empty for the default provider.
+	Provider string         `json:"provider,omitempty"`
+	Inputs   map[string]any `json:"inputs"`
 }
 
 // Graph is everything a stack declares, in declaration order.
@@ -87,17 +90,43 @@ func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 		parent = args.RegisterRPC.GetParent()
 	}
 	r := Resource{
-		Type:   args.TypeToken,
-		Name:   args.Name,
-		Parent: parent,
-		Custom: args.Custom,
-		Inputs: Plain(args.Inputs),
+		Type:     args.TypeToken,
+		Name:     args.Name,
+		Parent:   parent,
+		Custom:   args.Custom,
+		Provider: args.Provider,
+		Inputs:   Plain(args.Inputs),
 	}
 	r.URN = m.urn(r)
 	m.mu.Lock()
 	m.resources = append(m.resources, r)
 	m.mu.Unlock()
-	return args.Name + "-id", args.Inputs, nil
+	return args.Name + "-id", computedOutputs(args), nil
+}
+
+// computedOutputs adds the outputs a provider computes that the program
+// reads back (an EKS cluster's endpoint, CA and OIDC issuer, which the
+// kubeconfig and the IRSA trust policies are built from), with recognisable
+// placeholder values; every other resource echoes its inputs.
+func computedOutputs(args pulumi.MockResourceArgs) resource.PropertyMap {
+	out := args.Inputs.Copy()
+	if args.TypeToken == "aws:eks/cluster:Cluster" {
+		name := args.Name
+		out["endpoint"] = resource.NewStringProperty("https://" + name + ".eks.mock")
+		out["certificateAuthority"] = resource.NewObjectProperty(resource.PropertyMap{"data": resource.NewStringProperty("bW9jay1jYQ==")})
+		out["identities"] = resource.NewArrayProperty([]resource.PropertyValue{resource.NewObjectProperty(resource.PropertyMap{
+			"oidcs": resource.NewArrayProperty([]resource.PropertyValue{resource.NewObjectProperty(resource.PropertyMap{
+				"issuer": resource.NewStringProperty("https://oidc.eks.mock/id/" + name),
+			})}),
+		})})
+		vpc := resource.PropertyMap{}
+		if v, ok := out["vpcConfig"]; ok && v.IsObject() {
+			vpc = v.ObjectValue().Copy()
+		}
+		vpc["clusterSecurityGroupId"] = resource.NewStringProperty(name + "-cluster-sg")
+		out["vpcConfig"] = resource.NewObjectProperty(vpc)
+	}
+	return out
 }
 
 // Call implements pulumi.MockResourceMonitor; the program calls no functions yet.
