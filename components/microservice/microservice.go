@@ -185,8 +185,8 @@ func NewMicroservice(ctx *pulumi.Context, name string, args *Args, opts ...pulum
 	dep, err := appsv1.NewDeployment(ctx, name+"-deployment", &appsv1.DeploymentArgs{
 		Metadata: meta(name),
 		Spec: &appsv1.DeploymentSpecArgs{
-			// The HPA owns the replica count; this is only the first rollout's size.
-			Replicas:             pulumi.Int(args.Replicas.Min),
+			// No replicas: the HPA owns the count. Setting it here would cut an
+			// autoscaled service back to one size on every `pulumi up`.
 			RevisionHistoryLimit: pulumi.Int(5),
 			Selector:             &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(selector)},
 			Strategy: &appsv1.DeploymentStrategyArgs{

@@ -83,7 +83,7 @@ the same result, 122 checks OK, 17 critical and 8 warnings each:
 
 | kube-score finding (count per stack) | here |
 |---|---|
-| deployment-targeted-by-hpa-does-not-have-replicas-configured (4 critical) | **Covered** by ` + "`hpa-owns-replicas`" + `, advisory: the microservice component sets ` + "`spec.replicas`" + ` to minReplicas, so every update resets an autoscaled Deployment; advisory until the component drops the field. |
+| deployment-targeted-by-hpa-does-not-have-replicas-configured | **Covered** by ` + "`hpa-owns-replicas`" + ` (mandatory): the microservice component leaves ` + "`spec.replicas`" + ` to the HPA, so an update never resets an autoscaled Deployment. |
 | container-image-pull-policy: not Always (4 critical) | **Deliberately not.** ` + "`image-pinned`" + ` forbids mutable tags, so IfNotPresent pulls the same image Always would, without a registry round trip on every scale-out, and keeps locally loaded images working. |
 | container-ephemeral-storage-request-and-limit (8 critical) | **Deliberately not.** The root filesystem is read-only (` + "`container-security`" + `) and the only writable path is an emptyDir with a 64Mi sizeLimit, which the kubelet enforces. |
 | pod-probes-identical (1 critical, the edge) | **Deliberately not.** The services serve separate /healthz and /readyz (apps/kit); the edge proxy has no dependency to be unready for, so its one health endpoint is both. |

@@ -5,10 +5,10 @@ var HPAOwnsReplicas = register(&Rule{
 	ID:          "hpa-owns-replicas",
 	Name:        "The autoscaler owns the replica count",
 	Category:    Scaling,
-	Level:       Advisory,
+	Level:       Mandatory,
 	Description: "A Deployment or StatefulSet targeted by a HorizontalPodAutoscaler does not set spec.replicas.",
 	Remediation: "Leave spec.replicas out of autoscaled workloads (the HPA's minReplicas sizes the first rollout), or tell the provider to ignore the field on updates.",
-	Rationale:   "Every `pulumi up` re-applies a declared spec.replicas: a service the HPA scaled out for a traffic peak is cut back to the declared size in the middle of it, then scaled out again. kube-score flags the same (deployment-targeted-by-hpa-does-not-have-replicas-configured). Advisory until the microservice component stops setting the field.",
+	Rationale:   "Every `pulumi up` re-applies a declared spec.replicas: a service the HPA scaled out for a traffic peak is cut back to the declared size in the middle of it, then scaled out again. kube-score flags the same (deployment-targeted-by-hpa-does-not-have-replicas-configured).",
 	CheckStack: func(rs []Resource, t Thresholds) []Violation {
 		var out []Violation
 		for _, w := range byKind(rs, scalableKinds...) {
