@@ -26,6 +26,7 @@ var mutations = map[string]mutation{
 		o["spec"].(map[string]any)["sessionAffinity"] = "ClientIP"
 	}),
 	"drop-gateway-hpa":             drop("HorizontalPodAutoscaler", "gateway"),
+	"gateway-static-replicas":      set("Deployment", "gateway", func(o map[string]any) { o["spec"].(map[string]any)["replicas"] = 3 }),
 	"drop-users-pdb":               drop("PodDisruptionBudget", "users"),
 	"drop-network-policies":        drop("NetworkPolicy", ""),
 	"worker-pdb-max-unavailable-0": set("PodDisruptionBudget", "worker", func(o map[string]any) { o["spec"].(map[string]any)["maxUnavailable"] = 0 }),
