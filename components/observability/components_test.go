@@ -216,7 +216,8 @@ func TestJaegerStorageShapesTheWorkload(t *testing.T) {
 	}{
 		{JaegerStorage{Kind: StorageMemory, MaxTraces: 10}, "kubernetes:apps/v1:Deployment", 1},
 		{JaegerStorage{Kind: StorageBadger, Retention: time.Hour, Dir: "/badger"}, "kubernetes:apps/v1:StatefulSet", 1},
-		{JaegerStorage{Kind: StorageOpenSearch, Servers: []string{"https://search.example:443"}, IndexPrefix: "prod"}, "kubernetes:apps/v1:Deployment", 2},
+		// The HPA owns the size: no spec.replicas.
+		{JaegerStorage{Kind: StorageOpenSearch, Servers: []string{"https://search.example:443"}, IndexPrefix: "prod"}, "kubernetes:apps/v1:Deployment", 0},
 	} {
 		r, err := run(t, func(ctx *pulumi.Context) error {
 			_, err := NewJaeger(ctx, "jaeger", &JaegerArgs{Namespace: "o", CollectorNamespace: "shop", Storage: tc.storage, Scaling: scaling(2, 6),
@@ -226,10 +227,14 @@ func TestJaegerStorageShapesTheWorkload(t *testing.T) {
 		require.NoError(t, err, "%s jaeger", tc.storage.Kind)
 		w := r.ofType(tc.workload)
 		require.Len(t, w, 1, "%s runs as %s", tc.storage.Kind, tc.workload)
-		assert.EqualValues(t, tc.replicas, at(w[0].inputs, "spec", "replicas"), "%s replicas", tc.storage.Kind)
+		if tc.replicas == 0 {
+			assert.Nil(t, at(w[0].inputs, "spec", "replicas"), "%s leaves the size to the HPA", tc.storage.Kind)
+		} else {
+			assert.EqualValues(t, tc.replicas, at(w[0].inputs, "spec", "replicas"), "%s replicas", tc.storage.Kind)
+		}
 		conf := RenderJaegerConfig(DefaultJaegerConfig(tc.storage))
 		assert.True(t, strings.Contains(conf, string(tc.storage.Kind)+":"), "%s config names its backend:\n%s", tc.storage.Kind, conf)
-		assert.Equal(t, tc.replicas > 1, len(r.ofType("kubernetes:policy/v1:PodDisruptionBudget")) == 1, "%s PDB only with several pods", tc.storage.Kind)
+		assert.Equal(t, tc.storage.Kind.External(), len(r.ofType("kubernetes:policy/v1:PodDisruptionBudget")) == 1, "%s PDB only with several pods", tc.storage.Kind)
 		assert.Equal(t, tc.storage.Kind.External(), len(r.ofType("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")) == 1, "%s autoscaled only when stateless", tc.storage.Kind)
 	}
 }

@@ -356,12 +356,15 @@ func NewJaeger(ctx *pulumi.Context, name string, args *JaegerArgs, opts ...pulum
 			// The memory store dies with its pod anyway; never two stores at once.
 			strategy = &appsv1.DeploymentStrategyArgs{Type: pulumi.String("Recreate")}
 		}
+		spec := &appsv1.DeploymentSpecArgs{
+			Selector: labelSel, Template: template, Strategy: strategy, RevisionHistoryLimit: pulumi.Int(5),
+		}
+		if !args.Storage.Kind.External() {
+			// Otherwise the HPA owns the size, and an update must not reset it.
+			spec.Replicas = pulumi.Int(replicas)
+		}
 		_, err = appsv1.NewDeployment(ctx, name+"-deployment", &appsv1.DeploymentArgs{
-			Metadata: meta(name, args.Namespace, l),
-			Spec: &appsv1.DeploymentSpecArgs{
-				Replicas: pulumi.Int(replicas), Selector: labelSel, Template: template, Strategy: strategy,
-				RevisionHistoryLimit: pulumi.Int(5),
-			},
+			Metadata: meta(name, args.Namespace, l), Spec: spec,
 		}, child, after)
 	}
 	if err != nil {

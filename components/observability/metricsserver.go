@@ -158,7 +158,8 @@ func NewMetricsServer(ctx *pulumi.Context, name string, args *MetricsServerArgs,
 	if _, err := appsv1.NewDeployment(ctx, name+"-deployment", &appsv1.DeploymentArgs{
 		Metadata: meta(MetricsServerName, args.Namespace, l),
 		Spec: &appsv1.DeploymentSpecArgs{
-			Replicas: pulumi.Int(args.Scaling.Replicas.Min), Selector: labelSel, RevisionHistoryLimit: pulumi.Int(5),
+			// No replicas: the HPA owns the size, an update must not reset it.
+			Selector: labelSel, RevisionHistoryLimit: pulumi.Int(5),
 			Strategy: &appsv1.DeploymentStrategyArgs{Type: pulumi.String("RollingUpdate"),
 				RollingUpdate: &appsv1.RollingUpdateDeploymentArgs{MaxSurge: pulumi.Int(1), MaxUnavailable: pulumi.Int(0)}},
 			Template: &corev1.PodTemplateSpecArgs{
