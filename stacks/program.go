@@ -11,11 +11,21 @@ import (
 )
 
 // Ports of the bundled services, shared by their Deployments, the edge
-// upstreams and the callers' addresses.
+// upstreams and the callers' addresses. Every pod has its own network, so
+// all services serve /metrics, /healthz and /readyz on the same admin port.
 const (
 	GatewayHTTPPort = 8080
-	UsersGRPCPort   = 9090
-	AdminHTTPPort   = 8081
+	UsersGRPCPort   = 9000
+	AdminHTTPPort   = 9090
+)
+
+// The registrations topic, its dead-letter topic and the worker's consumer
+// group: the gateway produces, the worker consumes, the Kafka component
+// creates the topics.
+const (
+	RegistrationsTopic    = "registrations"
+	RegistrationsDLQTopic = "registrations.dlq"
+	WorkerGroup           = "registrations-worker"
 )
 
 // Program is the stack program: it loads and validates the config before
@@ -49,15 +59,20 @@ func Compose(ctx *pulumi.Context, env *Env) error {
 		args *microservice.Args
 	}{
 		{"gateway", env.service("gateway", "gateway", microservice.Args{
-			Ports:     []microservice.Port{{Name: "http", Port: GatewayHTTPPort, Protocol: "http"}},
-			Liveness:  microservice.Probe{Port: "http", HTTPPath: "/healthz"},
-			Readiness: microservice.Probe{Port: "http", HTTPPath: "/readyz"},
+			Ports: []microservice.Port{
+				{Name: "http", Port: GatewayHTTPPort, Protocol: "http"},
+				{Name: "admin", Port: AdminHTTPPort, Protocol: "http"},
+			},
+			Liveness:  microservice.Probe{Port: "admin", HTTPPath: "/healthz"},
+			Readiness: microservice.Probe{Port: "admin", HTTPPath: "/readyz"},
 			// The edge (HAProxy) balances across every gateway pod itself.
 			Headless:  true,
 			AllowFrom: []string{"edge"},
 			Env: pulumi.StringMap{
 				"HTTP_ADDR":     pulumi.Sprintf(":%d", GatewayHTTPPort),
+				"ADMIN_ADDR":    pulumi.Sprintf(":%d", AdminHTTPPort),
 				"KAFKA_BROKERS": data.KafkaBrokers,
+				"KAFKA_TOPIC":   pulumi.String(RegistrationsTopic),
 				"REDIS_ADDRS":   data.RedisAddrs,
 				// dns:/// with the headless Service: gRPC balances calls over
 				// every users pod, not one pinned connection.
@@ -70,13 +85,14 @@ func Compose(ctx *pulumi.Context, env *Env) error {
 				{Name: "grpc", Port: UsersGRPCPort, Protocol: "grpc"},
 				{Name: "admin", Port: AdminHTTPPort, Protocol: "http"},
 			},
-			Liveness:  microservice.Probe{Port: "grpc", GRPC: true},
+			// The gRPC health service reports real readiness (database reachable).
+			Liveness:  microservice.Probe{Port: "admin", HTTPPath: "/healthz"},
 			Readiness: microservice.Probe{Port: "grpc", GRPC: true},
 			Headless:  true,
 			AllowFrom: []string{"gateway"},
 			Env: pulumi.StringMap{
-				"GRPC_ADDR": pulumi.Sprintf(":%d", UsersGRPCPort),
-				"HTTP_ADDR": pulumi.Sprintf(":%d", AdminHTTPPort),
+				"GRPC_ADDR":  pulumi.Sprintf(":%d", UsersGRPCPort),
+				"ADMIN_ADDR": pulumi.Sprintf(":%d", AdminHTTPPort),
 			},
 			SecretEnv: map[string]string{"DATABASE_URL_RW": data.PostgresRWRef, "DATABASE_URL_RO": data.PostgresRORef},
 		})},
@@ -85,9 +101,12 @@ func Compose(ctx *pulumi.Context, env *Env) error {
 			Liveness:  microservice.Probe{Port: "admin", HTTPPath: "/healthz"},
 			Readiness: microservice.Probe{Port: "admin", HTTPPath: "/readyz"},
 			Env: pulumi.StringMap{
-				"HTTP_ADDR":     pulumi.Sprintf(":%d", AdminHTTPPort),
-				"KAFKA_BROKERS": data.KafkaBrokers,
-				"REDIS_ADDRS":   data.RedisAddrs,
+				"ADMIN_ADDR":      pulumi.Sprintf(":%d", AdminHTTPPort),
+				"KAFKA_BROKERS":   data.KafkaBrokers,
+				"KAFKA_TOPIC":     pulumi.String(RegistrationsTopic),
+				"KAFKA_DLQ_TOPIC": pulumi.String(RegistrationsDLQTopic),
+				"KAFKA_GROUP":     pulumi.String(WorkerGroup),
+				"REDIS_ADDRS":     data.RedisAddrs,
 			},
 			SecretEnv: map[string]string{"REDIS_PASSWORD": data.RedisPasswordRef, "DATABASE_URL_RW": data.PostgresRWRef},
 		})},

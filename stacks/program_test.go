@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -131,8 +132,9 @@ func assertContainer(t *testing.T, who string, c any, grace int, goService bool)
 	preStop := num(get(c, "lifecycle", "preStop", "sleep", "seconds"))
 	assert.Positive(t, preStop, "%s preStop sleep", who)
 	env := envVars(c)
-	drain := 0
-	_, _ = fmt.Sscan(env["SHUTDOWN_DRAIN_SECONDS"], &drain)
+	drainTime, err := time.ParseDuration(env["SHUTDOWN_TIMEOUT"])
+	require.NoError(t, err, "%s SHUTDOWN_TIMEOUT %q is a duration", who, env["SHUTDOWN_TIMEOUT"])
+	drain := int(drainTime.Seconds())
 	assert.Positive(t, drain, "%s knows its drain budget", who)
 	assert.Greater(t, grace, preStop+drain, "%s grace period exceeds preStop + drain", who)
 

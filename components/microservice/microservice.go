@@ -371,7 +371,10 @@ func (a *Args) containerEnv(name string) corev1.EnvVarArray {
 		set("GOMEMLIMIT", GoMemLimit(a.Resources.MemoryLimit))
 		set("GOMAXPROCS", strconv.Itoa(GoMaxProcs(a.Resources)))
 	}
-	set("SHUTDOWN_DRAIN_SECONDS", strconv.Itoa(a.DrainSeconds))
+	// The services' kit drains for at most SHUTDOWN_TIMEOUT after SIGTERM;
+	// the preStop sleep already kept traffic away, so no extra drain delay.
+	set("SHUTDOWN_TIMEOUT", strconv.Itoa(a.DrainSeconds)+"s")
+	set("DRAIN_DELAY", "0s")
 	if a.OTLPEndpoint != "" {
 		set("OTEL_EXPORTER_OTLP_ENDPOINT", a.OTLPEndpoint)
 		set("OTEL_SERVICE_NAME", name)

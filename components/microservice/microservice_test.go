@@ -151,7 +151,8 @@ func TestDeploymentCarriesTheRuntimeRules(t *testing.T) {
 	assert.Equal(t, "2", env["GOMAXPROCS"], "GOMAXPROCS is the CPU limit 1500m rounded up")
 	assert.Equal(t, "http://otel-collector.apps:4317", env["OTEL_EXPORTER_OTLP_ENDPOINT"], "traces go to the collector")
 	assert.Equal(t, "gateway", env["OTEL_SERVICE_NAME"], "service name for traces")
-	assert.Equal(t, "20", env["SHUTDOWN_DRAIN_SECONDS"], "the app learns its drain budget")
+	assert.Equal(t, "20s", env["SHUTDOWN_TIMEOUT"], "the app learns its drain budget")
+	assert.Equal(t, "0s", env["DRAIN_DELAY"], "the preStop sleep already drained the endpoints")
 	assert.Equal(t, "kafka:9092", env["KAFKA_BROKERS"], "plain env passes through")
 	assert.Equal(t, "redis-auth", get(env["REDIS_PASSWORD"], "secretKeyRef", "name"), "secrets come from a Secret, not the spec")
 

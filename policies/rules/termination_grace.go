@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // defaultGraceSeconds is Kubernetes' terminationGracePeriodSeconds when unset.
@@ -55,7 +56,7 @@ var TerminationGrace = register(&Rule{
 		for _, c := range containers(spec, false) {
 			drain := 0
 			if v, set := c.env(t.DrainSecondsEnv); set {
-				drain, _ = strconv.Atoi(v)
+				drain = seconds(v)
 			}
 			pre := preStopSeconds(c)
 			if need := pre + drain; grace < need {
@@ -65,3 +66,16 @@ var TerminationGrace = register(&Rule{
 		return out
 	},
 })
+
+// seconds reads a drain time given as whole seconds ("20") or as a Go
+// duration ("20s", what the services' SHUTDOWN_TIMEOUT takes), rounded up.
+func seconds(v string) int {
+	if n, err := strconv.Atoi(v); err == nil {
+		return n
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0
+	}
+	return int((d + time.Second - 1) / time.Second)
+}

@@ -72,7 +72,7 @@ func DefaultThresholds(environment string) Thresholds {
 		MaxMemoryTargetPercent:    80,
 		MinScaleDownWindowSeconds: 60,
 		GoMemLimitMaxRatio:        0.9,
-		DrainSecondsEnv:           "SHUTDOWN_DRAIN_SECONDS",
+		DrainSecondsEnv:           "SHUTDOWN_TIMEOUT",
 		MaxBodyBytes:              10 << 20,
 		PodSecurityLevel:          "restricted",
 		MinRedisShards:            3,
