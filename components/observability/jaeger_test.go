@@ -193,7 +193,7 @@ func TestJaegerStoresASpanAndServesItBack(t *testing.T) {
 	}
 }
 
-func TestRenderedCollectorConfigValidatesAndCarriesSpansToJaeger(t *testing.T) {
+func TestRenderedCollectorConfigValidatesAndCarriesSpansAndMetrics(t *testing.T) {
 	bin := jaegerBinary(t)
 	j := loopbackJaeger(t, JaegerStorage{Kind: StorageMemory, MaxTraces: 1000})
 	runConfig(t, bin, "jaeger", RenderJaegerConfig(j), j.HealthPort)
@@ -227,6 +227,28 @@ func TestRenderedCollectorConfigValidatesAndCarriesSpansToJaeger(t *testing.T) {
 	assert.Equal(t, "users", svc, "the span's service after the collector hop")
 	assert.Equal(t, "POST /register", op, "the span's operation after the collector hop")
 	t.Logf("collector -> jaeger round trip: %s", time.Since(start).Round(time.Millisecond))
+
+	// Metrics pushed over OTLP/HTTP come out on the Prometheus endpoint the
+	// pod annotation points Prometheus at (through memory_limiter and batch).
+	gauge := `{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"worker"}}]},` +
+		`"scopeMetrics":[{"metrics":[{"name":"scaleplane_queue_depth","gauge":{"dataPoints":[{"asDouble":42,"timeUnixNano":"` +
+		fmt.Sprint(time.Now().UnixNano()) + `"}]}}]}]}]}`
+	post, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/v1/metrics", c.OTLPHTTPPort), "application/json", strings.NewReader(gauge))
+	require.NoError(t, err, "push a metric over OTLP/HTTP")
+	_ = post.Body.Close()
+	require.Equal(t, http.StatusOK, post.StatusCode, "the collector accepts the metric")
+	var exposed string
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) && !strings.Contains(exposed, "scaleplane_queue_depth") {
+		time.Sleep(200 * time.Millisecond)
+		if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", c.MetricsPort)); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			exposed = string(b)
+		}
+	}
+	assert.Contains(t, exposed, "scaleplane_queue_depth", "the pushed metric is exposed for Prometheus")
+	assert.Contains(t, exposed, `service_name="worker"`, "resource attributes become labels (resource_to_telemetry_conversion)")
 
 	// The collector's own metrics (what Prometheus scrapes) count the span.
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", c.TelemetryPort))
