@@ -57,7 +57,7 @@ func runConfig(t *testing.T, bin, name, config string, healthPort int) {
 	logPath := filepath.Join(dir, name+".log")
 	logf, err := os.Create(logPath)
 	require.NoError(t, err, "create %s log", name)
-	defer logf.Close()
+	defer func() { _ = logf.Close() }()
 	cmd := exec.Command(bin, "--config="+path)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

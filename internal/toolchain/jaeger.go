@@ -80,7 +80,7 @@ func buildReleaseSource(ctx context.Context, module, version, pkg, out, ldflags 
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
+	defer func() { _ = os.RemoveAll(work) }()
 	// A private GOFLAGS: the caller's -mod=mod must not let the build rewrite
 	// the release's go.mod; the release's go.sum is complete.
 	env := append(os.Environ(), "GOFLAGS=-buildvcs=false -mod=readonly", "GOTOOLCHAIN=local", "CGO_ENABLED=0")
