@@ -3,7 +3,8 @@
 // listed networks), every control-plane log type, Secrets encrypted with a
 // KMS key of its own, managed node groups in the private subnets (on-demand
 // for the system pool, spot allowed for the workers), the OIDC provider for
-// IAM roles for service accounts, the Cluster Autoscaler's IAM role, and a
+// IAM roles for service accounts, the Cluster Autoscaler's IAM role, the EBS
+// CSI driver with an encrypted gp3 default StorageClass, and a
 // Kubernetes provider built from the cluster's kubeconfig that every
 // in-cluster component of staging and prod is declared with.
 package cluster
@@ -22,6 +23,8 @@ import (
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/kms"
 	"github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	storagev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/storage/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
@@ -158,6 +161,13 @@ func (g NodeGroup) validate(role string) error {
 	return errors.Join(errs...)
 }
 
+// EBSCSIServiceAccount is the EBS CSI controller's service account in
+// kube-system, which its IAM role trusts.
+const EBSCSIServiceAccount = "ebs-csi-controller-sa"
+
+// DefaultStorageClass is the cluster's default StorageClass (encrypted gp3).
+const DefaultStorageClass = "gp3"
+
 // AutoscalerServiceAccount is the namespace/name of the Cluster
 // Autoscaler's service account, which its IAM role trusts.
 const (
@@ -288,6 +298,7 @@ func NewCluster(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.Res
 		}
 		nodeAttachments = append(nodeAttachments, a)
 	}
+	var nodeGroups []pulumi.Resource
 	for _, pool := range []struct {
 		role string
 		g    NodeGroup
@@ -298,7 +309,7 @@ func NewCluster(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.Res
 			ngTags = map[string]string{}
 		}
 		ngTags["scaleplane.dev/pool"] = pool.role
-		if _, err := eks.NewNodeGroup(ctx, name+"-"+pool.role, &eks.NodeGroupArgs{
+		ng, err := eks.NewNodeGroup(ctx, name+"-"+pool.role, &eks.NodeGroupArgs{
 			ClusterName:   cl.Name,
 			NodeGroupName: pulumi.String(pool.role),
 			NodeRoleArn:   nodeRole.Arn,
@@ -318,9 +329,11 @@ func NewCluster(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.Res
 			Tags:         pulumi.ToStringMap(ngTags),
 		}, child, pulumi.DependsOn(nodeAttachments),
 			// The Cluster Autoscaler owns the current size; a later `up` must not reset it.
-			pulumi.IgnoreChanges([]string{"scalingConfig.desiredSize"})); err != nil {
+			pulumi.IgnoreChanges([]string{"scalingConfig.desiredSize"}))
+		if err != nil {
 			return fail(pool.role+" node group", err)
 		}
+		nodeGroups = append(nodeGroups, ng)
 	}
 
 	// Bounds-checked: the SDK's Index panics on an empty list, which a
@@ -352,6 +365,32 @@ func NewCluster(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.Res
 		return fail("autoscaler policy", err)
 	}
 
+	// Volumes: EKS ships no EBS driver; without it every PersistentVolumeClaim
+	// (Prometheus, Jaeger's Badger) stays Pending.
+	ebsRole, err := iam.NewRole(ctx, name+"-ebs-csi", &iam.RoleArgs{
+		AssumeRolePolicy: IRSATrustPolicy(oidc.Arn, issuer, "kube-system", EBSCSIServiceAccount),
+		Tags:             tags,
+	}, child)
+	if err != nil {
+		return fail("ebs csi role", err)
+	}
+	ebsPolicy, err := iam.NewRolePolicyAttachment(ctx, name+"-ebs-csi", &iam.RolePolicyAttachmentArgs{
+		Role: ebsRole.Name, PolicyArn: pulumi.String("arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"),
+	}, child)
+	if err != nil {
+		return fail("ebs csi policy", err)
+	}
+	ebs, err := eks.NewAddon(ctx, name+"-ebs-csi", &eks.AddonArgs{
+		ClusterName: cl.Name, AddonName: pulumi.String("aws-ebs-csi-driver"),
+		ServiceAccountRoleArn:    ebsRole.Arn,
+		ResolveConflictsOnCreate: pulumi.String("OVERWRITE"),
+		ResolveConflictsOnUpdate: pulumi.String("OVERWRITE"),
+		Tags:                     tags,
+	}, child, pulumi.DependsOn(append(nodeGroups, ebsPolicy)))
+	if err != nil {
+		return fail("ebs csi addon", err)
+	}
+
 	ca := cl.CertificateAuthority.Data().Elem()
 	kubeconfig := Kubeconfig(args.ClusterName, args.Region, cl.Endpoint, ca)
 	provider, err := kubernetes.NewProvider(ctx, name+"-kubernetes", &kubernetes.ProviderArgs{
@@ -361,6 +400,21 @@ func NewCluster(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.Res
 	}, child)
 	if err != nil {
 		return fail("kubernetes provider", err)
+	}
+
+	// The default class: encrypted gp3, bound where the pod lands (its zone).
+	if _, err := storagev1.NewStorageClass(ctx, name+"-gp3", &storagev1.StorageClassArgs{
+		Metadata: &metav1.ObjectMetaArgs{
+			Name:        pulumi.String(DefaultStorageClass),
+			Annotations: pulumi.StringMap{"storageclass.kubernetes.io/is-default-class": pulumi.String("true")},
+		},
+		Provisioner:          pulumi.String("ebs.csi.aws.com"),
+		Parameters:           pulumi.StringMap{"type": pulumi.String("gp3"), "encrypted": pulumi.String("true")},
+		VolumeBindingMode:    pulumi.String("WaitForFirstConsumer"),
+		AllowVolumeExpansion: pulumi.Bool(true),
+		ReclaimPolicy:        pulumi.String("Delete"),
+	}, child, pulumi.Provider(provider), pulumi.DependsOn([]pulumi.Resource{ebs})); err != nil {
+		return fail("storage class", err)
 	}
 
 	c.Name = cl.Name

@@ -151,3 +151,23 @@ func TestInvalidClusterArgsDeclareNothing(t *testing.T) {
 		assert.Empty(t, r.all, "%s: nothing declared", name)
 	}
 }
+
+func TestVolumesWorkOutOfTheBox(t *testing.T) {
+	r, err := declare(t, args())
+	require.NoError(t, err, "declare")
+	addons := r.ofType("aws:eks/addon:Addon")
+	require.Len(t, addons, 1, "the EBS CSI driver add-on")
+	assert.Equal(t, "aws-ebs-csi-driver", addons[0].inputs["addonName"], "EBS CSI")
+	var trust string
+	for _, role := range r.ofType("aws:iam/role:Role") {
+		if role.name == "eks-ebs-csi" {
+			trust = role.inputs["assumeRolePolicy"].(string)
+		}
+	}
+	assert.Contains(t, trust, "system:serviceaccount:kube-system:"+EBSCSIServiceAccount, "the driver's IAM role trusts only its controller's service account")
+	sc := r.ofType("kubernetes:storage.k8s.io/v1:StorageClass")
+	require.Len(t, sc, 1, "one StorageClass")
+	assert.Equal(t, "true", sc[0].inputs["parameters"].(map[string]any)["encrypted"], "volumes are encrypted")
+	assert.Equal(t, "WaitForFirstConsumer", sc[0].inputs["volumeBindingMode"], "volumes follow the pod's zone")
+	assert.Contains(t, sc[0].provider, "eks-kubernetes", "declared in this cluster")
+}
