@@ -69,6 +69,10 @@ func TestAWSStacksRunOnTheirOwnCluster(t *testing.T) {
 			if env.Flavour != stacks.FlavourAWS {
 				assert.Empty(t, clusters, "%s declares no EKS cluster", stack)
 				assert.Empty(t, g.ByType("aws:ec2/vpc:Vpc"), "%s declares no VPC", stack)
+				assert.Empty(t, providers, "%s uses the current kubeconfig", stack)
+				for _, r := range g.Kubernetes() {
+					assert.Empty(t, r.Provider, "%s: %s goes through the default (current kubeconfig) provider", stack, r.URN)
+				}
 				return
 			}
 			require.Len(t, clusters, 1, "%s declares its EKS cluster", stack)
