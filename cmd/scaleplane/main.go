@@ -34,6 +34,10 @@ var verbs = map[string]verb{
 	"services": {"Start Kafka, Redis Cluster, Postgres + replica and PgBouncer on loopback for `go run ./apps/<svc>`.", runServices},
 	"tools":    {"Fetch or build the cached tools (Kafka jars, ...) into ~/.cache/scaleplane.", runTools},
 	"check":    {"Check a stack against the policy pack offline, over the Analyzer protocol: no cloud, no credentials.", runCheck},
+
+	// The embedded cluster, its images and the real engine.
+	"cluster": {"Start, stop or inspect the embedded one-node Kubernetes (up|down|status).", runCluster},
+	"images":  {"Build the service images (static, non-root) and load them into the embedded cluster.", runImages},
 }
 
 func main() {

@@ -1,0 +1,340 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os/exec"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/scaleplane/scaleplane/internal/images"
+)
+
+// Workload names one Deployment or StatefulSet.
+type Workload struct {
+	Kind      string // Deployment or StatefulSet
+	Namespace string
+	Name      string
+}
+
+func (w Workload) String() string { return w.Kind + " " + w.Namespace + "/" + w.Name }
+
+// WorkloadState is what a rollout wait knows about one workload: whether it
+// is expected to become available and, if not, exactly why not.
+type WorkloadState struct {
+	Workload
+	Desired, Available, Updated int
+	// Blockers are prerequisites that are missing from the cluster (a
+	// Secret another component creates, an image not on the node): while
+	// any is missing the workload cannot become available, and waiting
+	// for it would only time out.
+	Blockers []string
+	// Problems are the pods' current waiting reasons, for the progress
+	// display.
+	Problems []string
+}
+
+// Expected reports whether the workload should become available: nothing it
+// needs is missing.
+func (s WorkloadState) Expected() bool { return len(s.Blockers) == 0 }
+
+// Done reports whether the rollout is complete.
+func (s WorkloadState) Done() bool {
+	return s.Desired > 0 && s.Available >= s.Desired && s.Updated >= s.Desired
+}
+
+// Rollouts inspects and waits for workloads with kubectl.
+type Rollouts struct {
+	Kubectl    string
+	Kubeconfig string
+	// ContainerdSocket, when set, is the node's containerd: image presence
+	// is checked there exactly instead of inferred from pod events.
+	ContainerdSocket string
+}
+
+// KubectlPath returns a kubectl: the user's on PATH, else the cached one
+// (built with the Kubernetes binaries).
+func KubectlPath(ctx context.Context) (string, error) {
+	if p, err := exec.LookPath("kubectl"); err == nil {
+		return p, nil
+	}
+	return Kubectl(ctx)
+}
+
+func (r Rollouts) getJSON(ctx context.Context, v any, args ...string) error {
+	cmdArgs := append([]string{"--kubeconfig", r.Kubeconfig}, args...)
+	cmdArgs = append(cmdArgs, "-o", "json")
+	cmd := exec.CommandContext(ctx, r.Kubectl, cmdArgs...)
+	out, err := cmd.Output()
+	if err != nil {
+		msg := ""
+		if ee, ok := err.(*exec.ExitError); ok {
+			msg = string(ee.Stderr)
+		}
+		return fmt.Errorf("kubectl %s: %w %s", strings.Join(args, " "), err, strings.TrimSpace(msg))
+	}
+	return json.Unmarshal(out, v)
+}
+
+type podSpec struct {
+	Containers     []container `json:"containers"`
+	InitContainers []container `json:"initContainers"`
+	Volumes        []struct {
+		Secret *struct {
+			SecretName string `json:"secretName"`
+			Optional   *bool  `json:"optional"`
+		} `json:"secret"`
+	} `json:"volumes"`
+}
+
+type container struct {
+	Image string `json:"image"`
+	Env   []struct {
+		ValueFrom *struct {
+			SecretKeyRef *struct {
+				Name     string `json:"name"`
+				Optional *bool  `json:"optional"`
+			} `json:"secretKeyRef"`
+		} `json:"valueFrom"`
+	} `json:"env"`
+	EnvFrom []struct {
+		SecretRef *struct {
+			Name     string `json:"name"`
+			Optional *bool  `json:"optional"`
+		} `json:"secretRef"`
+	} `json:"envFrom"`
+}
+
+type workloadObj struct {
+	Metadata struct {
+		Generation int64 `json:"generation"`
+	} `json:"metadata"`
+	Spec struct {
+		Replicas *int `json:"replicas"`
+		Selector struct {
+			MatchLabels map[string]string `json:"matchLabels"`
+		} `json:"selector"`
+		Template struct {
+			Spec podSpec `json:"spec"`
+		} `json:"template"`
+	} `json:"spec"`
+	Status struct {
+		ObservedGeneration int64 `json:"observedGeneration"`
+		AvailableReplicas  int   `json:"availableReplicas"`
+		ReadyReplicas      int   `json:"readyReplicas"`
+		UpdatedReplicas    int   `json:"updatedReplicas"`
+	} `json:"status"`
+}
+
+// required lists the Secrets the pod spec cannot start without (optional
+// references excluded) and its images.
+func (p podSpec) required() (secrets, imgs []string) {
+	seen := map[string]bool{}
+	add := func(name string, optional *bool) {
+		if name != "" && (optional == nil || !*optional) && !seen[name] {
+			seen[name] = true
+			secrets = append(secrets, name)
+		}
+	}
+	for _, c := range append(append([]container{}, p.InitContainers...), p.Containers...) {
+		imgs = append(imgs, c.Image)
+		for _, e := range c.Env {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+				add(e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Optional)
+			}
+		}
+		for _, e := range c.EnvFrom {
+			if e.SecretRef != nil {
+				add(e.SecretRef.Name, e.SecretRef.Optional)
+			}
+		}
+	}
+	for _, v := range p.Volumes {
+		if v.Secret != nil {
+			add(v.Secret.SecretName, v.Secret.Optional)
+		}
+	}
+	return secrets, imgs
+}
+
+// Inspect returns the state of each workload, with its blockers.
+func (r Rollouts) Inspect(ctx context.Context, ws []Workload) ([]WorkloadState, error) {
+	secretsByNS := map[string]map[string]bool{}
+	var out []WorkloadState
+	for _, w := range ws {
+		var obj workloadObj
+		if err := r.getJSON(ctx, &obj, "-n", w.Namespace, "get", strings.ToLower(w.Kind), w.Name); err != nil {
+			return nil, err
+		}
+		st := WorkloadState{Workload: w, Available: obj.Status.AvailableReplicas, Updated: obj.Status.UpdatedReplicas, Desired: 1}
+		if obj.Spec.Replicas != nil {
+			st.Desired = *obj.Spec.Replicas
+		}
+		if w.Kind == "StatefulSet" {
+			st.Available = obj.Status.ReadyReplicas
+		}
+		if obj.Status.ObservedGeneration < obj.Metadata.Generation {
+			st.Updated = 0 // the controller has not seen the latest spec yet
+		}
+		secrets, imgs := obj.Spec.Template.Spec.required()
+		have, ok := secretsByNS[w.Namespace]
+		if !ok {
+			var list struct {
+				Items []struct {
+					Metadata struct {
+						Name string `json:"name"`
+					} `json:"metadata"`
+				} `json:"items"`
+			}
+			if err := r.getJSON(ctx, &list, "-n", w.Namespace, "get", "secrets"); err != nil {
+				return nil, err
+			}
+			have = map[string]bool{}
+			for _, s := range list.Items {
+				have[s.Metadata.Name] = true
+			}
+			secretsByNS[w.Namespace] = have
+		}
+		for _, s := range secrets {
+			if !have[s] {
+				st.Blockers = append(st.Blockers, "Secret "+w.Namespace+"/"+s+" does not exist")
+			}
+		}
+		if r.ContainerdSocket != "" {
+			present, err := images.Present(ctx, r.ContainerdSocket, imgs)
+			if err != nil {
+				return nil, err
+			}
+			for _, img := range imgs {
+				if !present[img] {
+					st.Blockers = append(st.Blockers, "image "+img+" is not on the node")
+				}
+			}
+		}
+		probs, imageMissing, err := r.podProblems(ctx, w.Namespace, obj.Spec.Selector.MatchLabels)
+		if err != nil {
+			return nil, err
+		}
+		st.Problems = probs
+		if r.ContainerdSocket == "" {
+			// Without the node's image store, the kubelet's verdict is the
+			// evidence: it refuses to run an image it cannot have.
+			st.Blockers = append(st.Blockers, imageMissing...)
+		}
+		sort.Strings(st.Blockers)
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// podProblems summarises the waiting reasons of the workload's pods, and
+// reports images the kubelet could not get.
+func (r Rollouts) podProblems(ctx context.Context, ns string, sel map[string]string) (problems, imageMissing []string, err error) {
+	var parts []string
+	for k, v := range sel {
+		parts = append(parts, k+"="+v)
+	}
+	sort.Strings(parts)
+	var pods struct {
+		Items []struct {
+			Status struct {
+				ContainerStatuses []struct {
+					Image string `json:"image"`
+					State struct {
+						Waiting *struct {
+							Reason  string `json:"reason"`
+							Message string `json:"message"`
+						} `json:"waiting"`
+					} `json:"state"`
+				} `json:"containerStatuses"`
+			} `json:"status"`
+		} `json:"items"`
+	}
+	if err := r.getJSON(ctx, &pods, "-n", ns, "get", "pods", "-l", strings.Join(parts, ",")); err != nil {
+		return nil, nil, err
+	}
+	seen := map[string]bool{}
+	for _, p := range pods.Items {
+		for _, cs := range p.Status.ContainerStatuses {
+			w := cs.State.Waiting
+			if w == nil || w.Reason == "" || w.Reason == "ContainerCreating" {
+				continue
+			}
+			msg := w.Reason
+			if w.Message != "" {
+				msg += ": " + firstLine(w.Message)
+			}
+			if !seen[msg] {
+				seen[msg] = true
+				problems = append(problems, msg)
+			}
+			switch w.Reason {
+			case "ErrImageNeverPull", "ImagePullBackOff", "ErrImagePull", "InvalidImageName":
+				b := "image " + cs.Image + " is not available to the node (" + w.Reason + ")"
+				if !seen[b] {
+					seen[b] = true
+					imageMissing = append(imageMissing, b)
+				}
+			}
+		}
+	}
+	return problems, imageMissing, nil
+}
+
+// Wait polls until every expected workload is available or timeout passes,
+// printing a line whenever a workload's state changes. Workloads with
+// blockers are reported, not waited for. It returns the last states; the
+// error names the expected workloads that did not become available.
+func (r Rollouts) Wait(ctx context.Context, ws []Workload, timeout time.Duration, progress io.Writer) ([]WorkloadState, error) {
+	if progress == nil {
+		progress = io.Discard
+	}
+	deadline := time.Now().Add(timeout)
+	last := map[string]string{}
+	begin := time.Now()
+	for {
+		states, err := r.Inspect(ctx, ws)
+		if err != nil {
+			return nil, err
+		}
+		pending := 0
+		for _, s := range states {
+			line := fmt.Sprintf("%d/%d available", s.Available, s.Desired)
+			switch {
+			case !s.Expected():
+				line += "; not expected to start: " + strings.Join(s.Blockers, "; ")
+			case s.Done():
+				line += "; rolled out"
+			default:
+				pending++
+				if len(s.Problems) > 0 {
+					line += "; " + strings.Join(s.Problems, "; ")
+				}
+			}
+			if last[s.String()] != line {
+				last[s.String()] = line
+				fmt.Fprintf(progress, "  [%3ds] %-40s %s\n", int(time.Since(begin).Seconds()), s.String(), line)
+			}
+		}
+		if pending == 0 {
+			return states, nil
+		}
+		if time.Now().After(deadline) {
+			var names []string
+			for _, s := range states {
+				if s.Expected() && !s.Done() {
+					names = append(names, fmt.Sprintf("%s (%d/%d available; %s)", s, s.Available, s.Desired, strings.Join(s.Problems, "; ")))
+				}
+			}
+			return states, fmt.Errorf("not available after %s: %s", timeout, strings.Join(names, ", "))
+		}
+		select {
+		case <-ctx.Done():
+			return states, ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
