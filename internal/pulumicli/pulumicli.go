@@ -1,0 +1,350 @@
+// Package pulumicli runs the stack program on the real Pulumi engine with
+// the Automation API: the program is stacks.Program, inline (the Go
+// language host is not needed), the state is a local file backend, secrets
+// use a passphrase kept beside the state, and the CLI and the kubernetes
+// provider are the user's own installation or the ones the tool cache
+// builds from the Go module proxy.
+package pulumicli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/tokens"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/workspace"
+
+	"github.com/scaleplane/scaleplane/internal/cluster"
+	"github.com/scaleplane/scaleplane/internal/toolchain"
+	"github.com/scaleplane/scaleplane/stacks"
+)
+
+// passphraseFile keeps the secrets passphrase of a file backend next to its
+// state: the state is local to this machine, so the passphrase protects
+// secrets at rest from casual reading, not from the machine's root.
+const passphraseFile = ".passphrase"
+
+// Options says which stack to run and against what.
+type Options struct {
+	// Root is the repository root (holds stacks/).
+	Root string
+	// StackFile names the stack whose config file (stacks/Pulumi.<name>.yaml)
+	// is used.
+	StackFile string
+	// StackName is the Pulumi stack's name; default StackFile. Tests use
+	// unique names so runs do not share state.
+	StackName string
+	// Overrides replace config values of the stack file (keys without the
+	// "scaleplane:" prefix), e.g. a unique namespace for a test.
+	Overrides map[string]string
+	// Kubeconfig is the cluster the kubernetes provider deploys to.
+	Kubeconfig string
+	// BackendDir holds the file backend's state.
+	BackendDir string
+	// PolicyPacks are compiled policy pack directories or binaries passed
+	// to the engine (preview and up).
+	PolicyPacks []string
+	// Progress receives the engine's streamed progress; nil discards it.
+	Progress io.Writer
+	// ExpectNoChanges makes up fail if anything would change.
+	ExpectNoChanges bool
+	// Await keeps the kubernetes provider's own readiness wait on
+	// Deployments and StatefulSets; by default it is skipped (see
+	// skipAwaitAnnotation) and the caller waits with cluster.Rollouts.
+	Await bool
+}
+
+// Result summarises one operation.
+type Result struct {
+	Operation string
+	Stack     string
+	// Changes counts resources per operation (create, update, same...).
+	Changes map[string]int
+	// Kinds counts the stack's resources per type after the operation.
+	Kinds map[string]int
+	// Outputs are the stack outputs (secrets shown as [secret]).
+	Outputs  map[string]any
+	Duration time.Duration
+	// Stdout is the engine's full output (for policy messages).
+	Stdout string
+	// Workloads are the stack's Deployments and StatefulSets after up.
+	Workloads []cluster.Workload
+}
+
+// stack prepares the workspace and the stack with its config.
+func stack(ctx context.Context, o *Options) (auto.Stack, error) {
+	if o.StackName == "" {
+		o.StackName = o.StackFile
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	values, err := stacks.ReadStackConfig(o.Root, o.StackFile)
+	if err != nil {
+		return auto.Stack{}, err
+	}
+	for k, v := range o.Overrides {
+		values[k] = v
+	}
+	// Validate before the engine starts, for the same clear error the
+	// program would give, without a half-run update.
+	if _, err := stacks.Parse(o.StackName, values); err != nil {
+		return auto.Stack{}, err
+	}
+	if o.BackendDir == "" {
+		return auto.Stack{}, errors.New("pulumicli: no backend directory")
+	}
+	if err := os.MkdirAll(o.BackendDir, 0o700); err != nil {
+		return auto.Stack{}, fmt.Errorf("creating backend directory: %w", err)
+	}
+	pass, err := passphrase(o.BackendDir)
+	if err != nil {
+		return auto.Stack{}, err
+	}
+	pulumiDir, path, err := toolchain.PulumiPath(ctx)
+	if err != nil {
+		return auto.Stack{}, err
+	}
+	// The Automation API runs <Root>/bin/pulumi, or `pulumi` from this
+	// process's PATH when Root is empty.
+	root := ""
+	if filepath.Base(pulumiDir) == "bin" {
+		root = filepath.Dir(pulumiDir)
+	}
+	cmd, err := auto.NewPulumiCommand(&auto.PulumiCommandOptions{Root: root, SkipVersionCheck: true})
+	if err != nil {
+		return auto.Stack{}, fmt.Errorf("pulumicli: the Pulumi CLI in %s: %w", pulumiDir, err)
+	}
+	work := filepath.Join(o.BackendDir, "work", o.StackName)
+	if err := os.MkdirAll(work, 0o700); err != nil {
+		return auto.Stack{}, err
+	}
+	env := map[string]string{
+		"PULUMI_BACKEND_URL":       "file://" + o.BackendDir,
+		"PULUMI_CONFIG_PASSPHRASE": pass,
+		"PULUMI_SKIP_UPDATE_CHECK": "true",
+		"PATH":                     path,
+	}
+	if o.Kubeconfig != "" {
+		env["KUBECONFIG"] = o.Kubeconfig
+	}
+	proj := workspace.Project{Name: tokens.PackageName(stacks.Project), Runtime: workspace.NewProjectRuntimeInfo("go", nil)}
+	program := programWithoutAwait
+	if o.Await {
+		program = stacks.Program
+	}
+	st, err := auto.UpsertStackInlineSource(ctx, o.StackName, stacks.Project, program,
+		auto.Project(proj), auto.WorkDir(work), auto.Pulumi(cmd), auto.SecretsProvider("passphrase"), auto.EnvVars(env))
+	if err != nil {
+		return auto.Stack{}, fmt.Errorf("pulumicli: selecting stack %s: %w", o.StackName, err)
+	}
+	cfg := auto.ConfigMap{}
+	for k, v := range values {
+		cfg[stacks.Project+":"+k] = auto.ConfigValue{Value: v}
+	}
+	// Start from the file's values only: a key removed from the file must
+	// not linger in the workspace's copy.
+	old, err := st.GetAllConfig(ctx)
+	if err == nil {
+		var stale []string
+		for k := range old {
+			if _, ok := cfg[k]; !ok && strings.HasPrefix(k, stacks.Project+":") {
+				stale = append(stale, k)
+			}
+		}
+		if len(stale) > 0 {
+			if err := st.RemoveAllConfig(ctx, stale); err != nil {
+				return auto.Stack{}, fmt.Errorf("pulumicli: clearing config: %w", err)
+			}
+		}
+	}
+	if err := st.SetAllConfig(ctx, cfg); err != nil {
+		return auto.Stack{}, fmt.Errorf("pulumicli: setting config: %w", err)
+	}
+	return st, nil
+}
+
+// passphrase returns the backend's secrets passphrase, creating it once.
+func passphrase(dir string) (string, error) {
+	p := filepath.Join(dir, passphraseFile)
+	if b, err := os.ReadFile(p); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	buf := make([]byte, 16)
+	if _, err := rand.Read(buf); err != nil {
+		return "", err
+	}
+	s := hex.EncodeToString(buf)
+	if err := os.WriteFile(p, []byte(s+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("writing %s: %w", p, err)
+	}
+	return s, nil
+}
+
+// Up runs `pulumi up` of the stack program.
+func Up(ctx context.Context, o Options) (Result, error) {
+	begin := time.Now()
+	st, err := stack(ctx, &o)
+	if err != nil {
+		return Result{}, err
+	}
+	opts := []optup.Option{optup.ProgressStreams(o.Progress), optup.Color("never")}
+	if len(o.PolicyPacks) > 0 {
+		opts = append(opts, optup.PolicyPacks(o.PolicyPacks...))
+	}
+	if o.ExpectNoChanges {
+		opts = append(opts, optup.ExpectNoChanges())
+	}
+	res, err := st.Up(ctx, opts...)
+	if err != nil {
+		return Result{Operation: "up", Stack: o.StackName, Stdout: res.StdOut}, fmt.Errorf("pulumi up of stack %s: %w", o.StackName, err)
+	}
+	r := Result{Operation: "up", Stack: o.StackName, Duration: time.Since(begin), Stdout: res.StdOut, Outputs: map[string]any{}}
+	if res.Summary.ResourceChanges != nil {
+		r.Changes = *res.Summary.ResourceChanges
+	}
+	for k, v := range res.Outputs {
+		if v.Secret {
+			r.Outputs[k] = "[secret]"
+		} else {
+			r.Outputs[k] = v.Value
+		}
+	}
+	if r.Kinds, r.Workloads, err = inventory(ctx, st); err != nil {
+		return r, fmt.Errorf("pulumicli: reading the state of %s: %w", o.StackName, err)
+	}
+	return r, nil
+}
+
+// Preview runs `pulumi preview`; with policy packs, a mandatory violation
+// fails it and the error carries the engine output naming the policy.
+func Preview(ctx context.Context, o Options) (Result, error) {
+	begin := time.Now()
+	st, err := stack(ctx, &o)
+	if err != nil {
+		return Result{}, err
+	}
+	opts := []optpreview.Option{optpreview.ProgressStreams(o.Progress), optpreview.Color("never")}
+	if len(o.PolicyPacks) > 0 {
+		opts = append(opts, optpreview.PolicyPacks(o.PolicyPacks...))
+	}
+	if o.ExpectNoChanges {
+		opts = append(opts, optpreview.ExpectNoChanges())
+	}
+	res, err := st.Preview(ctx, opts...)
+	r := Result{Operation: "preview", Stack: o.StackName, Duration: time.Since(begin), Stdout: res.StdOut, Changes: map[string]int{}}
+	if err != nil {
+		return r, fmt.Errorf("pulumi preview of stack %s: %w", o.StackName, err)
+	}
+	for op, n := range res.ChangeSummary {
+		r.Changes[string(op)] = n
+	}
+	return r, nil
+}
+
+// Destroy runs `pulumi destroy`: every resource of the stack is deleted.
+func Destroy(ctx context.Context, o Options) (Result, error) {
+	begin := time.Now()
+	st, err := stack(ctx, &o)
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := st.Destroy(ctx, optdestroy.ProgressStreams(o.Progress), optdestroy.Color("never"))
+	if err != nil {
+		return Result{Operation: "destroy", Stack: o.StackName, Stdout: res.StdOut}, fmt.Errorf("pulumi destroy of stack %s: %w", o.StackName, err)
+	}
+	r := Result{Operation: "destroy", Stack: o.StackName, Duration: time.Since(begin), Stdout: res.StdOut}
+	if res.Summary.ResourceChanges != nil {
+		r.Changes = *res.Summary.ResourceChanges
+	}
+	return r, nil
+}
+
+// RemoveStack deletes the stack's (empty) state from the backend, so a
+// test leaves no stack behind.
+func RemoveStack(ctx context.Context, o Options) error {
+	st, err := stack(ctx, &o)
+	if err != nil {
+		return err
+	}
+	return st.Workspace().RemoveStack(ctx, o.StackName)
+}
+
+// inventory counts the stack's resources per type and lists its
+// workloads, from its exported state.
+func inventory(ctx context.Context, st auto.Stack) (map[string]int, []cluster.Workload, error) {
+	dep, err := st.Export(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var state struct {
+		Resources []struct {
+			Type string `json:"type"`
+		} `json:"resources"`
+	}
+	if err := json.Unmarshal(dep.Deployment, &state); err != nil {
+		return nil, nil, err
+	}
+	out := map[string]int{}
+	for _, r := range state.Resources {
+		out[r.Type]++
+	}
+	ws, err := workloadsOf(dep.Deployment)
+	return out, ws, err
+}
+
+// Print writes the summary: changes, resources per kind and outputs.
+func (r Result) Print(w io.Writer) {
+	fmt.Fprintf(w, "\n%s of stack %s done in %s\n", r.Operation, r.Stack, r.Duration.Round(time.Second))
+	if len(r.Changes) > 0 {
+		fmt.Fprintf(w, "changes: %s\n", sortedCounts(r.Changes, ", "))
+	}
+	if len(r.Kinds) > 0 {
+		fmt.Fprintln(w, "resources:")
+		keys := make([]string, 0, len(r.Kinds))
+		for k := range r.Kinds {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(w, "  %4d  %s\n", r.Kinds[k], k)
+		}
+	}
+	if len(r.Outputs) > 0 {
+		fmt.Fprintln(w, "outputs:")
+		keys := make([]string, 0, len(r.Outputs))
+		for k := range r.Outputs {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(w, "  %-16s %v\n", k, r.Outputs[k])
+		}
+	}
+}
+
+func sortedCounts(m map[string]int, sep string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%d %s", m[k], k))
+	}
+	return strings.Join(parts, sep)
+}

@@ -1,0 +1,101 @@
+package pulumicli
+
+import (
+	"encoding/json"
+	"sync"
+	"testing"
+
+	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
+	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
+	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/scaleplane/scaleplane/internal/cluster"
+)
+
+// recorder is a Pulumi mock that keeps the inputs of every resource.
+type recorder struct {
+	mu     sync.Mutex
+	inputs map[string]resource.PropertyMap
+}
+
+func (r *recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.inputs[args.Name] = args.Inputs
+	return args.Name + "-id", args.Inputs, nil
+}
+
+func (r *recorder) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
+	return args.Args, nil
+}
+
+func annotations(t *testing.T, props resource.PropertyMap) map[string]string {
+	t.Helper()
+	md, ok := props["metadata"]
+	require.True(t, ok, "the resource has metadata")
+	out := map[string]string{}
+	if a, ok := md.ObjectValue()["annotations"]; ok {
+		for k, v := range a.ObjectValue() {
+			out[string(k)] = v.StringValue()
+		}
+	}
+	return out
+}
+
+func TestSkipAwaitAnnotatesWorkloadsOnly(t *testing.T) {
+	rec := &recorder{inputs: map[string]resource.PropertyMap{}}
+	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
+		if err := ctx.RegisterStackTransformation(skipAwait); err != nil {
+			return err
+		}
+		spec := &appsv1.DeploymentSpecArgs{
+			Selector: &metav1.LabelSelectorArgs{MatchLabels: pulumi.StringMap{"app": pulumi.String("a")}},
+			Template: &corev1.PodTemplateSpecArgs{Spec: &corev1.PodSpecArgs{Containers: corev1.ContainerArray{corev1.ContainerArgs{Name: pulumi.String("c"), Image: pulumi.String("i:1")}}}},
+		}
+		if _, err := appsv1.NewDeployment(ctx, "with-annotations", &appsv1.DeploymentArgs{
+			Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String("a"), Annotations: pulumi.StringMap{"keep": pulumi.String("me")}},
+			Spec:     spec,
+		}); err != nil {
+			return err
+		}
+		if _, err := appsv1.NewDeployment(ctx, "bare", &appsv1.DeploymentArgs{Spec: spec}); err != nil {
+			return err
+		}
+		_, err := corev1.NewConfigMap(ctx, "cm", &corev1.ConfigMapArgs{Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String("cm")}})
+		return err
+	}, pulumi.WithMocks("scaleplane", "test", rec))
+	require.NoError(t, err, "program under mocks")
+
+	a := annotations(t, rec.inputs["with-annotations"])
+	assert.Equal(t, "true", a[skipAwaitAnnotation], "a Deployment is not awaited by the provider")
+	assert.Equal(t, "me", a["keep"], "its own annotations are kept")
+	assert.Equal(t, "true", annotations(t, rec.inputs["bare"])[skipAwaitAnnotation], "a Deployment without metadata gets it too")
+	assert.NotContains(t, annotations(t, rec.inputs["cm"]), skipAwaitAnnotation, "other kinds are untouched")
+}
+
+func TestWorkloadsOfReadsDeploymentsAndStatefulSets(t *testing.T) {
+	state := map[string]any{"resources": []map[string]any{
+		{"type": "kubernetes:apps/v1:Deployment", "outputs": map[string]any{"metadata": map[string]any{"name": "gateway", "namespace": "sp"}}},
+		{"type": "kubernetes:apps/v1:StatefulSet", "outputs": map[string]any{"metadata": map[string]any{"name": "redis", "namespace": "sp"}}},
+		{"type": "kubernetes:core/v1:Service", "outputs": map[string]any{"metadata": map[string]any{"name": "gateway", "namespace": "sp"}}},
+	}}
+	raw, err := json.Marshal(state)
+	require.NoError(t, err, "marshal")
+	ws, err := workloadsOf(raw)
+	require.NoError(t, err, "workloadsOf")
+	assert.Equal(t, []cluster.Workload{{Kind: "Deployment", Namespace: "sp", Name: "gateway"}, {Kind: "StatefulSet", Namespace: "sp", Name: "redis"}}, ws, "only workloads, with kind, namespace and name")
+}
+
+func TestPassphraseIsCreatedOnceAndKept(t *testing.T) {
+	dir := t.TempDir()
+	a, err := passphrase(dir)
+	require.NoError(t, err, "first")
+	b, err := passphrase(dir)
+	require.NoError(t, err, "second")
+	assert.Len(t, a, 32, "16 random bytes in hex")
+	assert.Equal(t, a, b, "the same passphrase decrypts the state next time")
+}
