@@ -1,16 +1,21 @@
 package stacks_test
 
 import (
+	"context"
 	"fmt"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/scaleplane/scaleplane/components/observability"
+	"github.com/scaleplane/scaleplane/internal/realserver"
 	"github.com/scaleplane/scaleplane/internal/render"
+	"github.com/scaleplane/scaleplane/internal/toolchain"
 	"github.com/scaleplane/scaleplane/stacks"
 )
 
@@ -145,5 +150,35 @@ func TestPlatformKnobsAreChecked(t *testing.T) {
 		var ce *stacks.ConfigError
 		require.ErrorAs(t, err, &ce, "%s=%s is refused with a ConfigError", key, v)
 		assert.Contains(t, err.Error(), key, "the error names %s", key)
+	}
+}
+
+// TestEveryStacksPrometheusConfigPassesPromtool checks the files exactly as
+// each stack renders them into the Prometheus ConfigMap: the rules with
+// Debian's promtool, the config (Kubernetes discovery) with the upstream
+// promtool of the deployed release.
+func TestEveryStacksPrometheusConfigPassesPromtool(t *testing.T) {
+	if _, cached, err := toolchain.PromtoolDir(); err != nil {
+		t.Fatalf("promtool cache: %v", err)
+	} else if !cached && testing.Short() {
+		t.Skip("the upstream promtool is not cached and building it takes minutes; run without -short to build it once")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Minute)
+	defer cancel()
+	upstream, err := toolchain.Promtool(ctx)
+	require.NoError(t, err, "build promtool")
+	for _, stack := range shipped {
+		g, _ := renderStack(t, stack)
+		cm := byName(g.ByType("kubernetes:core/v1:ConfigMap"))["prometheus"]
+		conf, rules := str(get(cm.Inputs, "data", "prometheus.yml")), str(get(cm.Inputs, "data", observability.RulesFile))
+		require.NotEmpty(t, conf, "%s renders prometheus.yml", stack)
+		dir := realserver.WritePrometheusFiles(t, conf, map[string]string{observability.RulesFile: rules})
+		out, err := realserver.Promtool(t, dir, "check", "rules", observability.RulesFile)
+		require.NoError(t, err, "%s: promtool check rules:\n%s", stack, out)
+		cmd := exec.CommandContext(ctx, upstream, "check", "config", "--syntax-only", "prometheus.yml")
+		cmd.Dir = dir
+		b, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s: promtool %s check config:\n%s", stack, toolchain.PrometheusRelease, b)
+		assert.Contains(t, conf, "environment: "+stack, "%s labels its series with its environment", stack)
 	}
 }

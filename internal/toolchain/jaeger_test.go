@@ -2,6 +2,7 @@ package toolchain
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -50,5 +51,25 @@ func TestUpstreamPromtoolBuildsAndKnowsKubernetesDiscovery(t *testing.T) {
 	out, err := exec.CommandContext(ctx, bin, "--version").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), PrometheusRelease) {
 		t.Fatalf("%s --version = %q, %v; want it to name release %s", bin, out, err, PrometheusRelease)
+	}
+}
+
+func TestWarmObservabilityReportsBothTools(t *testing.T) {
+	for _, dir := range []func() (string, bool, error){JaegerDir, PromtoolDir} {
+		if _, cached, err := dir(); err != nil {
+			t.Fatalf("cache lookup: %v", err)
+		} else if !cached {
+			t.Skip("the observability tools are not cached yet; TestJaegerBuildsAndRuns and TestUpstreamPromtool... build them")
+		}
+	}
+	var logged []string
+	err := WarmObservability(context.Background(), func(format string, args ...any) {
+		logged = append(logged, fmt.Sprintf(format, args...))
+	})
+	if err != nil {
+		t.Fatalf("WarmObservability with both tools cached: %v", err)
+	}
+	if len(logged) != 2 || !strings.HasPrefix(logged[0], "jaeger "+JaegerVersion) || !strings.HasPrefix(logged[1], "promtool "+PrometheusModuleVersion) {
+		t.Fatalf("WarmObservability logged %q, want the jaeger then the promtool line", logged)
 	}
 }
