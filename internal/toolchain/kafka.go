@@ -140,5 +140,8 @@ func Warm(ctx context.Context, logf func(format string, args ...any)) error {
 		return err
 	}
 	logf("kafka %s: %s", k.Version, k.Dir)
+	if err := WarmObservability(ctx, logf); err != nil {
+		return err
+	}
 	return warmClusterTools(ctx, logf)
 }
