@@ -61,6 +61,8 @@ type Env struct {
 	// stack and of the AWS foundation (stacks/observability.go, foundation.go).
 	Observability ObservabilitySettings
 	Foundation    FoundationSettings
+	// Data holds the data tier's settings (stacks/datatier.go).
+	Data DataSettings
 }
 
 // ConfigError names the key, the value and what is allowed.

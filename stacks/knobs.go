@@ -80,6 +80,7 @@ func buildKnobs() []Knob {
 		ks = append(ks, workloadKnobs(w)...)
 	}
 	ks = append(ks, platformKnobs()...)
+	ks = append(ks, dataKnobs()...)
 	return ks
 }
 

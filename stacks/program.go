@@ -52,7 +52,10 @@ func Compose(ctx *pulumi.Context, env *Env) error {
 		return err
 	}
 	after := pulumi.Composite(pulumi.DependsOn([]pulumi.Resource{ns}), fnd.KubernetesProvider())
-	data := dataEndpoints(env)
+	data, err := composeData(ctx, env, fnd, after)
+	if err != nil {
+		return err
+	}
 
 	services := []struct {
 		name string

@@ -70,6 +70,14 @@ func TestRealKafkaKeepsAcknowledgedWritesThroughABrokerCrash(t *testing.T) {
 	a := testArgs()
 	props := RenderProperties(Node{Name: "kafka", Namespace: "ns", Nodes: 3}, a.Settings())
 	k := realserver.StartKafka(t, realserver.KafkaConfig{Nodes: 3, Properties: props})
+	// StartKafka's own kill runs after its temp directories are removed
+	// (cleanups run last-in first-out), so a JVM still writing makes that
+	// removal fail; kill the nodes first.
+	t.Cleanup(func() {
+		for i := range 3 {
+			k.Kill(i)
+		}
+	})
 	ctx := context.Background()
 	adm := kadm.NewClient(newClient(t, k.Brokers()))
 

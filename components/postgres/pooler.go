@@ -68,8 +68,8 @@ func newPooler(ctx *pulumi.Context, name, role string, a Args, b backend, pw pas
 	dep, err := appsv1.NewDeployment(ctx, name+"-pgbouncer-"+role+"-deployment", &appsv1.DeploymentArgs{
 		Metadata: meta(objName, ns, l),
 		Spec: &appsv1.DeploymentSpecArgs{
-			// The HPA owns the count; this is the first rollout's size.
-			Replicas:             pulumi.Int(p.Replicas.Min),
+			// No replicas: the HPA owns the count (it starts at minReplicas),
+			// and a value here would reset it on every update.
 			RevisionHistoryLimit: pulumi.Int(5),
 			Selector:             &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(selector)},
 			Strategy: &appsv1.DeploymentStrategyArgs{

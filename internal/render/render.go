@@ -126,6 +126,23 @@ func computedOutputs(args pulumi.MockResourceArgs) resource.PropertyMap {
 		vpc["clusterSecurityGroupId"] = resource.NewStringProperty(name + "-cluster-sg")
 		out["vpcConfig"] = resource.NewObjectProperty(vpc)
 	}
+	// The managed data tier's endpoints, which services' environments and
+	// the read-only pooler's pgbouncer.ini are built from.
+	host := func(suffix string) resource.PropertyValue {
+		return resource.NewStringProperty(args.Name + "." + suffix)
+	}
+	switch args.TypeToken {
+	case "aws:elasticache/replicationGroup:ReplicationGroup":
+		out["configurationEndpointAddress"] = host("cache.mock")
+	case "aws:rds/instance:Instance":
+		out["address"] = host("rds.mock")
+	case "aws:rds/proxy:Proxy":
+		out["endpoint"] = host("proxy.rds.mock")
+	case "aws:msk/cluster:Cluster":
+		out["bootstrapBrokersTls"] = resource.NewStringProperty("b-1." + args.Name + ".kafka.mock:9094,b-2." + args.Name + ".kafka.mock:9094,b-3." + args.Name + ".kafka.mock:9094")
+	case "aws:msk/configuration:Configuration":
+		out["latestRevision"] = resource.NewNumberProperty(1)
+	}
 	return out
 }
 

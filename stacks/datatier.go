@@ -1,0 +1,211 @@
+package stacks
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/scaleplane/scaleplane/apps/account"
+	"github.com/scaleplane/scaleplane/components/kafka"
+	"github.com/scaleplane/scaleplane/components/kafka/topics"
+	"github.com/scaleplane/scaleplane/components/microservice"
+	"github.com/scaleplane/scaleplane/components/postgres"
+	"github.com/scaleplane/scaleplane/components/redis"
+)
+
+// DataSettings are the data tier's knobs.
+type DataSettings struct {
+	RedisShards           int
+	RedisReplicasPerShard int
+	RedisResources        microservice.Resources
+	RedisStorage          resource.Quantity
+	// RedisPassword and PostgresPassword are the credentials (set them with
+	// `pulumi config set --secret`); empty means derived (local, dev) or
+	// generated (aws) — see docs/data-tier.md.
+	RedisPassword       string
+	PostgresPassword    string
+	PostgresReplicas    int
+	PostgresResources   microservice.Resources
+	PostgresStorage     resource.Quantity
+	PgBouncerReplicas   microservice.Replicas
+	PgBouncerPoolSize   int
+	KafkaNodes          int
+	KafkaResources      microservice.Resources
+	KafkaStorage        resource.Quantity
+	AWSRedisNodeType    string
+	AWSPostgresClass    string
+	AWSKafkaInstance    string
+	PostgresMultiAZ     bool
+	DeletionProtection  bool
+	BackupRetentionDays int
+}
+
+// dataKnobs are the data tier's knobs, appended to Knobs.
+func dataKnobs() []Knob {
+	d := func(e *Env) *DataSettings { return &e.Data }
+	res := func(prefix, cpu, mem string, get func(*DataSettings) *microservice.Resources) []Knob {
+		return []Knob{
+			quantityKnob(prefix+"CpuRequest", cpu, "CPU request of a "+prefix+" pod.", func(e *Env, q resource.Quantity) { get(d(e)).CPURequest = q }),
+			quantityKnob(prefix+"MemoryLimit", mem, "Memory request and limit of a "+prefix+" pod (equal: a database is not evicted for bursting).",
+				func(e *Env, q resource.Quantity) { get(d(e)).MemoryRequest = q; get(d(e)).MemoryLimit = q }),
+		}
+	}
+	ks := []Knob{
+		intKnob("redisShards", redis.DefaultShards, 3, 100, "Redis Cluster masters (hash-slot owners); ElastiCache node groups on aws.",
+			func(e *Env, v int) { d(e).RedisShards = v }),
+		intKnob("redisReplicasPerShard", redis.DefaultReplicasPerShard, 1, 5, "Replicas of each Redis master, promoted when it fails.",
+			func(e *Env, v int) { d(e).RedisReplicasPerShard = v }),
+		quantityKnob("redisStorage", "1Gi", "Volume of each in-cluster Redis pod (append-only file).", func(e *Env, q resource.Quantity) { d(e).RedisStorage = q }),
+		stringKnob("redisPassword", "", "Redis AUTH password (pulumi config set --secret); empty: derived from the stack in-cluster, generated on aws.",
+			func(e *Env, v string) error { d(e).RedisPassword = v; return nil }),
+		intKnob("postgresReplicas", 1, 0, 5, "Postgres streaming read replicas (RDS read replicas on aws).", func(e *Env, v int) { d(e).PostgresReplicas = v }),
+		quantityKnob("postgresStorage", "10Gi", "Volume of each in-cluster Postgres pod.", func(e *Env, q resource.Quantity) { d(e).PostgresStorage = q }),
+		stringKnob("postgresPassword", "", "Password of the application's Postgres role (pulumi config set --secret); empty: derived in-cluster, generated on aws.",
+			func(e *Env, v string) error { d(e).PostgresPassword = v; return nil }),
+		intKnob("pgbouncerMinReplicas", 2, 1, 100, "Fewest PgBouncer pods of each pooler (HPA minReplicas).", func(e *Env, v int) { d(e).PgBouncerReplicas.Min = v }),
+		intKnob("pgbouncerMaxReplicas", 4, 1, 100, "Most PgBouncer pods of each pooler; Postgres max_connections is computed from it.",
+			func(e *Env, v int) { d(e).PgBouncerReplicas.Max = v }),
+		intKnob("pgbouncerPoolSize", postgres.DefaultPoolSize, 1, 500, "Server connections per PgBouncer pod (default_pool_size = max_db_connections).",
+			func(e *Env, v int) { d(e).PgBouncerPoolSize = v }),
+		intKnob("kafkaNodes", kafka.DefaultNodes, 1, 9, "Kafka brokers (combined KRaft controller+broker in-cluster; 1 only for local, with replication 1).",
+			func(e *Env, v int) { d(e).KafkaNodes = v }),
+		quantityKnob("kafkaStorage", "10Gi", "Volume of each in-cluster Kafka pod.", func(e *Env, q resource.Quantity) { d(e).KafkaStorage = q }),
+		stringKnob("awsRedisNodeType", redis.DefaultNodeType, "ElastiCache node type (aws).", func(e *Env, v string) error { d(e).AWSRedisNodeType = v; return nil }),
+		stringKnob("awsPostgresInstanceClass", postgres.DefaultInstanceClass, "RDS instance class of the primary and replicas (aws).",
+			func(e *Env, v string) error { d(e).AWSPostgresClass = v; return nil }),
+		stringKnob("awsKafkaInstanceType", kafka.DefaultInstanceType, "MSK broker instance type (aws).", func(e *Env, v string) error { d(e).AWSKafkaInstance = v; return nil }),
+		boolKnob("postgresMultiAz", "false", "Keep a synchronous RDS standby in another zone (prod).", func(e *Env, v bool) { d(e).PostgresMultiAZ = v }),
+		boolKnob("dataDeletionProtection", "false", "Refuse deleting the RDS primary; take a final snapshot (prod).", func(e *Env, v bool) { d(e).DeletionProtection = v }),
+		intKnob("postgresBackupRetentionDays", 7, 1, 35, "Days of RDS automated backups (aws).", func(e *Env, v int) { d(e).BackupRetentionDays = v }),
+	}
+	ks = append(ks, res("redis", "100m", "256Mi", func(s *DataSettings) *microservice.Resources { return &s.RedisResources })...)
+	ks = append(ks, res("postgres", "250m", "512Mi", func(s *DataSettings) *microservice.Resources { return &s.PostgresResources })...)
+	ks = append(ks, res("kafka", "250m", "1Gi", func(s *DataSettings) *microservice.Resources { return &s.KafkaResources })...)
+	return ks
+}
+
+// credential is a knob's password, or, when unset, one derived from the
+// stack in-cluster (stable across `pulumi up`, so pods and Secrets agree;
+// local and dev only hold test data) or generated on aws, where the stack
+// file must set it for real deployments (docs/data-tier.md).
+func (e *Env) credential(set, purpose string) pulumi.StringInput {
+	if set != "" {
+		return pulumi.ToSecret(pulumi.String(set)).(pulumi.StringOutput)
+	}
+	if e.Flavour == FlavourInCluster {
+		h := sha256.Sum256([]byte("scaleplane/" + e.Stack + "/" + e.Namespace + "/" + purpose))
+		return pulumi.ToSecret(pulumi.String(hex.EncodeToString(h[:16]))).(pulumi.StringOutput)
+	}
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return pulumi.ToSecret(pulumi.String(hex.EncodeToString(b))).(pulumi.StringOutput)
+}
+
+// Topics are the Kafka topics the services declare: the gateway writes
+// registrations, the worker reads it (so it has at least as many
+// partitions as the worker can have pods) and writes the dead letters.
+func (e *Env) Topics() []topics.Topic {
+	rf := min(3, e.Data.KafkaNodes)
+	const week = 7 * 24 * 3600 * 1000
+	return []topics.Topic{
+		{Name: account.TopicRegistrations, Partitions: max(6, e.Workloads["worker"].Replicas.Max), ReplicationFactor: rf, RetentionMs: week},
+		{Name: account.TopicRegistrationsDLQ, Partitions: 3, ReplicationFactor: rf, RetentionMs: 2 * week},
+	}
+}
+
+// composeData declares Redis, Postgres and Kafka in the stack's flavour
+// (in-cluster for local and dev, AWS-managed for staging and prod, inside
+// the foundation's VPC) and returns how services reach them: the same
+// fields either way.
+func composeData(ctx *pulumi.Context, env *Env, fnd *Foundation, opts ...pulumi.ResourceOption) (DataEndpoints, error) {
+	ds := env.Data
+	flavour := string(env.Flavour)
+	// Managed stores live in the foundation's private subnets and admit
+	// only its node security group.
+	var vpc pulumi.StringInput
+	var subnets pulumi.StringArrayInput
+	var nodes pulumi.StringInput
+	if fnd != nil && fnd.AWS {
+		vpc, subnets, nodes = fnd.VpcID, fnd.PrivateSubnetIDs, fnd.NodeSecurityGroupID
+	}
+	r, err := redis.NewRedis(ctx, "redis", &redis.Args{
+		Flavour:            flavour,
+		Namespace:          env.Namespace,
+		Shards:             ds.RedisShards,
+		ReplicasPerShard:   ds.RedisReplicasPerShard,
+		Password:           env.credential(ds.RedisPassword, "redis"),
+		AllowFrom:          []string{"gateway", "worker"},
+		Resources:          ds.RedisResources,
+		Storage:            ds.RedisStorage,
+		ZoneSpreadRequired: env.ZoneSpreadRequired,
+		AWS: redis.AWSArgs{
+			VpcID: vpc, SubnetIDs: subnets, AllowedSecurityGroupID: nodes,
+			NodeType: ds.AWSRedisNodeType, SnapshotRetentionDays: ds.BackupRetentionDays,
+		},
+	}, opts...)
+	if err != nil {
+		return DataEndpoints{}, err
+	}
+	pg, err := postgres.NewPostgres(ctx, "postgres", &postgres.Args{
+		Flavour:             flavour,
+		Namespace:           env.Namespace,
+		AppPassword:         env.credential(ds.PostgresPassword, "postgres-app"),
+		SuperuserPassword:   env.credential("", "postgres-superuser"),
+		ReplicationPassword: env.credential("", "postgres-replication"),
+		Replicas:            ds.PostgresReplicas,
+		Pooler: postgres.PoolerArgs{
+			Resources: microservice.Resources{
+				CPURequest: resource.MustParse("50m"), MemoryRequest: resource.MustParse("32Mi"), MemoryLimit: resource.MustParse("64Mi"),
+			},
+			Replicas:        ds.PgBouncerReplicas,
+			Autoscaling:     env.Autoscaling,
+			Shutdown:        env.Shutdown,
+			DefaultPoolSize: ds.PgBouncerPoolSize,
+		},
+		AllowFrom:          []string{"users", "worker"},
+		Resources:          ds.PostgresResources,
+		Storage:            ds.PostgresStorage,
+		ZoneSpreadRequired: env.ZoneSpreadRequired,
+		AWS: postgres.AWSArgs{
+			NamePrefix: env.ClusterName(), VpcID: vpc, SubnetIDs: subnets, AllowedSecurityGroupID: nodes,
+			InstanceClass: ds.AWSPostgresClass, MultiAZ: ds.PostgresMultiAZ,
+			DeletionProtection: ds.DeletionProtection, BackupRetentionDays: ds.BackupRetentionDays,
+		},
+	}, opts...)
+	if err != nil {
+		return DataEndpoints{}, err
+	}
+	k, err := kafka.NewKafka(ctx, "kafka", &kafka.Args{
+		Flavour:            flavour,
+		Namespace:          env.Namespace,
+		Nodes:              ds.KafkaNodes,
+		Topics:             env.Topics(),
+		TopicsImage:        env.Image("topics"),
+		AllowFrom:          []string{"gateway", "worker"},
+		Resources:          ds.KafkaResources,
+		Storage:            ds.KafkaStorage,
+		ZoneSpreadRequired: env.ZoneSpreadRequired,
+		AWS: kafka.AWSArgs{
+			VpcID: vpc, SubnetIDs: subnets, AllowedSecurityGroupID: nodes,
+			Zones: len(env.Zones()), InstanceType: ds.AWSKafkaInstance,
+		},
+	}, opts...)
+	if err != nil {
+		return DataEndpoints{}, err
+	}
+	ctx.Export("redisAddrs", r.Addrs)
+	ctx.Export("postgresReadWrite", pg.ReadWriteEndpoint)
+	ctx.Export("postgresReadOnly", pg.ReadOnlyEndpoint)
+	ctx.Export("postgresMaxConnections", pg.MaxConnections)
+	ctx.Export("kafkaBrokers", k.Brokers)
+	return DataEndpoints{
+		KafkaBrokers:     k.Brokers,
+		RedisAddrs:       r.Addrs,
+		RedisPasswordRef: redis.SecretName("redis") + "/" + redis.PasswordKey,
+		PostgresRWRef:    postgres.AppSecretName("postgres") + "/" + postgres.URLReadWriteKey,
+		PostgresRORef:    postgres.AppSecretName("postgres") + "/" + postgres.URLReadOnlyKey,
+	}, nil
+}

@@ -1,0 +1,110 @@
+package stacks_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/scaleplane/scaleplane/internal/render"
+)
+
+// secretRefs collects "secret/key" of every secretKeyRef in the stack's Deployments.
+func secretRefs(g *render.Graph) map[string]bool {
+	refs := map[string]bool{}
+	for _, d := range g.ByType("kubernetes:apps/v1:Deployment") {
+		spec, _ := d.Inputs["spec"].(map[string]any)
+		tmpl, _ := spec["template"].(map[string]any)
+		pod, _ := tmpl["spec"].(map[string]any)
+		cs, _ := pod["containers"].([]any)
+		for _, c := range cs {
+			env, _ := c.(map[string]any)["env"].([]any)
+			for _, e := range env {
+				vf, ok := e.(map[string]any)["valueFrom"].(map[string]any)
+				if !ok {
+					continue
+				}
+				if ref, ok := vf["secretKeyRef"].(map[string]any); ok {
+					refs[ref["name"].(string)+"/"+ref["key"].(string)] = true
+				}
+			}
+		}
+	}
+	return refs
+}
+
+func secretNames(g *render.Graph) map[string]bool {
+	names := map[string]bool{}
+	for _, s := range g.ByType("kubernetes:core/v1:Secret") {
+		if md, ok := s.Inputs["metadata"].(map[string]any); ok {
+			names[md["name"].(string)] = true
+		}
+	}
+	return names
+}
+
+// TestDataTierFlavourFollowsTheStack renders every shipped stack: local and
+// dev declare the in-cluster data tier, staging and prod the AWS-managed
+// one, and in every stack the Secrets the services reference exist.
+func TestDataTierFlavourFollowsTheStack(t *testing.T) {
+	for stack, want := range map[string]struct {
+		aws        bool
+		kafkaNodes float64
+	}{
+		"local": {false, 3}, "dev": {false, 3}, "staging": {true, 3}, "prod": {true, 3},
+	} {
+		t.Run(stack, func(t *testing.T) {
+			g, _, err := render.Stack("..", stack)
+			require.NoError(t, err, "render %s", stack)
+			for _, typ := range []string{"scaleplane:redis:Redis", "scaleplane:postgres:Postgres", "scaleplane:kafka:Kafka"} {
+				assert.Len(t, g.ByType(typ), 1, "%s declares one %s", stack, typ)
+			}
+			aws := []string{
+				"aws:elasticache/replicationGroup:ReplicationGroup", "aws:rds/instance:Instance",
+				"aws:rds/proxy:Proxy", "aws:msk/cluster:Cluster",
+			}
+			for _, typ := range aws {
+				assert.Equal(t, want.aws, len(g.ByType(typ)) > 0, "%s: %s present only on aws", stack, typ)
+			}
+			var sets []string
+			for _, s := range g.ByType("kubernetes:apps/v1:StatefulSet") {
+				sets = append(sets, s.Name)
+			}
+			for _, s := range []string{"redis-statefulset", "postgres-primary-statefulset", "postgres-replica-statefulset", "kafka-statefulset"} {
+				assert.Equal(t, !want.aws, strings.Contains(strings.Join(sets, " "), s), "%s: %s present only in-cluster", stack, s)
+			}
+			if want.aws {
+				msk := g.ByType("aws:msk/cluster:Cluster")[0]
+				assert.Equal(t, want.kafkaNodes, msk.Inputs["numberOfBrokerNodes"], "%s: MSK brokers", stack)
+			} else {
+				for _, s := range g.ByType("kubernetes:apps/v1:StatefulSet") {
+					if s.Name == "kafka-statefulset" {
+						assert.Equal(t, want.kafkaNodes, s.Inputs["spec"].(map[string]any)["replicas"], "%s: Kafka nodes", stack)
+					}
+				}
+			}
+			names := secretNames(g)
+			for ref := range secretRefs(g) {
+				secret, _, _ := strings.Cut(ref, "/")
+				assert.True(t, names[secret], "%s: services reference %s, which the stack declares", stack, ref)
+			}
+			for _, ref := range []string{"redis-auth/password", "postgres-app/url-rw", "postgres-app/url-ro"} {
+				assert.True(t, secretRefs(g)[ref], "%s: some service reads %s", stack, ref)
+			}
+		})
+	}
+}
+
+// TestWorkerTopicHasAPartitionPerWorkerPod keeps the registrations topic at
+// least as wide as the worker's HPA maximum in every stack.
+func TestWorkerTopicHasAPartitionPerWorkerPod(t *testing.T) {
+	for _, stack := range []string{"local", "dev", "staging", "prod"} {
+		_, env, err := render.Stack("..", stack)
+		require.NoError(t, err, "render %s", stack)
+		ts := env.Topics()
+		require.NotEmpty(t, ts, "%s declares topics", stack)
+		assert.GreaterOrEqual(t, ts[0].Partitions, env.Workloads["worker"].Replicas.Max,
+			"%s: %s has a partition for every worker pod", stack, ts[0].Name)
+	}
+}
