@@ -63,29 +63,33 @@ var mutations = map[string]mutation{
 	"add-elasticache-no-failover": add(elastiCache(map[string]any{"automaticFailoverEnabled": false})),
 	"add-elasticache-unencrypted": add(elastiCache(map[string]any{"atRestEncryptionEnabled": false})),
 	"add-rds-public":              add(rds("postgres", map[string]any{"publiclyAccessible": true}), rdsReplica(), rdsProxy()),
-	"add-rds-without-proxy":       add(rds("postgres", nil)),
-	"add-rds-no-replica":          add(rds("postgres", nil), rdsProxy()),
-	"add-postgres-without-pgbouncer": add(k8s(`
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: postgres, namespace: NS}
-data: {postgresql.conf: "max_connections = 200\n"}`)),
-	"add-pgbouncer-too-small": func(g *render.Graph) error {
-		// users and worker open DATABASE_URL_* pools; 50 client slots on one PgBouncer pod cannot hold them at maxReplicas.
-		return add(k8s(`
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: pgbouncer, namespace: NS}
-data: {pgbouncer.ini: "[databases]\napp = host=postgres\n[pgbouncer]\nmax_client_conn = 50\ndefault_pool_size = 20\n"}`), k8s(`
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: pgbouncer, namespace: NS}
-spec:
-  replicas: 1
-  template:
-    spec:
-      volumes: [{name: config, configMap: {name: pgbouncer}}]
-      containers: [{name: pgbouncer, image: bitnami/pgbouncer:1.23.1}]`))(g)
+	// The data tier is declared by the stacks now: these variants break
+	// what the components declare instead of adding broken extras.
+	"drop-rds-proxy": dropWhere("the RDS Proxy", func(r render.Resource) bool { return r.Type == "aws:rds/proxy:Proxy" }),
+	"drop-rds-replicas": dropWhere("the RDS read replicas", func(r render.Resource) bool {
+		return r.Type == "aws:rds/instance:Instance" && r.Inputs["replicateSourceDb"] != nil
+	}),
+	"drop-pgbouncer": dropWhere("the PgBouncer Deployments and configs", func(r render.Resource) bool {
+		if !strings.HasPrefix(r.Type, "kubernetes:") {
+			return false
+		}
+		name, _ := r.Inputs["metadata"].(map[string]any)["name"].(string)
+		return strings.HasPrefix(name, "postgres-pgbouncer-") && (strings.HasSuffix(r.Type, ":Deployment") || strings.HasSuffix(r.Type, ":ConfigMap"))
+	}),
+	"pgbouncer-too-small": func(g *render.Graph) error {
+		for _, pooler := range []string{"postgres-pgbouncer-rw", "postgres-pgbouncer-ro"} {
+			if err := editConfigRE(pooler, `max_client_conn = \d+`, "max_client_conn = 10")(g); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+	"topic-too-few-partitions": func(g *render.Graph) error {
+		// Only the registrations topic (the first entry) shrinks below the worker's maxReplicas.
+		return set("ConfigMap", "kafka-topics", func(o map[string]any) {
+			data := o["data"].(map[string]any)
+			data["topics.json"] = regexp.MustCompile(`"partitions": \d+`).ReplaceAllLiteralString(data["topics.json"].(string), `"partitions": 1`)
+		})(g)
 	},
 	"add-kafka-replication-one": add(k8s(`
 apiVersion: v1
@@ -95,16 +99,27 @@ data: {server.properties: "default.replication.factor=1\nmin.insync.replicas=1\n
 	"add-msk-two-brokers": add(aws("aws:msk/cluster:Cluster", "kafka", map[string]any{
 		"numberOfBrokerNodes": 2, "encryptionInfo": map[string]any{"encryptionInTransit": map[string]any{"clientBroker": "TLS", "inCluster": true}},
 	})),
-	"add-topic-too-few-partitions": func(g *render.Graph) error {
-		err := set("Deployment", "worker", func(o map[string]any) {
-			setEnv(container(o), "KAFKA_GROUP", "registrations-worker")
-			setEnv(container(o), "KAFKA_TOPIC", "registrations")
-		})(g)
-		if err != nil {
-			return err
+}
+
+// dropWhere removes every resource that matches; it fails when
+// nothing matches, so the variant cannot pass vacuously.
+func dropWhere(what string, match func(render.Resource) bool) mutation {
+	return func(g *render.Graph) error {
+		kept := g.Resources[:0]
+		dropped := 0
+		for _, r := range g.Resources {
+			if match(r) {
+				dropped++
+				continue
+			}
+			kept = append(kept, r)
 		}
-		return add(aws("kafka:index/topic:Topic", "registrations", map[string]any{"name": "registrations", "partitions": 6, "replicationFactor": 3}))(g)
-	},
+		if dropped == 0 {
+			return fmt.Errorf("no %s in stack %s", what, g.Stack)
+		}
+		g.Resources = kept
+		return nil
+	}
 }
 
 // find returns the Kubernetes objects of a kind whose metadata.name is name ("" for any).
