@@ -44,8 +44,15 @@ type Kafka struct {
 // ClusterID is the KRaft cluster id of a cluster: stable across `pulumi
 // up`s (storage is formatted with it once), derived from where it lives.
 func ClusterID(namespace, name string) string {
-	h := sha256.Sum256([]byte("scaleplane/" + namespace + "/" + name))
-	return base64.RawURLEncoding.EncodeToString(h[:16])
+	seed := "scaleplane/" + namespace + "/" + name
+	for {
+		h := sha256.Sum256([]byte(seed))
+		// kafka-storage would read an id starting with '-' as an option.
+		if id := base64.RawURLEncoding.EncodeToString(h[:16]); id[0] != '-' {
+			return id
+		}
+		seed += "/"
+	}
 }
 
 // NewKafka validates args, then declares the flavour's resources and the

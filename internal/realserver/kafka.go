@@ -117,14 +117,18 @@ func StartKafka(t testing.TB, cfg KafkaConfig) *Kafka {
 	}
 
 	k := &Kafka{t: t}
-	t.Cleanup(func() {
-		for _, n := range k.nodes {
-			n.proc.kill()
-		}
-	})
 	for i := range cfg.Nodes {
 		k.nodes = append(k.nodes, &kafkaNode{id: i + 1, port: FreePort(t), ctrlPort: FreePort(t), dir: t.TempDir()})
 	}
+	// Registered after the TempDirs: cleanups run newest first, so the
+	// JVMs are killed before their directories are removed.
+	t.Cleanup(func() {
+		for _, n := range k.nodes {
+			if n.proc != nil {
+				n.proc.kill()
+			}
+		}
+	})
 	var voters []string
 	for _, n := range k.nodes {
 		voters = append(voters, fmt.Sprintf("%d@%s", n.id, addr(n.ctrlPort)))
@@ -201,9 +205,15 @@ func kafkaProperties(cfg KafkaConfig, n *kafkaNode, voters string) string {
 // newKafkaClusterID is a random cluster id in Kafka's format (a UUID in
 // unpadded URL-safe base64).
 func newKafkaClusterID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
+	for {
+		b := make([]byte, 16)
+		_, _ = rand.Read(b)
+		// Like Kafka's own Uuid.randomUuid: an id starting with '-' would be
+		// read as an option by kafka-storage's argument parser.
+		if id := base64.RawURLEncoding.EncodeToString(b); id[0] != '-' {
+			return id
+		}
+	}
 }
 
 // startNode starts a node's JVM and waits until it answers metadata listing
