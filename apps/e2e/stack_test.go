@@ -19,27 +19,34 @@ import (
 	"github.com/scaleplane/scaleplane/apps/kit"
 	"github.com/scaleplane/scaleplane/apps/users/users"
 	"github.com/scaleplane/scaleplane/apps/worker/worker"
+	"github.com/scaleplane/scaleplane/components/observability"
 	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/internal/toolchain"
 )
 
 // stack is the set of real servers one end-to-end run shares.
 type stack struct {
-	kafka   *realserver.Kafka
-	redis   *realserver.RedisCluster
-	pg      *realserver.Postgres
-	db      *pgxpool.Pool // direct to the primary, for counting rows
-	otlp    *receiver
-	rwURL   string
-	roURL   string
-	admin   *kadm.Client
-	logDir  string
-	started time.Duration
+	kafka *realserver.Kafka
+	redis *realserver.RedisCluster
+	pg    *realserver.Postgres
+	db    *pgxpool.Pool // direct to the primary, for counting rows
+	otlp  *receiver
+	// jaeger, when the cached Jaeger build exists, receives every span
+	// instead of otlp, and the trace proof reads it back from its query API.
+	jaeger   *realserver.Jaeger
+	otlpAddr string
+	rwURL    string
+	roURL    string
+	admin    *kadm.Client
+	logDir   string
+	started  time.Duration
 }
 
 func startStack(t *testing.T, kafkaNodes int) *stack {
 	t.Helper()
 	begin := time.Now()
-	st := &stack{otlp: startReceiver(t), logDir: os.Getenv("E2E_LOG_DIR")}
+	st := &stack{logDir: os.Getenv("E2E_LOG_DIR")}
+	st.startTracing(t)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -107,7 +114,7 @@ func (st *stack) env(extra map[string]string) *kit.Env {
 		"REDIS_ADDRS":                 strings.Join(st.redis.Addrs(), ","),
 		"DATABASE_URL_RW":             st.rwURL,
 		"DATABASE_URL_RO":             st.roURL,
-		"OTEL_EXPORTER_OTLP_ENDPOINT": st.otlp.addr,
+		"OTEL_EXPORTER_OTLP_ENDPOINT": st.otlpAddr,
 		"HTTP_ADDR":                   "127.0.0.1:0",
 		"ADMIN_ADDR":                  "127.0.0.1:0",
 		"GRPC_ADDR":                   "127.0.0.1:0",
@@ -253,4 +260,57 @@ func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[stri
 		}
 	}
 	return sum
+}
+
+// startTracing starts a real Jaeger (the observability component's
+// rendered config, in-memory storage) when its build is cached, else the
+// in-test OTLP receiver, and says which.
+func (st *stack) startTracing(t *testing.T) {
+	t.Helper()
+	if _, cached, err := toolchain.JaegerDir(); err != nil || !cached {
+		t.Logf("traces go to the in-test OTLP receiver: the Jaeger build is not cached (go run ./cmd/scaleplane tools builds it)")
+		st.otlp = startReceiver(t)
+		st.otlpAddr = st.otlp.addr
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	bin, err := toolchain.Jaeger(ctx)
+	if err != nil {
+		t.Fatalf("jaeger: %v", err)
+	}
+	ports := realserver.NewJaegerPorts(t)
+	c := observability.DefaultJaegerConfig(observability.JaegerStorage{Kind: observability.StorageMemory, MaxTraces: 10000})
+	c.Bind = realserver.Loopback
+	c.OTLPGRPCPort, c.OTLPHTTPPort, c.QueryHTTPPort, c.QueryGRPCPort = ports.OTLPGRPC, ports.OTLPHTTP, ports.QueryHTTP, ports.QueryGRPC
+	c.HealthPort, c.MetricsPort = ports.Health, ports.Metrics
+	st.jaeger = realserver.StartJaeger(t, bin.Path, observability.RenderJaegerConfig(c), ports)
+	st.otlpAddr = fmt.Sprintf("%s:%d", realserver.Loopback, ports.OTLPGRPC)
+}
+
+// traceServices is, for one trace, each service's span names, once
+// complete(services) holds or the backend's wait ends.
+func (st *stack) traceServices(t *testing.T, traceID string, complete func(map[string][]string) bool) map[string][]string {
+	t.Helper()
+	group := func(spans []realserver.TraceSpan) map[string][]string {
+		out := map[string][]string{}
+		for _, s := range spans {
+			out[s.Service] = append(out[s.Service], s.Operation)
+		}
+		return out
+	}
+	if st.jaeger != nil {
+		spans, err := st.jaeger.Trace(traceID, func(s []realserver.TraceSpan) bool { return complete(group(s)) })
+		if err != nil {
+			t.Logf("jaeger: %v", err)
+		}
+		return group(spans)
+	}
+	var got map[string][]string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if got = st.otlp.services(traceID); complete(got) {
+			break
+		}
+	}
+	return got
 }
