@@ -190,6 +190,17 @@ func TestRealRedisClusterFormsOnceAndSurvivesAMasterCrash(t *testing.T) {
 	for i := range keysWritten {
 		require.NoError(t, cc.Set(ctx, "key:"+strconv.Itoa(i), i, time.Hour).Err(), "write key %d", i)
 	}
+	// Replication is asynchronous: a write the master acknowledged may not
+	// have reached its replica when the master dies. WAIT makes every
+	// master confirm its replica has the keys before the crash, which is
+	// what "every key survives" can promise.
+	require.NoError(t, cc.ForEachMaster(ctx, func(ctx context.Context, m *goredis.Client) error {
+		n, err := m.Do(ctx, "WAIT", 1, 5000).Int()
+		if err == nil && n < 1 {
+			err = fmt.Errorf("%s: no replica acknowledged the writes", m.Options().Addr)
+		}
+		return err
+	}), "every master's replica has the keys")
 	// maxmemory from the rendered conf is what the server runs with.
 	mem, err := nodeInfo(ctx, addrs[0], "memory")
 	require.NoError(t, err, "INFO memory")
