@@ -14,8 +14,33 @@ include Makefile.services
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-up: ## render the local stack (the embedded cluster and real `pulumi up` come with the local-cluster issue)
-	go run ./cmd/scaleplane render --stack $(STACK) --out $(OUT)/$(STACK)
+# The platform on this machine: the embedded cluster (unless KUBECONFIG names
+# one), the service images, the real engine. The first run builds the tools
+# into $(CACHE) (Kubernetes, etcd, Pulumi CLI and provider: tens of minutes).
+.PHONY: down cluster-up cluster-down
+SCALEPLANE_BIN := $(OUT)/bin/scaleplane
+$(SCALEPLANE_BIN): FORCE
+	@go build -o $@ ./cmd/scaleplane
+FORCE:
+
+up: $(SCALEPLANE_BIN) ## deploy STACK (local: embedded cluster, images, real `pulumi up`, rollouts); STACK=prod: plain `pulumi up -s prod`
+ifeq ($(STACK),local)
+	@if [ -z "$$KUBECONFIG" ]; then $(SCALEPLANE_BIN) cluster up >/dev/null; fi
+	$(SCALEPLANE_BIN) images build --stack $(STACK) >/dev/null
+	$(SCALEPLANE_BIN) up --stack $(STACK)
+else
+	pulumi up -s $(STACK)
+endif
+
+down: $(SCALEPLANE_BIN) ## destroy STACK's resources, then stop the embedded cluster (nothing left running)
+	@if [ -n "$$KUBECONFIG" ] || $(SCALEPLANE_BIN) cluster status >/dev/null 2>&1; then $(SCALEPLANE_BIN) destroy --stack $(STACK); fi
+	@if [ -z "$$KUBECONFIG" ]; then $(SCALEPLANE_BIN) cluster down; fi
+
+cluster-up: $(SCALEPLANE_BIN) ## start the embedded one-node Kubernetes (idempotent)
+	$(SCALEPLANE_BIN) cluster up
+
+cluster-down: $(SCALEPLANE_BIN) ## stop it; PURGE=1 also deletes its state
+	$(SCALEPLANE_BIN) cluster down $(if $(PURGE),--purge)
 
 render: ## render every stack into out/<stack>
 	for s in local dev staging prod; do go run ./cmd/scaleplane render --stack $$s --out $(OUT)/$$s || exit 1; done

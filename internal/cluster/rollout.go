@@ -2,10 +2,12 @@ package cluster
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os/exec"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -93,9 +95,12 @@ type podSpec struct {
 type container struct {
 	Image string `json:"image"`
 	Env   []struct {
+		Name      string `json:"name"`
+		Value     string `json:"value"`
 		ValueFrom *struct {
 			SecretKeyRef *struct {
 				Name     string `json:"name"`
+				Key      string `json:"key"`
 				Optional *bool  `json:"optional"`
 			} `json:"secretKeyRef"`
 		} `json:"valueFrom"`
@@ -118,6 +123,9 @@ type workloadObj struct {
 			MatchLabels map[string]string `json:"matchLabels"`
 		} `json:"selector"`
 		Template struct {
+			Metadata struct {
+				Labels map[string]string `json:"labels"`
+			} `json:"metadata"`
 			Spec podSpec `json:"spec"`
 		} `json:"template"`
 	} `json:"spec"`
@@ -164,6 +172,7 @@ func (p podSpec) required() (secrets, imgs []string) {
 func (r Rollouts) Inspect(ctx context.Context, ws []Workload) ([]WorkloadState, error) {
 	secretsByNS := map[string]map[string]bool{}
 	var out []WorkloadState
+	objs := make([]workloadObj, 0, len(ws))
 	for _, w := range ws {
 		var obj workloadObj
 		if err := r.getJSON(ctx, &obj, "-n", w.Namespace, "get", strings.ToLower(w.Kind), w.Name); err != nil {
@@ -214,25 +223,168 @@ func (r Rollouts) Inspect(ctx context.Context, ws []Workload) ([]WorkloadState, 
 				}
 			}
 		}
-		probs, imageMissing, err := r.podProblems(ctx, w.Namespace, obj.Spec.Selector.MatchLabels)
+		probs, missing, err := r.podProblems(ctx, w.Namespace, obj.Spec.Selector.MatchLabels)
 		if err != nil {
 			return nil, err
 		}
 		st.Problems = probs
-		if r.ContainerdSocket == "" {
-			// Without the node's image store, the kubelet's verdict is the
-			// evidence: it refuses to run an image it cannot have.
-			st.Blockers = append(st.Blockers, imageMissing...)
+		for _, m := range missing {
+			// With the node's image store at hand, image presence was
+			// checked exactly above; otherwise the kubelet's verdict is
+			// the evidence.
+			if r.ContainerdSocket != "" && strings.HasPrefix(m, "image ") {
+				continue
+			}
+			st.Blockers = append(st.Blockers, m)
 		}
+		st.Blockers = uniq(st.Blockers)
 		sort.Strings(st.Blockers)
 		out = append(out, st)
+		objs = append(objs, obj)
+	}
+	if err := r.blockDependents(ctx, out, objs); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
+// serviceHost matches the in-cluster DNS name of a Service
+// (<name>.<namespace>.svc), also inside a pod's name
+// (kafka-0.kafka-headless.<ns>.svc) or a URL.
+var serviceHost = regexp.MustCompile(`([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.svc\b`)
+
+// blockDependents marks a workload blocked when a Service it is configured
+// to call (a <svc>.<ns>.svc name in an env value, or in a Secret value an
+// env var takes) selects only pods of blocked workloads: it cannot become
+// ready while what it needs cannot start. Telemetry endpoints (env names
+// with OTEL or OTLP) do not count: export is best-effort and never gates
+// readiness. Repeated until nothing changes, so chains propagate.
+func (r Rollouts) blockDependents(ctx context.Context, states []WorkloadState, objs []workloadObj) error {
+	type svcKey struct{ ns, name string }
+	selectors := map[svcKey]map[string]string{}
+	secretData := map[svcKey]map[string]string{}
+	for _, ns := range uniq(namespacesOf(states)) {
+		var svcs struct {
+			Items []struct {
+				Metadata struct{ Name string } `json:"metadata"`
+				Spec     struct {
+					Selector map[string]string `json:"selector"`
+				} `json:"spec"`
+			} `json:"items"`
+		}
+		if err := r.getJSON(ctx, &svcs, "-n", ns, "get", "services"); err != nil {
+			return err
+		}
+		for _, s := range svcs.Items {
+			selectors[svcKey{ns, s.Metadata.Name}] = s.Spec.Selector
+		}
+		var secrets struct {
+			Items []struct {
+				Metadata struct{ Name string } `json:"metadata"`
+				Data     map[string]string     `json:"data"`
+			} `json:"items"`
+		}
+		if err := r.getJSON(ctx, &secrets, "-n", ns, "get", "secrets"); err != nil {
+			return err
+		}
+		for _, s := range secrets.Items {
+			dec := map[string]string{}
+			for k, v := range s.Data {
+				if b, err := base64.StdEncoding.DecodeString(v); err == nil {
+					dec[k] = string(b)
+				}
+			}
+			secretData[svcKey{ns, s.Metadata.Name}] = dec
+		}
+	}
+	// deps[i] lists the Services workload i calls.
+	deps := make([][]svcKey, len(states))
+	for i, obj := range objs {
+		ns := states[i].Namespace
+		for _, c := range append(append([]container{}, obj.Spec.Template.Spec.InitContainers...), obj.Spec.Template.Spec.Containers...) {
+			for _, e := range c.Env {
+				up := strings.ToUpper(e.Name)
+				if strings.Contains(up, "OTEL") || strings.Contains(up, "OTLP") {
+					continue
+				}
+				v := e.Value
+				if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+					v = secretData[svcKey{ns, e.ValueFrom.SecretKeyRef.Name}][e.ValueFrom.SecretKeyRef.Key]
+				}
+				for _, m := range serviceHost.FindAllStringSubmatch(v, -1) {
+					deps[i] = append(deps[i], svcKey{m[3], m[1]})
+				}
+			}
+		}
+	}
+	selects := func(sel, labels map[string]string) bool {
+		if len(sel) == 0 {
+			return false
+		}
+		for k, v := range sel {
+			if labels[k] != v {
+				return false
+			}
+		}
+		return true
+	}
+	for changed := true; changed; {
+		changed = false
+		for i := range states {
+			for _, d := range deps[i] {
+				sel, ok := selectors[d]
+				if !ok {
+					continue
+				}
+				var backers []int
+				for j := range states {
+					if states[j].Namespace == d.ns && selects(sel, objs[j].Spec.Template.Metadata.Labels) {
+						backers = append(backers, j)
+					}
+				}
+				if len(backers) == 0 {
+					continue
+				}
+				blocked := true
+				for _, j := range backers {
+					blocked = blocked && !states[j].Expected()
+				}
+				if !blocked || backers[0] == i {
+					continue
+				}
+				b := fmt.Sprintf("needs Service %s/%s, whose %s cannot start", d.ns, d.name, states[backers[0]].Workload)
+				if !contains(states[i].Blockers, b) {
+					states[i].Blockers = append(states[i].Blockers, b)
+					sort.Strings(states[i].Blockers)
+					changed = true
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func namespacesOf(states []WorkloadState) []string {
+	out := make([]string, 0, len(states))
+	for _, s := range states {
+		out = append(out, s.Namespace)
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
 // podProblems summarises the waiting reasons of the workload's pods, and
-// reports images the kubelet could not get.
-func (r Rollouts) podProblems(ctx context.Context, ns string, sel map[string]string) (problems, imageMissing []string, err error) {
+// reports what the pods are missing for good: images the kubelet could not
+// get, volume claims nobody provisions.
+func (r Rollouts) podProblems(ctx context.Context, ns string, sel map[string]string) (problems, missing []string, err error) {
 	var parts []string
 	for k, v := range sel {
 		parts = append(parts, k+"="+v)
@@ -241,6 +393,11 @@ func (r Rollouts) podProblems(ctx context.Context, ns string, sel map[string]str
 	var pods struct {
 		Items []struct {
 			Status struct {
+				Conditions []struct {
+					Type    string `json:"type"`
+					Status  string `json:"status"`
+					Message string `json:"message"`
+				} `json:"conditions"`
 				ContainerStatuses []struct {
 					Image string `json:"image"`
 					State struct {
@@ -258,6 +415,17 @@ func (r Rollouts) podProblems(ctx context.Context, ns string, sel map[string]str
 	}
 	seen := map[string]bool{}
 	for _, p := range pods.Items {
+		for _, c := range p.Status.Conditions {
+			// A claim nobody provisions keeps the pod unschedulable for
+			// good: a missing prerequisite, like a missing Secret.
+			if c.Type == "PodScheduled" && c.Status == "False" && strings.Contains(c.Message, "PersistentVolumeClaim") {
+				b := "volume claims unbound (no storage provisioner for them): " + firstLine(c.Message)
+				if !seen[b] {
+					seen[b] = true
+					missing = append(missing, b)
+				}
+			}
+		}
 		for _, cs := range p.Status.ContainerStatuses {
 			w := cs.State.Waiting
 			if w == nil || w.Reason == "" || w.Reason == "ContainerCreating" {
@@ -276,12 +444,12 @@ func (r Rollouts) podProblems(ctx context.Context, ns string, sel map[string]str
 				b := "image " + cs.Image + " is not available to the node (" + w.Reason + ")"
 				if !seen[b] {
 					seen[b] = true
-					imageMissing = append(imageMissing, b)
+					missing = append(missing, b)
 				}
 			}
 		}
 	}
-	return problems, imageMissing, nil
+	return problems, missing, nil
 }
 
 // Wait polls until every expected workload is available or timeout passes,

@@ -2,8 +2,9 @@ package pulumicli
 
 import (
 	"encoding/json"
+	"reflect"
+	"strings"
 
-	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
@@ -11,14 +12,17 @@ import (
 	"github.com/scaleplane/scaleplane/stacks"
 )
 
-// skipAwaitAnnotation tells the kubernetes provider not to wait for a
-// workload to become ready. The provider's wait is all-or-nothing and lasts
-// ten minutes per workload; scaleplane waits itself instead (cluster.Rollouts),
-// knowing which workloads can start and why the others cannot.
+// skipAwaitAnnotation tells the kubernetes provider not to wait for an
+// object to become ready. The provider's wait is all-or-nothing and lasts
+// ten minutes per object (a Deployment until its pods are available, a
+// Service until it has endpoints, a Job until it succeeds): one pod waiting
+// for a Secret another component has not created yet stalls the whole
+// update. scaleplane waits itself instead (cluster.Rollouts), knowing which
+// workloads can start and why the others cannot.
 const skipAwaitAnnotation = "pulumi.com/skipAwait"
 
 // programWithoutAwait is stacks.Program with a stack transformation that
-// annotates every Deployment and StatefulSet with skipAwait.
+// annotates every Kubernetes object with skipAwait.
 func programWithoutAwait(ctx *pulumi.Context) error {
 	if err := ctx.RegisterStackTransformation(skipAwait); err != nil {
 		return err
@@ -26,18 +30,33 @@ func programWithoutAwait(ctx *pulumi.Context) error {
 	return stacks.Program(ctx)
 }
 
+// metaPtrType is the type of the Metadata field of every generated
+// kubernetes <Kind>Args struct.
+var metaPtrType = reflect.TypeOf((*metav1.ObjectMetaPtrInput)(nil)).Elem()
+
+// skipAwait annotates the args of any kubernetes resource (a pointer to a
+// generated <Kind>Args struct with a Metadata field); other resources are
+// left alone. The args are copied, never changed in place.
 func skipAwait(args *pulumi.ResourceTransformationArgs) *pulumi.ResourceTransformationResult {
-	switch p := args.Props.(type) {
-	case *appsv1.DeploymentArgs:
-		c := *p
-		c.Metadata = annotate(c.Metadata)
-		return &pulumi.ResourceTransformationResult{Props: &c, Opts: args.Opts}
-	case *appsv1.StatefulSetArgs:
-		c := *p
-		c.Metadata = annotate(c.Metadata)
-		return &pulumi.ResourceTransformationResult{Props: &c, Opts: args.Opts}
+	if !strings.HasPrefix(args.Type, "kubernetes:") {
+		return nil
 	}
-	return nil
+	v := reflect.ValueOf(args.Props)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	field := v.Elem().FieldByName("Metadata")
+	if !field.IsValid() || field.Type() != metaPtrType {
+		return nil
+	}
+	cp := reflect.New(v.Elem().Type())
+	cp.Elem().Set(v.Elem())
+	var in metav1.ObjectMetaPtrInput
+	if !field.IsNil() {
+		in = field.Interface().(metav1.ObjectMetaPtrInput)
+	}
+	cp.Elem().FieldByName("Metadata").Set(reflect.ValueOf(annotate(in)))
+	return &pulumi.ResourceTransformationResult{Props: cp.Interface().(pulumi.Input), Opts: args.Opts}
 }
 
 // annotate returns a copy of the metadata with the skipAwait annotation

@@ -46,7 +46,7 @@ func annotations(t *testing.T, props resource.PropertyMap) map[string]string {
 	return out
 }
 
-func TestSkipAwaitAnnotatesWorkloadsOnly(t *testing.T) {
+func TestSkipAwaitAnnotatesKubernetesObjects(t *testing.T) {
 	rec := &recorder{inputs: map[string]resource.PropertyMap{}}
 	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
 		if err := ctx.RegisterStackTransformation(skipAwait); err != nil {
@@ -65,7 +65,10 @@ func TestSkipAwaitAnnotatesWorkloadsOnly(t *testing.T) {
 		if _, err := appsv1.NewDeployment(ctx, "bare", &appsv1.DeploymentArgs{Spec: spec}); err != nil {
 			return err
 		}
-		_, err := corev1.NewConfigMap(ctx, "cm", &corev1.ConfigMapArgs{Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String("cm")}})
+		if _, err := corev1.NewService(ctx, "svc", &corev1.ServiceArgs{Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String("svc")}}); err != nil {
+			return err
+		}
+		_, err := pulumi.NewStackReference(ctx, "other", nil)
 		return err
 	}, pulumi.WithMocks("scaleplane", "test", rec))
 	require.NoError(t, err, "program under mocks")
@@ -74,7 +77,9 @@ func TestSkipAwaitAnnotatesWorkloadsOnly(t *testing.T) {
 	assert.Equal(t, "true", a[skipAwaitAnnotation], "a Deployment is not awaited by the provider")
 	assert.Equal(t, "me", a["keep"], "its own annotations are kept")
 	assert.Equal(t, "true", annotations(t, rec.inputs["bare"])[skipAwaitAnnotation], "a Deployment without metadata gets it too")
-	assert.NotContains(t, annotations(t, rec.inputs["cm"]), skipAwaitAnnotation, "other kinds are untouched")
+	assert.Equal(t, "true", annotations(t, rec.inputs["svc"])[skipAwaitAnnotation], "a Service is not awaited either (the provider waits for its endpoints)")
+	_, hasMeta := rec.inputs["other"]["metadata"]
+	assert.False(t, hasMeta, "resources of other providers are untouched")
 }
 
 func TestWorkloadsOfReadsDeploymentsAndStatefulSets(t *testing.T) {

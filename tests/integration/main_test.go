@@ -33,6 +33,7 @@ import (
 	"github.com/scaleplane/scaleplane/internal/images"
 	"github.com/scaleplane/scaleplane/internal/pulumicli"
 	"github.com/scaleplane/scaleplane/internal/toolchain"
+	"github.com/scaleplane/scaleplane/stacks"
 )
 
 // EnableEnv turns the suites off when set to 0 (for a quick `make test` on
@@ -220,6 +221,13 @@ func (s *suite) kubectlOptions(ns string) *k8s.KubectlOptions {
 // name and namespace.
 func (s *suite) engine(stack, namespace string, extra map[string]string) pulumicli.Options {
 	over := map[string]string{"namespace": namespace}
+	// Every other namespace the stack declares gets a unique name too, so
+	// a test stack never shares a namespace with `make up` or another run.
+	for _, k := range stacks.Knobs {
+		if base, ok := strings.CutSuffix(k.Key, "Namespace"); ok && base != "" {
+			over[k.Key] = namespace + "-" + strings.ToLower(base)
+		}
+	}
 	for k, v := range extra {
 		over[k] = v
 	}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/scaleplane/scaleplane/internal/cluster"
+	"github.com/scaleplane/scaleplane/internal/pulumicli"
+	"github.com/scaleplane/scaleplane/internal/toolchain"
+	"github.com/scaleplane/scaleplane/stacks"
+)
+
+// engineFlags are the flags shared by up, preview and destroy.
+type engineFlags struct {
+	stack, root, kubeconfig, policyPack *string
+	wait                                *time.Duration
+	await                               *bool
+}
+
+func newEngineFlags(fs *flag.FlagSet) engineFlags {
+	return engineFlags{
+		stack:      fs.String("stack", "local", "stack to deploy (a stacks/Pulumi.<name>.yaml)"),
+		root:       fs.String("project-dir", ".", "directory holding Pulumi.yaml and stacks/"),
+		kubeconfig: fs.String("kubeconfig", "", "cluster to deploy to (default $KUBECONFIG, else the embedded cluster)"),
+		policyPack: fs.String("policy-pack", "", "compiled policy pack (directory or binary) the engine runs on every resource"),
+		wait:       fs.Duration("wait", 5*time.Minute, "up: how long to wait for the workloads' rollouts (0: do not wait)"),
+		await:      fs.Bool("await", false, "up: let the kubernetes provider wait for each workload itself (all-or-nothing, 10 minutes each)"),
+	}
+}
+
+// target resolves where to deploy: an explicit kubeconfig, $KUBECONFIG, or
+// the running embedded cluster; the file backend lives with the cluster it
+// describes (inside the embedded cluster's state, which a purge removes).
+func target(ctx context.Context, kubeconfig string) (kc, backend string, embedded *cluster.Cluster, err error) {
+	if kubeconfig == "" {
+		kubeconfig = os.Getenv("KUBECONFIG")
+	}
+	if kubeconfig != "" {
+		root, err := toolchain.Root()
+		if err != nil {
+			return "", "", nil, err
+		}
+		return kubeconfig, filepath.Join(root, "pulumi-state"), nil, nil
+	}
+	c, err := cluster.New(cluster.Options{})
+	if err != nil {
+		return "", "", nil, err
+	}
+	if !c.Running(ctx) {
+		return "", "", nil, errors.New("no cluster: `scaleplane cluster up` (or `make up`) starts the embedded one; or pass --kubeconfig / set KUBECONFIG")
+	}
+	return c.Kubeconfig, filepath.Join(c.StateDir, "pulumi"), c, nil
+}
+
+func runUp(args []string, stdout, stderr io.Writer) error {
+	return runEngine("up", args, stdout, stderr)
+}
+
+func runPreview(args []string, stdout, stderr io.Writer) error {
+	return runEngine("preview", args, stdout, stderr)
+}
+
+func runDestroy(args []string, stdout, stderr io.Writer) error {
+	return runEngine("destroy", args, stdout, stderr)
+}
+
+func runEngine(op string, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags(op, "--stack NAME [--kubeconfig FILE] [--policy-pack PATH] [--project-dir DIR]", stderr)
+	f := newEngineFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if _, err := stacks.ReadStackConfig(*f.root, *f.stack); err != nil {
+		if errors.Is(err, stacks.ErrUnknownStack) {
+			return usageError{err}
+		}
+		return err
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	kc, backend, embedded, err := target(ctx, *f.kubeconfig)
+	if err != nil {
+		return err
+	}
+	o := pulumicli.Options{Root: *f.root, StackFile: *f.stack, Kubeconfig: kc, BackendDir: backend, Progress: stderr, Await: *f.await}
+	if *f.policyPack != "" {
+		o.PolicyPacks = []string{*f.policyPack}
+	}
+	fmt.Fprintf(stderr, "%s of stack %s on %s (state: %s)\n", op, *f.stack, kc, backend)
+	var res pulumicli.Result
+	switch op {
+	case "up":
+		res, err = pulumicli.Up(ctx, o)
+	case "preview":
+		res, err = pulumicli.Preview(ctx, o)
+	case "destroy":
+		res, err = pulumicli.Destroy(ctx, o)
+	}
+	if err != nil {
+		return err
+	}
+	res.Print(stdout)
+	if op != "up" || *f.wait == 0 || len(res.Workloads) == 0 {
+		return nil
+	}
+	kubectl, err := cluster.KubectlPath(ctx)
+	if err != nil {
+		return err
+	}
+	r := cluster.Rollouts{Kubectl: kubectl, Kubeconfig: kc}
+	if embedded != nil {
+		r.ContainerdSocket = embedded.ContainerdSocket
+	}
+	fmt.Fprintf(stdout, "\nwaiting up to %s for the rollouts:\n", *f.wait)
+	states, werr := r.Wait(ctx, res.Workloads, *f.wait, stdout)
+	var blocked []string
+	for _, s := range states {
+		if !s.Expected() {
+			blocked = append(blocked, fmt.Sprintf("  %s: %s", s, strings.Join(s.Blockers, "; ")))
+		}
+	}
+	if len(blocked) > 0 {
+		fmt.Fprintf(stdout, "\nnot started, waiting for what they need (another part of the platform creates it):\n%s\n", strings.Join(blocked, "\n"))
+	}
+	howToReach(ctx, stdout, kubectl, kc, res)
+	return werr
+}
+
+// howToReach prints the gateway's and the edge's addresses. With the
+// embedded cluster, Service IPs are reachable from this machine through
+// kube-proxy's rules.
+func howToReach(ctx context.Context, w io.Writer, kubectl, kc string, res pulumicli.Result) {
+	ns, _ := res.Outputs["namespace"].(string)
+	if ns == "" {
+		return
+	}
+	fmt.Fprintln(w, "\nreach it:")
+	for _, svc := range []string{"gateway", fmt.Sprint(res.Outputs["edgeService"])} {
+		out, err := runOut(ctx, kubectl, "--kubeconfig", kc, "-n", ns, "get", "service", svc, "-o", `jsonpath={.spec.clusterIP}:{.spec.ports[0].port}`)
+		if err != nil || strings.HasPrefix(out, "None") || out == "" {
+			continue
+		}
+		fmt.Fprintf(w, "  %-8s curl http://%s/   (from this machine; elsewhere: kubectl -n %s port-forward svc/%s LOCALPORT:%s)\n", svc, out, ns, svc, out[strings.LastIndex(out, ":")+1:])
+	}
+	fmt.Fprintf(w, "  kubectl: export KUBECONFIG=%s\n", kc)
+}
+
+// runOut runs a short command and returns its trimmed standard output.
+func runOut(ctx context.Context, name string, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, name, args...).Output()
+	return strings.TrimSpace(string(out)), err
+}
