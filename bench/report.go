@@ -179,6 +179,12 @@ func WriteReport(mdPath, pngPath, command string) error {
 		b.WriteString(n + "\n\n")
 	}
 	b.WriteString(infraSection)
+	// The hand-written reading of the numbers lives beside the code, so a
+	// new run never erases it.
+	if analysis, err := os.ReadFile("analysis.md"); err == nil {
+		b.WriteString("\n")
+		b.Write(analysis)
+	}
 	if err := os.WriteFile(mdPath, []byte(b.String()), 0o644); err != nil {
 		return err
 	}
