@@ -58,7 +58,9 @@ func TestAutoscalingOnRealMetrics(t *testing.T) {
 		k8s.WaitUntilDeploymentAvailableContext(t, ctx, o, "burner", availableRetries, availableInterval)
 	})
 	test_structure.RunTestStage(t, "validate", func() {
-		url := serviceURL(t, o, "burner") + "/work?ms=80"
+		base := serviceURL(t, o, "burner")
+		waitServiceAnswers(t, base+"/readyz")
+		url := base + "/work?ms=80"
 		loadCtx, stop := context.WithCancel(ctx)
 		begin := time.Now()
 		res := load(loadCtx, url, loadWorkers, 0)

@@ -2,10 +2,13 @@ package integration
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
 	"github.com/gruntwork-io/terratest/modules/k8s"
+	"github.com/gruntwork-io/terratest/modules/retry"
 	test_structure "github.com/gruntwork-io/terratest/modules/test-structure"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -24,7 +27,38 @@ const (
 	readyPollInterval = 250 * time.Millisecond
 	// pdbMinAvailable is the burner PDB's minAvailable.
 	pdbMinAvailable = 1
+	// newVersionWait bounds how long the load continues after the rollout
+	// until the new version is seen answering.
+	newVersionWait = 30 * time.Second
+	// serviceAnswersRetries × serviceAnswersInterval bounds the wait for a
+	// new Service's rules.
+	serviceAnswersRetries  = 60
+	serviceAnswersInterval = 500 * time.Millisecond
 )
+
+// waitServiceAnswers waits until url answers 200 five times in a row.
+func waitServiceAnswers(t *testing.T, url string) {
+	t.Helper()
+	client := &http.Client{Timeout: 2 * time.Second}
+	ok := 0
+	_, err := retry.DoWithRetryContextE(t, context.Background(), "Service answers "+url, serviceAnswersRetries, serviceAnswersInterval, func() (string, error) {
+		resp, err := client.Get(url)
+		if err != nil {
+			ok = 0
+			return "", err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			ok = 0
+			return "", fmt.Errorf("%s", resp.Status)
+		}
+		if ok++; ok < 5 {
+			return "", fmt.Errorf("answered %d times in a row", ok)
+		}
+		return "", nil
+	})
+	require.NoError(t, err, "the Service answers through its cluster IP")
+}
 
 // TestRollingUpdateUnderLoad deploys the burner (3 replicas, maxUnavailable
 // 0, preStop sleep, readiness flip and drain on SIGTERM, a PDB with
@@ -49,9 +83,13 @@ func TestRollingUpdateUnderLoad(t *testing.T) {
 		k8s.WaitUntilDeploymentAvailableContext(t, ctx, o, "burner", availableRetries, availableInterval)
 	})
 	test_structure.RunTestStage(t, "validate", func() {
-		url := serviceURL(t, o, "burner") + "/work?ms=1"
+		base := serviceURL(t, o, "burner")
+		// kube-proxy programs a new Service's rules some seconds after
+		// the Deployment is available on a busy node: wait until the
+		// Service answers, so only the update itself is measured.
+		waitServiceAnswers(t, base+"/readyz")
 		loadCtx, stop := context.WithCancel(ctx)
-		res := load(loadCtx, url, rolloutLoadWorkers, rolloutRequestPause)
+		res := load(loadCtx, base+"/work?ms=1", rolloutLoadWorkers, rolloutRequestPause)
 		time.Sleep(2 * time.Second) // traffic established before the change
 
 		minReady := rolloutReplicas
@@ -68,10 +106,17 @@ func TestRollingUpdateUnderLoad(t *testing.T) {
 		}()
 
 		begin := time.Now()
+		t.Logf("rollout starts %s after the load", begin.Sub(res.start).Round(10*time.Millisecond))
 		k8s.KubectlApplyFromStringContext(t, ctx, o, v2)
 		_, err := k8s.RunKubectlAndGetOutputContextE(t, ctx, o, "rollout", "status", "deployment/burner", "--timeout", rolloutWait.String())
 		took := time.Since(begin)
-		time.Sleep(3 * time.Second) // requests keep flowing after the last old pod is gone
+		// Requests keep flowing until the new version answers (the old
+		// pods' endpoints leave kube-proxy's rules with some delay), and a
+		// little beyond.
+		for deadline := time.Now().Add(newVersionWait); time.Now().Before(deadline) && res.seen("v2") == 0; {
+			time.Sleep(200 * time.Millisecond)
+		}
+		time.Sleep(2 * time.Second)
 		stop()
 		res.wait()
 		stopSampling()

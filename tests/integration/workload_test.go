@@ -19,6 +19,12 @@ import (
 // burnerPort is the port testdata/burner serves on.
 const burnerPort = 8080
 
+// preStopSeconds is how long a terminating burner pod keeps serving before
+// SIGTERM: the platform's default (stacks knob preStopSeconds), long enough
+// for the endpoint removal to reach kube-proxy's rules on a busy node (3 s
+// was measured too short: connections refused right after a cold start).
+const preStopSeconds = 5
+
 // burnerManifest is a restricted-profile namespace with the burner as a
 // Deployment (preStop sleep, readiness probe, graceful drain), its Service,
 // a PodDisruptionBudget and, when hpaMax > 0, a CPU HPA.
@@ -67,7 +73,7 @@ spec:
           failureThreshold: 1
         lifecycle:
           preStop:
-            sleep: {seconds: 3}
+            sleep: {seconds: %[6]d}
         securityContext:
           allowPrivilegeEscalation: false
           readOnlyRootFilesystem: true
@@ -92,7 +98,7 @@ spec:
   minAvailable: 1
   selector:
     matchLabels: {app: burner}
-`, ns, version, replicas, burnerImage, burnerPort)
+`, ns, version, replicas, burnerImage, burnerPort, preStopSeconds)
 	if hpaMax > 0 {
 		m += fmt.Sprintf(`---
 apiVersion: autoscaling/v2
@@ -138,13 +144,15 @@ type loadResult struct {
 	versions   map[string]int64
 	// wait blocks until every worker has stopped (after ctx ends).
 	wait func()
+	// start is when the load began; failures are reported relative to it.
+	start time.Time
 }
 
 func (r *loadResult) fail(msg string) {
 	r.failed.Add(1)
 	r.mu.Lock()
 	if len(r.errors) < 10 {
-		r.errors = append(r.errors, msg)
+		r.errors = append(r.errors, fmt.Sprintf("at %s: %s", time.Since(r.start).Round(10*time.Millisecond), msg))
 	}
 	r.mu.Unlock()
 }
@@ -153,7 +161,7 @@ func (r *loadResult) fail(msg string) {
 // waiting pause between requests. Bounded: it stops with ctx, and only ever
 // targets this machine's own node.
 func load(ctx context.Context, url string, workers int, pause time.Duration) *loadResult {
-	res := &loadResult{versions: map[string]int64{}}
+	res := &loadResult{versions: map[string]int64{}, start: time.Now()}
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers, IdleConnTimeout: 2 * time.Second}}
 	var wg sync.WaitGroup
 	for i := 0; i < workers; i++ {
@@ -204,4 +212,11 @@ func replicas(t *testing.T, o *k8s.KubectlOptions, name string) (spec, ready int
 		ready, _ = strconv.Atoi(f[1])
 	}
 	return spec, ready
+}
+
+// seen returns how many answers came from version v.
+func (r *loadResult) seen(v string) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.versions[v]
 }
