@@ -63,6 +63,9 @@ func leadersAvoid(ctx context.Context, adm *kadm.Client, topic string, id int32)
 // one node is SIGKILLed and reads every acknowledged record back, measures
 // the leader election, then stops a second node and checks
 // min.insync.replicas refuses writes.
+// metadataPropagation bounds how long brokers take to report new partitions.
+const metadataPropagation = 15 * time.Second
+
 func TestRealKafkaKeepsAcknowledgedWritesThroughABrokerCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three real Kafka JVMs; -short runs only the unit tests")
@@ -97,9 +100,17 @@ func TestRealKafkaKeepsAcknowledgedWritesThroughABrokerCrash(t *testing.T) {
 	changes, err = topics.Ensure(ctx, adm, grown)
 	require.NoError(t, err, "partition increase")
 	assert.Equal(t, topics.Change{Topic: "registrations", Action: "partitions", Detail: "6 -> 8"}, changes[0], "the increase is applied")
-	td, err := adm.ListTopics(ctx, "registrations")
-	require.NoError(t, err, "describe registrations")
-	assert.Len(t, td["registrations"].Partitions, 8, "registrations now has 8 partitions")
+	// Brokers learn new partitions from the controller asynchronously: poll
+	// the metadata until it shows them, within a bound.
+	var partitions int
+	for deadline := time.Now().Add(metadataPropagation); ; time.Sleep(200 * time.Millisecond) {
+		td, err := adm.ListTopics(ctx, "registrations")
+		require.NoError(t, err, "describe registrations")
+		if partitions = len(td["registrations"].Partitions); partitions == 8 || time.Now().After(deadline) {
+			break
+		}
+	}
+	assert.Equal(t, 8, partitions, "registrations now has 8 partitions")
 	cfgs, err := adm.DescribeTopicConfigs(ctx, "registrations")
 	require.NoError(t, err, "describe topic configs")
 	rc, err := cfgs.On("registrations", nil)
@@ -141,7 +152,7 @@ func TestRealKafkaKeepsAcknowledgedWritesThroughABrokerCrash(t *testing.T) {
 	})
 	time.Sleep(2 * time.Second)
 	victim := 0
-	td, err = adm.ListTopics(ctx, topic)
+	td, err := adm.ListTopics(ctx, topic)
 	require.NoError(t, err, "describe before the kill")
 	victim = int(td[topic].Partitions[0].Leader) - 1 // node.id is index+1
 	killed := time.Now()
