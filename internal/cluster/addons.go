@@ -69,7 +69,7 @@ func (c *Cluster) importSystemImages(ctx context.Context) error {
 	if err := images.WriteTarball(file, tagged); err != nil {
 		return err
 	}
-	defer os.Remove(file)
+	defer func() { _ = os.Remove(file) }()
 	if err := images.Import(ctx, c.ContainerdSocket, file); err != nil {
 		return err
 	}

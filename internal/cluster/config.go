@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 )
 
@@ -429,6 +428,3 @@ func graceOf(name string) time.Duration {
 	}
 	return controlPlaneStopGrace
 }
-
-// trimLines is a helper for status output.
-func trimLines(s string) string { return strings.TrimSpace(s) }

@@ -119,7 +119,7 @@ func (c *Cluster) removePods(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("connecting to containerd's CRI: %w", err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	rs := runtimeapi.NewRuntimeServiceClient(conn)
 	lctx, cancel := context.WithTimeout(ctx, podStopTimeout)
 	defer cancel()
@@ -182,7 +182,7 @@ func unmountUnder(dirs ...string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var points []string
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)

@@ -81,7 +81,7 @@ func (c *Cluster) start(ctx context.Context, comp component) error {
 	if err != nil {
 		return fmt.Errorf("opening %s log: %w", comp.name, err)
 	}
-	defer logf.Close()
+	defer func() { _ = logf.Close() }()
 	fmt.Fprintf(logf, "\n==== %s: %s %s\n", time.Now().Format(time.RFC3339), comp.bin, strings.Join(comp.args, " "))
 	cmd := exec.Command(comp.bin, comp.args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -104,10 +104,7 @@ func (c *Cluster) start(ctx context.Context, comp component) error {
 		timeout = 90 * time.Second
 	}
 	deadline := time.Now().Add(timeout)
-	for {
-		if comp.healthy == nil {
-			break
-		}
+	for comp.healthy != nil {
 		err := comp.healthy(ctx)
 		if err == nil {
 			break

@@ -37,7 +37,7 @@ func TestFromBinaryIsNonRootWithoutShellAndRunnable(t *testing.T) {
 	require.Len(t, layers, 1, "one layer: the binary")
 	rc, err := layers[0].Uncompressed()
 	require.NoError(t, err, "opening the layer")
-	defer rc.Close()
+	defer func() { _ = rc.Close() }()
 	files := map[string]*tar.Header{}
 	tr := tar.NewReader(rc)
 	for {

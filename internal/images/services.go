@@ -121,7 +121,7 @@ func Build(ctx context.Context, o BuildOptions) ([]Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(work)
+	defer func() { _ = os.RemoveAll(work) }()
 
 	var built []Service
 	var tagged []Tagged

@@ -54,7 +54,7 @@ func (b goModuleBuild) build(ctx context.Context, out string) error {
 	if err != nil {
 		return fmt.Errorf("creating wrapper module directory: %w", err)
 	}
-	defer os.RemoveAll(work)
+	defer func() { _ = os.RemoveAll(work) }()
 
 	var mod strings.Builder
 	fmt.Fprintf(&mod, "module %s\n\ngo 1.25\n", b.module)
@@ -128,17 +128,4 @@ func (b goModuleBuild) goCmd(ctx context.Context, work string, args ...string) e
 		return fmt.Errorf("go %s (in %s): %w\n%s", strings.Join(args, " "), work, err, tail(buf.String(), 40))
 	}
 	return nil
-}
-
-// goEnv returns one value of `go env` in dir (used to find downloaded
-// module sources).
-func goEnv(ctx context.Context, dir, key string) (string, error) {
-	cmd := exec.CommandContext(ctx, "go", "env", key)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("go env %s: %w", key, err)
-	}
-	return strings.TrimSpace(string(out)), nil
 }

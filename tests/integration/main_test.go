@@ -136,7 +136,9 @@ func setUp(m *testing.M) (int, error) {
 	}
 	s.kubectl = kubectl
 	// terratest's k8s module runs `kubectl` from PATH.
-	os.Setenv("PATH", filepath.Dir(kubectl)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	if err := os.Setenv("PATH", filepath.Dir(kubectl)+string(os.PathListSeparator)+os.Getenv("PATH")); err != nil {
+		return 0, err
+	}
 	if s.node != nil {
 		begin := time.Now()
 		built, err := images.Build(ctx, images.BuildOptions{Root: root, Stack: "local", Socket: s.node.ContainerdSocket, Log: os.Stderr})
@@ -160,7 +162,7 @@ func buildBurner(ctx context.Context, s *suite) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	bin := filepath.Join(dir, "burner")
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./tests/integration/testdata/burner")
 	cmd.Dir = s.root

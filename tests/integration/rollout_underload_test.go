@@ -47,7 +47,7 @@ func waitServiceAnswers(t *testing.T, url string) {
 			ok = 0
 			return "", err
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			ok = 0
 			return "", fmt.Errorf("%s", resp.Status)

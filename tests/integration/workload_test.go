@@ -178,7 +178,7 @@ func load(ctx context.Context, url string, workers int, pause time.Duration) *lo
 					continue
 				}
 				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
+				_ = resp.Body.Close()
 				if resp.StatusCode != http.StatusOK {
 					res.fail(resp.Status + ": " + strings.TrimSpace(string(body)))
 				} else {
