@@ -102,7 +102,7 @@ func fetchKafka(ctx context.Context, lib string) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
+	defer func() { _ = os.RemoveAll(work) }()
 	pom := filepath.Join(work, "pom.xml")
 	if err := os.WriteFile(pom, fmt.Appendf(nil, kafkaPom, kafkaScala, KafkaVersion, log4jVersion), 0o644); err != nil {
 		return err
