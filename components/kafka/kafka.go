@@ -108,34 +108,8 @@ func NewKafka(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.Resou
 	return k, nil
 }
 
-func labels(name, component string) map[string]string {
-	l := microservice.SelectorLabels(name)
-	l["app.kubernetes.io/component"] = component
-	l["app.kubernetes.io/part-of"] = microservice.PartOf
-	l["app.kubernetes.io/managed-by"] = microservice.ManagedBy
-	return l
-}
-
 func meta(name, namespace string, l map[string]string) *metav1.ObjectMetaArgs {
 	return &metav1.ObjectMetaArgs{Name: pulumi.String(name), Namespace: pulumi.String(namespace), Labels: pulumi.ToStringMap(l)}
-}
-
-func podSecurity(uid int) *corev1.PodSecurityContextArgs {
-	return &corev1.PodSecurityContextArgs{
-		RunAsNonRoot: pulumi.Bool(true), RunAsUser: pulumi.Int(uid), RunAsGroup: pulumi.Int(uid), FsGroup: pulumi.Int(uid),
-		SeccompProfile: &corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
-	}
-}
-
-func containerSecurity() *corev1.SecurityContextArgs {
-	return &corev1.SecurityContextArgs{
-		AllowPrivilegeEscalation: pulumi.Bool(false),
-		Privileged:               pulumi.Bool(false),
-		ReadOnlyRootFilesystem:   pulumi.Bool(true),
-		RunAsNonRoot:             pulumi.Bool(true),
-		Capabilities:             &corev1.CapabilitiesArgs{Drop: pulumi.ToStringArray([]string{"ALL"})},
-		SeccompProfile:           &corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
-	}
 }
 
 func wrap(name, what string, err error) error { return fmt.Errorf("kafka %s: %s: %w", name, what, err) }
@@ -150,7 +124,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, parent pulumi.Resour
 	ns := a.Namespace
 	n := Node{Name: name, Namespace: ns, Nodes: a.Nodes}
 	selector := microservice.SelectorLabels(name)
-	l := labels(name, "event-log")
+	l := microservice.Labels(name, "event-log", "")
 	props := RenderProperties(n, a.Settings())
 	script := RenderStartScript(n)
 	cm, err := corev1.NewConfigMap(ctx, name+"-config", &corev1.ConfigMapArgs{
@@ -213,7 +187,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, parent pulumi.Resour
 					EnableServiceLinks:           pulumi.Bool(false),
 					// Controlled shutdown moves partition leadership away first.
 					TerminationGracePeriodSeconds: pulumi.Int(120),
-					SecurityContext:               podSecurity(kafkaUID),
+					SecurityContext:               microservice.RestrictedPodSecurity(kafkaUID),
 					Affinity: &corev1.AffinityArgs{PodAntiAffinity: &corev1.PodAntiAffinityArgs{
 						PreferredDuringSchedulingIgnoredDuringExecution: corev1.WeightedPodAffinityTermArray{corev1.WeightedPodAffinityTermArgs{
 							Weight:          pulumi.Int(100),
@@ -250,7 +224,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, parent pulumi.Resour
 						StartupProbe:    tcp(5, 60),
 						LivenessProbe:   tcp(10, 6),
 						ReadinessProbe:  tcp(5, 2),
-						SecurityContext: containerSecurity(),
+						SecurityContext: microservice.RestrictedContainerSecurity(),
 						VolumeMounts: corev1.VolumeMountArray{
 							corev1.VolumeMountArgs{Name: pulumi.String("data"), MountPath: pulumi.String(DataDir)},
 							corev1.VolumeMountArgs{Name: pulumi.String("config"), MountPath: pulumi.String("/etc/kafka"), ReadOnly: pulumi.Bool(true)},
@@ -315,7 +289,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, parent pulumi.Resour
 func newTopicsJob(ctx *pulumi.Context, name string, a Args, brokers pulumi.StringOutput, tls bool, opts pulumi.ResourceOption) error {
 	ns := a.Namespace
 	jobName := name + "-topics"
-	l := labels(jobName, "event-log-topics")
+	l := microservice.Labels(jobName, "event-log-topics", "")
 	text, err := topics.Marshal(a.Topics)
 	if err != nil {
 		return wrap(name, "topics", err)
@@ -341,7 +315,7 @@ func newTopicsJob(ctx *pulumi.Context, name string, a Args, brokers pulumi.Strin
 					RestartPolicy:                pulumi.String("Never"),
 					AutomountServiceAccountToken: pulumi.Bool(false),
 					EnableServiceLinks:           pulumi.Bool(false),
-					SecurityContext:              podSecurity(65532),
+					SecurityContext:              microservice.RestrictedPodSecurity(65532),
 					Volumes: corev1.VolumeArray{
 						corev1.VolumeArgs{Name: pulumi.String("topics"), ConfigMap: &corev1.ConfigMapVolumeSourceArgs{Name: cm.Metadata.Name().Elem()}},
 					},
@@ -358,7 +332,7 @@ func newTopicsJob(ctx *pulumi.Context, name string, a Args, brokers pulumi.Strin
 							Requests: pulumi.StringMap{"cpu": pulumi.String("10m"), "memory": pulumi.String("32Mi")},
 							Limits:   pulumi.StringMap{"memory": pulumi.String("64Mi")},
 						},
-						SecurityContext: containerSecurity(),
+						SecurityContext: microservice.RestrictedContainerSecurity(),
 						VolumeMounts: corev1.VolumeMountArray{
 							corev1.VolumeMountArgs{Name: pulumi.String("topics"), MountPath: pulumi.String("/etc/topics"), ReadOnly: pulumi.Bool(true)},
 						},

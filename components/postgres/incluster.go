@@ -35,7 +35,7 @@ const (
 func newInCluster(ctx *pulumi.Context, name string, a Args, pw passwords, parent pulumi.ResourceOption) (backend, backend, error) {
 	ns := a.Namespace
 	conf := a.Conf()
-	l := labels(name, "database")
+	l := microservice.Labels(name, "database", "")
 	creds := name + "-credentials"
 	if _, err := corev1.NewSecret(ctx, name+"-credentials-secret", &corev1.SecretArgs{
 		Metadata: meta(creds, ns, l),
@@ -163,7 +163,7 @@ type dbSet struct {
 
 func (s dbSet) declare(ctx *pulumi.Context, name, role string, parent pulumi.ResourceOption) error {
 	a, ns := s.a, s.a.Namespace
-	l := labels(s.name, "database")
+	l := microservice.Labels(s.name, "database", "")
 	l["scaleplane.dev/postgres-role"] = role
 	if _, err := corev1.NewService(ctx, name+"-"+role+"-headless-service", &corev1.ServiceArgs{
 		Metadata: meta(s.name, ns, l),
@@ -214,8 +214,8 @@ func (s dbSet) declare(ctx *pulumi.Context, name, role string, parent pulumi.Res
 			ImagePullPolicy: pulumi.String("IfNotPresent"),
 			Command:         pulumi.ToStringArray([]string{"sh", configDir + "/" + BasebackupScriptName}),
 			Env:             s.env,
-			Resources:       requirements(a.Resources),
-			SecurityContext: containerSecurity(),
+			Resources:       a.Resources.Requirements(),
+			SecurityContext: microservice.RestrictedContainerSecurity(),
 			VolumeMounts:    mounts,
 		}}
 	}
@@ -244,7 +244,7 @@ func (s dbSet) declare(ctx *pulumi.Context, name, role string, parent pulumi.Res
 					EnableServiceLinks:           pulumi.Bool(false),
 					// A fast shutdown checkpoints first; give it time.
 					TerminationGracePeriodSeconds: pulumi.Int(60),
-					SecurityContext:               podSecurity(postgresUID),
+					SecurityContext:               microservice.RestrictedPodSecurity(postgresUID),
 					Affinity:                      affinity,
 					TopologySpreadConstraints:     spread,
 					Volumes:                       volumes,
@@ -259,11 +259,11 @@ func (s dbSet) declare(ctx *pulumi.Context, name, role string, parent pulumi.Res
 						Ports: corev1.ContainerPortArray{corev1.ContainerPortArgs{
 							Name: pulumi.String("postgres"), ContainerPort: pulumi.Int(Port), Protocol: pulumi.String("TCP"),
 						}},
-						Resources:       requirements(a.Resources),
+						Resources:       a.Resources.Requirements(),
 						StartupProbe:    isReady(5, 120),
 						LivenessProbe:   isReady(10, 6),
 						ReadinessProbe:  isReady(5, 2),
-						SecurityContext: containerSecurity(),
+						SecurityContext: microservice.RestrictedContainerSecurity(),
 						VolumeMounts:    mounts,
 					}},
 				},

@@ -11,7 +11,6 @@ import (
 	policyv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/policy/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/scaleplane/scaleplane/components/microservice"
 )
 
 // postgresUID is the postgres user of the official Debian-based image.
@@ -20,48 +19,8 @@ const postgresUID = 999
 // poolerUID runs PgBouncer; it needs no home, only its mounted files.
 const poolerUID = 65532
 
-func labels(name, component string) map[string]string {
-	l := microservice.SelectorLabels(name)
-	l["app.kubernetes.io/component"] = component
-	l["app.kubernetes.io/part-of"] = microservice.PartOf
-	l["app.kubernetes.io/managed-by"] = microservice.ManagedBy
-	return l
-}
-
 func meta(name, namespace string, l map[string]string) *metav1.ObjectMetaArgs {
 	return &metav1.ObjectMetaArgs{Name: pulumi.String(name), Namespace: pulumi.String(namespace), Labels: pulumi.ToStringMap(l)}
-}
-
-func podSecurity(uid int) *corev1.PodSecurityContextArgs {
-	return &corev1.PodSecurityContextArgs{
-		RunAsNonRoot:   pulumi.Bool(true),
-		RunAsUser:      pulumi.Int(uid),
-		RunAsGroup:     pulumi.Int(uid),
-		FsGroup:        pulumi.Int(uid),
-		SeccompProfile: &corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
-	}
-}
-
-func containerSecurity() *corev1.SecurityContextArgs {
-	return &corev1.SecurityContextArgs{
-		AllowPrivilegeEscalation: pulumi.Bool(false),
-		Privileged:               pulumi.Bool(false),
-		ReadOnlyRootFilesystem:   pulumi.Bool(true),
-		RunAsNonRoot:             pulumi.Bool(true),
-		Capabilities:             &corev1.CapabilitiesArgs{Drop: pulumi.ToStringArray([]string{"ALL"})},
-		SeccompProfile:           &corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
-	}
-}
-
-func requirements(r microservice.Resources) *corev1.ResourceRequirementsArgs {
-	limits := pulumi.StringMap{"memory": pulumi.String(r.MemoryLimit.String())}
-	if !r.CPULimit.IsZero() {
-		limits["cpu"] = pulumi.String(r.CPULimit.String())
-	}
-	return &corev1.ResourceRequirementsArgs{
-		Requests: pulumi.StringMap{"cpu": pulumi.String(r.CPURequest.String()), "memory": pulumi.String(r.MemoryRequest.String())},
-		Limits:   limits,
-	}
 }
 
 // placement keeps pods of one set off a shared node where it can and

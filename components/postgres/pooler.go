@@ -36,7 +36,7 @@ func newPooler(ctx *pulumi.Context, name, role string, a Args, b backend, pw pas
 	ns := a.Namespace
 	objName := name + "-pgbouncer-" + role
 	selector := microservice.SelectorLabels(objName)
-	l := labels(objName, "database-pooler")
+	l := microservice.Labels(objName, "database-pooler", "")
 	ini := b.host.ApplyT(func(host string) string {
 		return RenderPgBouncerIni(a.PoolerConfig(host, b.port, b.serverTLS))
 	}).(pulumi.StringOutput)
@@ -87,7 +87,7 @@ func newPooler(ctx *pulumi.Context, name, role string, a Args, b backend, pw pas
 					AutomountServiceAccountToken:  pulumi.Bool(false),
 					EnableServiceLinks:            pulumi.Bool(false),
 					TerminationGracePeriodSeconds: pulumi.Int(p.GracePeriodSeconds()),
-					SecurityContext:               podSecurity(poolerUID),
+					SecurityContext:               microservice.RestrictedPodSecurity(poolerUID),
 					Affinity:                      affinity,
 					TopologySpreadConstraints:     spread,
 					Volumes: corev1.VolumeArray{
@@ -103,7 +103,7 @@ func newPooler(ctx *pulumi.Context, name, role string, a Args, b backend, pw pas
 						Ports: corev1.ContainerPortArray{corev1.ContainerPortArgs{
 							Name: pulumi.String("pgbouncer"), ContainerPort: pulumi.Int(PoolerPort), Protocol: pulumi.String("TCP"),
 						}},
-						Resources:      requirements(p.Resources),
+						Resources:      p.Resources.Requirements(),
 						StartupProbe:   probe(2, 30),
 						LivenessProbe:  probe(10, 3),
 						ReadinessProbe: probe(5, 2),
@@ -111,7 +111,7 @@ func newPooler(ctx *pulumi.Context, name, role string, a Args, b backend, pw pas
 							// Endpoints stop routing new clients before SIGTERM.
 							Sleep: &corev1.SleepActionArgs{Seconds: pulumi.Int(p.PreStopSeconds)},
 						}},
-						SecurityContext: containerSecurity(),
+						SecurityContext: microservice.RestrictedContainerSecurity(),
 						VolumeMounts: corev1.VolumeMountArray{
 							corev1.VolumeMountArgs{Name: pulumi.String("config"), MountPath: pulumi.String(poolerConfigDir), ReadOnly: pulumi.Bool(true)},
 							corev1.VolumeMountArgs{Name: pulumi.String("userlist"), MountPath: pulumi.String(userlistDir), ReadOnly: pulumi.Bool(true)},

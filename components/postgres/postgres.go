@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"fmt"
+	"github.com/scaleplane/scaleplane/components/microservice"
 	"net/url"
 
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
@@ -108,7 +109,7 @@ func NewPostgres(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.Re
 		}).(pulumi.StringOutput)
 	}
 	if _, err := corev1.NewSecret(ctx, name+"-app-secret", &corev1.SecretArgs{
-		Metadata: meta(AppSecretName(name), a.Namespace, labels(name, "database")),
+		Metadata: meta(AppSecretName(name), a.Namespace, microservice.Labels(name, "database", "")),
 		Type:     pulumi.String("Opaque"),
 		StringData: pulumi.StringMap{
 			URLReadWriteKey: pulumi.ToSecret(dbURL(rwEndpoint, rw.clientTLS)).(pulumi.StringOutput),

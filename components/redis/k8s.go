@@ -22,15 +22,6 @@ const redisUID = 999
 // configDir is where the ConfigMap (redis.conf, the formation script) is mounted.
 const configDir = "/etc/redis"
 
-// labels are the recommended labels of the tier's objects.
-func labels(name, component string) map[string]string {
-	l := microservice.SelectorLabels(name)
-	l["app.kubernetes.io/component"] = component
-	l["app.kubernetes.io/part-of"] = microservice.PartOf
-	l["app.kubernetes.io/managed-by"] = microservice.ManagedBy
-	return l
-}
-
 func meta(name, namespace string, l map[string]string) *metav1.ObjectMetaArgs {
 	return &metav1.ObjectMetaArgs{
 		Name:      pulumi.String(name),
@@ -43,7 +34,7 @@ func meta(name, namespace string, l map[string]string) *metav1.ObjectMetaArgs {
 // aws flavour declares it too, so services are wired the same way.
 func newAuthSecret(ctx *pulumi.Context, name string, a Args, password pulumi.StringOutput, parent pulumi.ResourceOption) (*corev1.Secret, error) {
 	s, err := corev1.NewSecret(ctx, name+"-auth-secret", &corev1.SecretArgs{
-		Metadata:   meta(SecretName(name), a.Namespace, labels(name, "cache")),
+		Metadata:   meta(SecretName(name), a.Namespace, microservice.Labels(name, "cache", "")),
 		Type:       pulumi.String("Opaque"),
 		StringData: pulumi.StringMap{PasswordKey: password},
 	}, parent)
@@ -51,42 +42,6 @@ func newAuthSecret(ctx *pulumi.Context, name string, a Args, password pulumi.Str
 		return nil, wrap(name, "auth secret", err)
 	}
 	return s, nil
-}
-
-// podSecurity is the restricted Pod Security profile for the image's user.
-func podSecurity() *corev1.PodSecurityContextArgs {
-	return &corev1.PodSecurityContextArgs{
-		RunAsNonRoot:   pulumi.Bool(true),
-		RunAsUser:      pulumi.Int(redisUID),
-		RunAsGroup:     pulumi.Int(redisUID),
-		FsGroup:        pulumi.Int(redisUID),
-		SeccompProfile: &corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
-	}
-}
-
-func containerSecurity() *corev1.SecurityContextArgs {
-	return &corev1.SecurityContextArgs{
-		AllowPrivilegeEscalation: pulumi.Bool(false),
-		Privileged:               pulumi.Bool(false),
-		ReadOnlyRootFilesystem:   pulumi.Bool(true),
-		RunAsNonRoot:             pulumi.Bool(true),
-		Capabilities:             &corev1.CapabilitiesArgs{Drop: pulumi.ToStringArray([]string{"ALL"})},
-		SeccompProfile:           &corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
-	}
-}
-
-func requirements(r microservice.Resources) *corev1.ResourceRequirementsArgs {
-	limits := pulumi.StringMap{"memory": pulumi.String(r.MemoryLimit.String())}
-	if !r.CPULimit.IsZero() {
-		limits["cpu"] = pulumi.String(r.CPULimit.String())
-	}
-	return &corev1.ResourceRequirementsArgs{
-		Requests: pulumi.StringMap{
-			"cpu":    pulumi.String(r.CPURequest.String()),
-			"memory": pulumi.String(r.MemoryRequest.String()),
-		},
-		Limits: limits,
-	}
 }
 
 // placement spreads the pods over zones and keeps two of them off one node
@@ -135,7 +90,7 @@ func pdb(ctx *pulumi.Context, name, objName, namespace string, l, selector map[s
 func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secret, parent pulumi.ResourceOption) (pulumi.StringOutput, error) {
 	ns := a.Namespace
 	selector := microservice.SelectorLabels(name)
-	l := labels(name, "cache")
+	l := microservice.Labels(name, "cache", "")
 	headless := name + "-headless"
 	nodes := a.Shards * (1 + a.ReplicasPerShard)
 
@@ -216,7 +171,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 					AutomountServiceAccountToken:  pulumi.Bool(false),
 					EnableServiceLinks:            pulumi.Bool(false),
 					TerminationGracePeriodSeconds: pulumi.Int(30),
-					SecurityContext:               podSecurity(),
+					SecurityContext:               microservice.RestrictedPodSecurity(redisUID),
 					Affinity:                      affinity,
 					TopologySpreadConstraints:     spread,
 					Volumes: corev1.VolumeArray{
@@ -248,7 +203,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 							corev1.ContainerPortArgs{Name: pulumi.String("redis"), ContainerPort: pulumi.Int(Port), Protocol: pulumi.String("TCP")},
 							corev1.ContainerPortArgs{Name: pulumi.String("bus"), ContainerPort: pulumi.Int(BusPort), Protocol: pulumi.String("TCP")},
 						},
-						Resources: requirements(a.Resources),
+						Resources: a.Resources.Requirements(),
 						StartupProbe: &corev1.ProbeArgs{
 							TcpSocket:     &corev1.TCPSocketActionArgs{Port: pulumi.String("redis")},
 							PeriodSeconds: pulumi.Int(2), FailureThreshold: pulumi.Int(60),
@@ -260,7 +215,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 							PeriodSeconds: pulumi.Int(10), TimeoutSeconds: pulumi.Int(2), FailureThreshold: pulumi.Int(3),
 						},
 						ReadinessProbe:  pingProbe(5, 2),
-						SecurityContext: containerSecurity(),
+						SecurityContext: microservice.RestrictedContainerSecurity(),
 						VolumeMounts: corev1.VolumeMountArray{
 							corev1.VolumeMountArgs{Name: pulumi.String("data"), MountPath: pulumi.String(DataDir)},
 							corev1.VolumeMountArgs{Name: pulumi.String("config"), MountPath: pulumi.String(configDir), ReadOnly: pulumi.Bool(true)},
@@ -291,7 +246,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 	for i := range nodes {
 		nodeAddrs = append(nodeAddrs, fmt.Sprintf("%s-%d.%s.%s.svc.cluster.local:%d", name, i, headless, ns, Port))
 	}
-	initLabels := labels(initName, "cache-init")
+	initLabels := microservice.Labels(initName, "cache-init", "")
 	if _, err := batchv1.NewJob(ctx, name+"-cluster-init-job", &batchv1.JobArgs{
 		Metadata: meta(initName, ns, initLabels),
 		Spec: &batchv1.JobSpecArgs{
@@ -303,7 +258,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 					RestartPolicy:                pulumi.String("Never"),
 					AutomountServiceAccountToken: pulumi.Bool(false),
 					EnableServiceLinks:           pulumi.Bool(false),
-					SecurityContext:              podSecurity(),
+					SecurityContext:              microservice.RestrictedPodSecurity(redisUID),
 					Volumes: corev1.VolumeArray{
 						corev1.VolumeArgs{Name: pulumi.String("config"), ConfigMap: &corev1.ConfigMapVolumeSourceArgs{Name: cm.Metadata.Name().Elem()}},
 						corev1.VolumeArgs{Name: pulumi.String("tmp"), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{SizeLimit: pulumi.String("16Mi")}},
@@ -320,7 +275,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 							Requests: pulumi.StringMap{"cpu": pulumi.String("10m"), "memory": pulumi.String("16Mi")},
 							Limits:   pulumi.StringMap{"memory": pulumi.String("64Mi")},
 						},
-						SecurityContext: containerSecurity(),
+						SecurityContext: microservice.RestrictedContainerSecurity(),
 						VolumeMounts: corev1.VolumeMountArray{
 							corev1.VolumeMountArgs{Name: pulumi.String("config"), MountPath: pulumi.String(configDir), ReadOnly: pulumi.Bool(true)},
 							corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")},
