@@ -162,7 +162,7 @@ func createTopic(t *testing.T, brokers []string) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	require.NoError(t, err, "kafka admin client")
-	defer cl.Close()
+	defer func() { _ = cl.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	res, err := kadm.NewClient(cl).CreateTopics(ctx, 12, 1, nil, account.TopicRegistrations)
@@ -180,7 +180,7 @@ func seedProfile(t *testing.T, addr string) string {
 	v, _ := json.Marshal(map[string]any{"id": id, "email": "ada@example.com", "name": cachedUserName})
 	env, _ := json.Marshal(map[string]any{"f": time.Now().Add(time.Hour).UnixMilli(), "v": json.RawMessage(v)})
 	c := redis.NewClient(&redis.Options{Addr: addr})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	require.NoError(t, c.Set(context.Background(), account.CacheKey(id), env, 2*time.Hour).Err(), "seed the L2 cache")
 	return id
 }

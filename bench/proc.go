@@ -29,7 +29,7 @@ func StartServer(name string, core int, env []string, logDir, healthURL string, 
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	args := append([]string{"-c", strconv.Itoa(core)}, argv...)
 	cmd := exec.Command("taskset", args...)
 	cmd.Env = append(os.Environ(), env...)

@@ -47,7 +47,7 @@ func (l Load) Run(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	defer os.Remove(script.Name())
+	defer func() { _ = os.Remove(script.Name()) }()
 	if _, err := script.WriteString(l.Script + "\n" + p999Script); err != nil {
 		return Result{}, err
 	}

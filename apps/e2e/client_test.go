@@ -44,7 +44,7 @@ func post(url, body string, hdr map[string]string) (*http.Response, []byte, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	return resp, b, err
 }
@@ -147,7 +147,7 @@ func getJSON(t *testing.T, url string, hdr map[string]string, into any) *http.Re
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if into != nil && resp.StatusCode == 200 {
 		if err := json.NewDecoder(resp.Body).Decode(into); err != nil {
 			t.Fatalf("GET %s: body: %v", url, err)

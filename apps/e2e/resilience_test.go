@@ -40,7 +40,7 @@ func sessionsAcrossInstances(t *testing.T, st *stack) {
 	if err != nil || resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("SSE connect to B: %v %d", err, statusOf(resp))
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	lines := make(chan string, 100)
 	go func() {
 		sc := bufio.NewScanner(resp.Body)

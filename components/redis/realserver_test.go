@@ -112,13 +112,13 @@ func init() {
 
 func nodeInfo(ctx context.Context, addr, section string) (string, error) {
 	c := goredis.NewClient(&goredis.Options{Addr: addr, Password: realPassword, MaxRetries: -1, DialTimeout: time.Second})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	return c.Info(ctx, section).Result()
 }
 
 func clusterInfo(ctx context.Context, addr string) (string, error) {
 	c := goredis.NewClient(&goredis.Options{Addr: addr, Password: realPassword, MaxRetries: -1, DialTimeout: time.Second})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	return c.ClusterInfo(ctx).Result()
 }
 

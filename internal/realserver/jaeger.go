@@ -97,7 +97,7 @@ func (j *Jaeger) read(url string) ([]TraceSpan, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%s: %s %s", url, resp.Status, body)

@@ -41,7 +41,7 @@ default_pool_size = 4
 	if err != nil {
 		t.Fatalf("connect through pgbouncer at %s: %v", b.Addr(), err)
 	}
-	defer c.Close(ctx)
+	defer func() { _ = c.Close(ctx) }()
 	var db string
 	var port int
 	if err := c.QueryRow(ctx, "SELECT current_database(), inet_server_port()").Scan(&db, &port); err != nil {

@@ -27,9 +27,6 @@ const PostgresBinEnv = "SCALEPLANE_PG_BIN"
 // postgresSuperuser is the bootstrap superuser initdb creates.
 const postgresSuperuser = "postgres"
 
-// replicaStreamTimeout bounds the wait for a new replica to stream WAL.
-const replicaStreamTimeout = 60 * time.Second
-
 // PostgresConfig describes a PostgreSQL primary and its streaming replicas.
 type PostgresConfig struct {
 	// Conf is the rendered postgresql.conf text; it is appended to the one
@@ -217,7 +214,7 @@ func queryString(dsn, sql string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	var s string
 	err = conn.QueryRow(ctx, sql).Scan(&s)
 	return s, err
@@ -231,7 +228,7 @@ func (p *Postgres) exec(stmts ...string) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	for _, s := range stmts {
 		if _, err := conn.Exec(ctx, s); err != nil {
 			return fmt.Errorf("%s: %w", s, err)
@@ -371,7 +368,7 @@ func appendFile(path, text string) error {
 		return err
 	}
 	if _, err := f.WriteString(text); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	return f.Close()

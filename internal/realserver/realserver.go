@@ -123,7 +123,7 @@ func (p *process) start() error {
 	if err != nil {
 		return err
 	}
-	defer f.Close() // the child holds its own copy
+	defer func() { _ = f.Close() }() // the child holds its own copy
 	cmd := exec.Command(p.args[0], p.args[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{
@@ -259,8 +259,8 @@ func run(cred *syscall.Credential, dir string, args ...string) error {
 		return nil
 	case <-time.After(commandTimeout):
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-		return fmt.Errorf("%s: no exit after %v\n%s", strings.Join(args, " "), commandTimeout, out.String())
+		killed := <-done
+		return fmt.Errorf("%s: no exit after %v (%v)\n%s", strings.Join(args, " "), commandTimeout, killed, out.String())
 	}
 }
 

@@ -85,7 +85,7 @@ func (n *redisNode) startAndWait() error {
 
 func redisPing(address string) error {
 	c := redis.NewClient(&redis.Options{Addr: address, MaxRetries: -1, DialTimeout: time.Second})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	return c.Ping(ctx).Err()
@@ -218,7 +218,7 @@ func (c *RedisCluster) waitHealthy(total int) error {
 // redisCommand runs one command and returns its reply as text.
 func redisCommand(address string, args ...any) (string, error) {
 	c := redis.NewClient(&redis.Options{Addr: address, MaxRetries: -1, DialTimeout: time.Second})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	v, err := c.Do(ctx, args...).Text()

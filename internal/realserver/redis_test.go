@@ -14,7 +14,7 @@ func TestRedis(t *testing.T) {
 	t.Parallel()
 	r := StartRedis(t, "maxmemory 64mb\nmaxmemory-policy allkeys-lru\n")
 	c := redis.NewClient(&redis.Options{Addr: r.Addr()})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	ctx := context.Background()
 	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
 		t.Fatalf("SET on %s: %v", r.Addr(), err)
@@ -35,7 +35,7 @@ func TestRedisHarnessKeysWin(t *testing.T) {
 	t.Parallel()
 	r := StartRedis(t, "port 6379\ndir /data\nlogfile /var/log/redis/redis.log\ndaemonize yes\n")
 	c := redis.NewClient(&redis.Options{Addr: r.Addr()})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	dir, err := c.ConfigGet(context.Background(), "dir").Result()
 	if err != nil || dir["dir"] != r.Dir() {
 		t.Fatalf("dir = %v (err %v), want the harness dir %s", dir, err, r.Dir())
@@ -61,7 +61,7 @@ func TestRedisClusterFailover(t *testing.T) {
 	}
 
 	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: rc.Addrs(), MaxRedirects: 8})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	ctx := context.Background()
 	const keys = 200 // enough to land in every shard's slots
 	for i := range keys {
@@ -96,7 +96,7 @@ func TestRedisClusterFailover(t *testing.T) {
 	// A fresh client, as an application that reloads the topology would
 	// be: this tests the servers' failover, not a client library's cache.
 	c2 := redis.NewClusterClient(&redis.ClusterOptions{Addrs: rc.Addrs(), MaxRedirects: 8})
-	defer c2.Close()
+	defer func() { _ = c2.Close() }()
 	c = c2
 	readDeadline := time.Now().Add(redisFailoverTimeout)
 	for i := range keys {

@@ -84,7 +84,7 @@ func (w *writer) WriteHeader(code int) {
 		w.code = code
 	}
 	if code < 200 || code == http.StatusNoContent || code == http.StatusNotModified {
-		w.decide(false)
+		_ = w.decide(false)
 	}
 }
 
