@@ -156,18 +156,15 @@ func StartRedisCluster(t testing.TB, cfg RedisClusterConfig) *RedisCluster {
 	cli := lookBin(t, "redis-cli", "redis-tools")
 	total := cfg.Shards * (1 + cfg.Replicas)
 	c := &RedisCluster{t: t, nodes: make([]*redisNode, total)}
-	t.Cleanup(func() {
-		for _, n := range c.nodes {
-			if n != nil {
-				n.proc.kill()
-			}
-		}
-	})
 	for i := range total {
 		n, err := newRedisNode(t, fmt.Sprintf("redis-cluster-%d", i), cfg.Conf, true)
 		if err != nil {
 			t.Fatalf("realserver: StartRedisCluster: %v", err)
 		}
+		// Registered after the node's TempDir: cleanups run newest first,
+		// so the server is dead before its directory is removed (a live
+		// node rewrites nodes.conf and would make the removal fail).
+		t.Cleanup(n.proc.kill)
 		c.nodes[i] = n
 	}
 	if err := parallel(total, func(i int) error { return c.nodes[i].startAndWait() }); err != nil {
