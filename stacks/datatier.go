@@ -1,10 +1,12 @@
 package stacks
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"strings"
 
+	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/api/resource"
 
@@ -59,12 +61,12 @@ func dataKnobs() []Knob {
 		intKnob("redisReplicasPerShard", redis.DefaultReplicasPerShard, 1, 5, "Replicas of each Redis master, promoted when it fails.",
 			func(e *Env, v int) { d(e).RedisReplicasPerShard = v }),
 		quantityKnob("redisStorage", "1Gi", "Volume of each in-cluster Redis pod (append-only file).", func(e *Env, q resource.Quantity) { d(e).RedisStorage = q }),
-		stringKnob("redisPassword", "", "Redis AUTH password (pulumi config set --secret); empty: derived from the stack in-cluster, generated on aws.",
-			func(e *Env, v string) error { d(e).RedisPassword = v; return nil }),
+		secretKnob("redisPassword", "Redis AUTH password (pulumi config set --secret; 16-128 characters, no @ \" / or spaces); empty: derived from the stack in-cluster, generated once on aws and kept in the state.",
+			func(e *Env, v string) error { d(e).RedisPassword = v; return checkPassword(v) }),
 		intKnob("postgresReplicas", 1, 0, 5, "Postgres streaming read replicas (RDS read replicas on aws).", func(e *Env, v int) { d(e).PostgresReplicas = v }),
 		quantityKnob("postgresStorage", "10Gi", "Volume of each in-cluster Postgres pod.", func(e *Env, q resource.Quantity) { d(e).PostgresStorage = q }),
-		stringKnob("postgresPassword", "", "Password of the application's Postgres role (pulumi config set --secret); empty: derived in-cluster, generated on aws.",
-			func(e *Env, v string) error { d(e).PostgresPassword = v; return nil }),
+		secretKnob("postgresPassword", "Password of the application's Postgres role (pulumi config set --secret; 16-128 characters, no @ \" / or spaces); empty: derived in-cluster, generated once on aws and kept in the state.",
+			func(e *Env, v string) error { d(e).PostgresPassword = v; return checkPassword(v) }),
 		intKnob("pgbouncerMinReplicas", 2, 1, 100, "Fewest PgBouncer pods of each pooler (HPA minReplicas).", func(e *Env, v int) { d(e).PgBouncerReplicas.Min = v }),
 		intKnob("pgbouncerMaxReplicas", 4, 1, 100, "Most PgBouncer pods of each pooler; Postgres max_connections is computed from it.",
 			func(e *Env, v int) { d(e).PgBouncerReplicas.Max = v }),
@@ -89,20 +91,49 @@ func dataKnobs() []Knob {
 
 // credential is a knob's password, or, when unset, one derived from the
 // stack in-cluster (stable across `pulumi up`, so pods and Secrets agree;
-// local and dev only hold test data) or generated on aws, where the stack
-// file must set it for real deployments (docs/data-tier.md).
-func (e *Env) credential(set, purpose string) pulumi.StringInput {
+// local and dev only hold test data) or, on aws, a random.RandomPassword
+// resource: generated once, kept in the state as a secret, so a second
+// `pulumi up` does not rotate the ElastiCache auth token or the RDS master
+// password under running services.
+func (e *Env) credential(ctx *pulumi.Context, set, purpose string) (pulumi.StringInput, error) {
 	if set != "" {
-		return pulumi.ToSecret(pulumi.String(set)).(pulumi.StringOutput)
+		return pulumi.ToSecret(pulumi.String(set)).(pulumi.StringOutput), nil
 	}
 	if e.Flavour == FlavourInCluster {
 		h := sha256.Sum256([]byte("scaleplane/" + e.Stack + "/" + e.Namespace + "/" + purpose))
-		return pulumi.ToSecret(pulumi.String(hex.EncodeToString(h[:16]))).(pulumi.StringOutput)
+		return pulumi.ToSecret(pulumi.String(hex.EncodeToString(h[:16]))).(pulumi.StringOutput), nil
 	}
-	b := make([]byte, 24)
-	_, _ = rand.Read(b)
-	return pulumi.ToSecret(pulumi.String(hex.EncodeToString(b))).(pulumi.StringOutput)
+	// Letters and digits only: ElastiCache refuses '@', '"' and '/' in an
+	// auth token, and the password also goes into postgres:// URLs.
+	pw, err := random.NewRandomPassword(ctx, purpose+"-password", &random.RandomPasswordArgs{
+		Length:  pulumi.Int(generatedPasswordLength),
+		Special: pulumi.Bool(false),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s password: %w", purpose, err)
+	}
+	return pw.Result, nil
 }
+
+// checkPassword refuses a password ElastiCache would refuse as an auth token
+// (so a stack does not fail halfway through an AWS deployment) and a short
+// one; empty means "generate one".
+func checkPassword(v string) error {
+	if v == "" {
+		return nil
+	}
+	if n := len(v); n < 16 || n > 128 {
+		return fmt.Errorf("%d characters, want 16 to 128", n)
+	}
+	if i := strings.IndexFunc(v, func(r rune) bool { return r <= ' ' || r > '~' || r == '@' || r == '"' || r == '/' }); i >= 0 {
+		return fmt.Errorf("character %d is a space, a control or non-ASCII character, '@', '\"' or '/'", i+1)
+	}
+	return nil
+}
+
+// generatedPasswordLength is within ElastiCache's 16-128 characters for an
+// auth token; 32 letters and digits carry about 190 bits.
+const generatedPasswordLength = 32
 
 // Topics are the Kafka topics the services declare: the gateway writes
 // registrations, the worker reads it (so it has at least as many
@@ -131,12 +162,27 @@ func composeData(ctx *pulumi.Context, env *Env, fnd *Foundation, opts ...pulumi.
 	if fnd != nil && fnd.AWS {
 		vpc, subnets, nodes = fnd.VpcID, fnd.PrivateSubnetIDs, fnd.NodeSecurityGroupID
 	}
+	redisPassword, err := env.credential(ctx, ds.RedisPassword, "redis")
+	if err != nil {
+		return DataEndpoints{}, err
+	}
+	appPassword, err := env.credential(ctx, ds.PostgresPassword, "postgres-app")
+	if err != nil {
+		return DataEndpoints{}, err
+	}
+	// RDS has only the master user; the superuser and replication roles
+	// exist in-cluster alone.
+	var superuserPassword, replicationPassword pulumi.StringInput
+	if env.Flavour == FlavourInCluster {
+		superuserPassword, _ = env.credential(ctx, "", "postgres-superuser")
+		replicationPassword, _ = env.credential(ctx, "", "postgres-replication")
+	}
 	r, err := redis.NewRedis(ctx, "redis", &redis.Args{
 		Flavour:            flavour,
 		Namespace:          env.Namespace,
 		Shards:             ds.RedisShards,
 		ReplicasPerShard:   ds.RedisReplicasPerShard,
-		Password:           env.credential(ds.RedisPassword, "redis"),
+		Password:           redisPassword,
 		AllowFrom:          []string{"gateway", "worker"},
 		Resources:          ds.RedisResources,
 		Storage:            ds.RedisStorage,
@@ -152,9 +198,9 @@ func composeData(ctx *pulumi.Context, env *Env, fnd *Foundation, opts ...pulumi.
 	pg, err := postgres.NewPostgres(ctx, "postgres", &postgres.Args{
 		Flavour:             flavour,
 		Namespace:           env.Namespace,
-		AppPassword:         env.credential(ds.PostgresPassword, "postgres-app"),
-		SuperuserPassword:   env.credential("", "postgres-superuser"),
-		ReplicationPassword: env.credential("", "postgres-replication"),
+		AppPassword:         appPassword,
+		SuperuserPassword:   superuserPassword,
+		ReplicationPassword: replicationPassword,
 		Replicas:            ds.PostgresReplicas,
 		Pooler: postgres.PoolerArgs{
 			Resources: microservice.Resources{

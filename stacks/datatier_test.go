@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/scaleplane/scaleplane/internal/render"
+	"github.com/scaleplane/scaleplane/stacks"
 )
 
 // secretRefs collects "secret/key" of every secretKeyRef in the stack's Deployments.
@@ -107,4 +108,65 @@ func TestWorkerTopicHasAPartitionPerWorkerPod(t *testing.T) {
 		assert.GreaterOrEqual(t, ts[0].Partitions, env.Workloads["worker"].Replicas.Max,
 			"%s: %s has a partition for every worker pod", stack, ts[0].Name)
 	}
+}
+
+// TestAWSCredentialsAreGeneratedOnceNotPerRun renders staging without and
+// with the password knobs: unset, each managed store's credential is a
+// random.RandomPassword resource (created once and kept in the state, so a
+// second `pulumi up` does not rotate it under running services) wired into
+// the ElastiCache auth token and the RDS master password; set, the stack
+// uses the secret as given and declares no generator.
+func TestAWSCredentialsAreGeneratedOnceNotPerRun(t *testing.T) {
+	values, err := stacks.ReadStackConfig("..", "staging")
+	require.NoError(t, err, "read the staging stack file")
+
+	g, _, err := render.Values("staging", values)
+	require.NoError(t, err, "render staging without password knobs")
+	generated := map[string]render.Resource{}
+	for _, r := range g.ByType("random:index/randomPassword:RandomPassword") {
+		generated[r.Name] = r
+	}
+	require.ElementsMatch(t, []string{"redis-password", "postgres-app-password"}, keys(generated),
+		"one generator per managed credential (RDS has no separate superuser or replication role)")
+	for name, r := range generated {
+		assert.Equal(t, float64(32), r.Inputs["length"], "%s: length within ElastiCache's 16-128", name)
+		assert.Equal(t, false, r.Inputs["special"], "%s: letters and digits only (ElastiCache refuses @ \" /)", name)
+	}
+	rg := g.ByType("aws:elasticache/replicationGroup:ReplicationGroup")
+	require.Len(t, rg, 1, "staging has one replication group")
+	assert.Equal(t, render.SecretPlaceholder, rg[0].Inputs["authToken"], "the auth token is set, and only as a secret")
+	db := g.ByType("aws:rds/instance:Instance")
+	require.NotEmpty(t, db, "staging has RDS instances")
+	assert.Equal(t, render.SecretPlaceholder, db[0].Inputs["password"], "the RDS master password is set, and only as a secret")
+
+	values["redisPassword"] = "Given-by-the-operator-0123456789"
+	values["postgresPassword"] = "Also-given-by-the-operator-98765"
+	g, _, err = render.Values("staging", values)
+	require.NoError(t, err, "render staging with both password knobs set")
+	assert.Empty(t, g.ByType("random:index/randomPassword:RandomPassword"), "set passwords are used as given, nothing generated")
+}
+
+// TestBadPasswordIsRefusedWithoutShowingIt: a password ElastiCache would
+// refuse fails before anything is declared, and the error names the key but
+// never the value.
+func TestBadPasswordIsRefusedWithoutShowingIt(t *testing.T) {
+	for value, why := range map[string]string{
+		"short-secret":                    "16 to 128",
+		"has-an-@-sign-in-it-0123456789":  "'@'",
+		"has a space in it 0123456789abc": "space",
+	} {
+		_, err := stacks.Parse("staging", map[string]string{"environment": "staging", "flavour": "aws", "redisPassword": value})
+		require.Error(t, err, "redisPassword %q is refused", why)
+		assert.Contains(t, err.Error(), "redisPassword", "the error names the key")
+		assert.Contains(t, err.Error(), why, "the error says what is allowed")
+		assert.NotContains(t, err.Error(), value, "the error does not print the secret")
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }

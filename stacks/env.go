@@ -90,7 +90,11 @@ func Parse(stack string, values map[string]string) (*Env, error) {
 			raw = k.Default
 		}
 		if err := k.set(e, raw); err != nil {
-			errs = append(errs, &ConfigError{Key: k.Key, Value: raw, Allowed: err.Error()})
+			shown := raw
+			if k.Secret {
+				shown = "[secret]"
+			}
+			errs = append(errs, &ConfigError{Key: k.Key, Value: shown, Allowed: err.Error()})
 		}
 	}
 	for key, v := range values {

@@ -22,7 +22,11 @@ type Knob struct {
 	Type        string
 	Default     string
 	Description string
-	set         func(e *Env, raw string) error
+	// Secret keeps the value out of error messages. (Pulumi.yaml cannot
+	// say `secret: true` for a key with a default: the CLI then refuses
+	// the plaintext default.)
+	Secret bool
+	set    func(e *Env, raw string) error
 }
 
 // Workloads are the Deployments whose size and resources are knobs.
@@ -117,6 +121,13 @@ func kindNames() []string {
 
 func stringKnob(key, def, desc string, set func(*Env, string) error) Knob {
 	return Knob{Key: key, Type: "string", Default: def, Description: desc, set: set}
+}
+
+// secretKnob is a string knob whose value never appears in an error.
+func secretKnob(key, desc string, set func(*Env, string) error) Knob {
+	k := stringKnob(key, "", desc, set)
+	k.Secret = true
+	return k
 }
 
 func enumKnob(key, def, desc string, allowed []string, set func(*Env, string)) Knob {

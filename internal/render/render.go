@@ -142,8 +142,21 @@ func computedOutputs(args pulumi.MockResourceArgs) resource.PropertyMap {
 		out["bootstrapBrokersTls"] = resource.NewStringProperty("b-1." + args.Name + ".kafka.mock:9094,b-2." + args.Name + ".kafka.mock:9094,b-3." + args.Name + ".kafka.mock:9094")
 	case "aws:msk/configuration:Configuration":
 		out["latestRevision"] = resource.NewNumberProperty(1)
+	case "random:index/randomPassword:RandomPassword":
+		// A recognisable value, never a real credential, of the length asked.
+		n := 32
+		if l, ok := args.Inputs["length"]; ok && l.IsNumber() {
+			n = int(l.NumberValue())
+		}
+		out["result"] = resource.MakeSecret(resource.NewStringProperty(mockPassword(args.Name, n)))
 	}
 	return out
+}
+
+// mockPassword is n characters made from the resource's name.
+func mockPassword(name string, n int) string {
+	s := strings.Repeat("mock"+strings.ReplaceAll(name, "-", ""), n/4+1)
+	return s[:n]
 }
 
 // Call implements pulumi.MockResourceMonitor; the program calls no functions yet.
