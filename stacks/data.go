@@ -11,6 +11,12 @@ type DataEndpoints struct {
 	RedisPasswordRef string
 	PostgresRWRef    string
 	PostgresRORef    string
+	// RedisTLS and KafkaTLS say whether clients must speak TLS: the managed
+	// stores encrypt in transit (ElastiCache's transit encryption, MSK's
+	// TLS-only client listener), in-cluster ones are reached in plain text
+	// within the namespace's NetworkPolicies.
+	RedisTLS bool
+	KafkaTLS bool
 }
 
 // The data tier is declared by composeData (datatier.go): in-cluster

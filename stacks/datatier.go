@@ -253,5 +253,7 @@ func composeData(ctx *pulumi.Context, env *Env, fnd *Foundation, opts ...pulumi.
 		RedisPasswordRef: redis.SecretName("redis") + "/" + redis.PasswordKey,
 		PostgresRWRef:    postgres.AppSecretName("postgres") + "/" + postgres.URLReadWriteKey,
 		PostgresRORef:    postgres.AppSecretName("postgres") + "/" + postgres.URLReadOnlyKey,
+		RedisTLS:         env.Flavour == FlavourAWS,
+		KafkaTLS:         env.Flavour == FlavourAWS,
 	}, nil
 }

@@ -1,6 +1,7 @@
 package stacks_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -169,4 +170,22 @@ func keys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestServicesSpeakTLSToManagedStores: on aws the gateway and the worker
+// are told to speak TLS to ElastiCache (transit encryption) and MSK (a TLS
+// listener only); in-cluster they are not.
+func TestServicesSpeakTLSToManagedStores(t *testing.T) {
+	for _, stack := range shipped {
+		g, env := renderStack(t, stack)
+		want := strconv.FormatBool(env.Flavour == stacks.FlavourAWS)
+		deps := byName(g.ByType("kubernetes:apps/v1:Deployment"))
+		for _, svc := range []string{"gateway", "worker"} {
+			d, ok := deps[svc]
+			require.True(t, ok, "%s declares the %s Deployment", stack, svc)
+			vars := envVars(get(d.Inputs, "spec", "template", "spec", "containers", 0))
+			assert.Equal(t, want, vars["REDIS_TLS"], "%s %s: REDIS_TLS", stack, svc)
+			assert.Equal(t, want, vars["KAFKA_TLS"], "%s %s: KAFKA_TLS", stack, svc)
+		}
+	}
 }

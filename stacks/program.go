@@ -2,6 +2,7 @@ package stacks
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
@@ -75,8 +76,10 @@ func Compose(ctx *pulumi.Context, env *Env) error {
 				"HTTP_ADDR":     pulumi.Sprintf(":%d", GatewayHTTPPort),
 				"ADMIN_ADDR":    pulumi.Sprintf(":%d", AdminHTTPPort),
 				"KAFKA_BROKERS": data.KafkaBrokers,
+				"KAFKA_TLS":     pulumi.String(strconv.FormatBool(data.KafkaTLS)),
 				"KAFKA_TOPIC":   pulumi.String(RegistrationsTopic),
 				"REDIS_ADDRS":   data.RedisAddrs,
+				"REDIS_TLS":     pulumi.String(strconv.FormatBool(data.RedisTLS)),
 				// dns:/// with the headless Service: gRPC balances calls over
 				// every users pod, not one pinned connection.
 				"USERS_ADDR": pulumi.Sprintf("dns:///users-headless.%s.svc.cluster.local:%d", env.Namespace, UsersGRPCPort),
@@ -109,7 +112,9 @@ func Compose(ctx *pulumi.Context, env *Env) error {
 				"KAFKA_TOPIC":     pulumi.String(RegistrationsTopic),
 				"KAFKA_DLQ_TOPIC": pulumi.String(RegistrationsDLQTopic),
 				"KAFKA_GROUP":     pulumi.String(WorkerGroup),
+				"KAFKA_TLS":       pulumi.String(strconv.FormatBool(data.KafkaTLS)),
 				"REDIS_ADDRS":     data.RedisAddrs,
+				"REDIS_TLS":       pulumi.String(strconv.FormatBool(data.RedisTLS)),
 			},
 			SecretEnv: map[string]string{"REDIS_PASSWORD": data.RedisPasswordRef, "DATABASE_URL_RW": data.PostgresRWRef},
 		})},

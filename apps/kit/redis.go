@@ -2,6 +2,7 @@ package kit
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -17,30 +18,38 @@ type RedisConfig struct {
 	// Timeout bounds each command so a stalled node costs a request a
 	// bounded delay, never a hang.
 	Timeout time.Duration
+	// TLS is on for ElastiCache with transit encryption.
+	TLS TLSConfig
 }
 
-// RedisFromEnv reads REDIS_ADDRS, REDIS_PASSWORD, REDIS_CLUSTER and REDIS_TIMEOUT.
+// RedisFromEnv reads REDIS_ADDRS, REDIS_PASSWORD, REDIS_CLUSTER,
+// REDIS_TIMEOUT, REDIS_TLS and REDIS_TLS_CA_FILE.
 func RedisFromEnv(e *Env) RedisConfig {
 	return RedisConfig{
 		Addrs:    e.Addrs("REDIS_ADDRS", []string{"127.0.0.1:6379"}),
 		Password: e.String("REDIS_PASSWORD", ""),
 		Cluster:  e.Bool("REDIS_CLUSTER", true),
 		Timeout:  e.Duration("REDIS_TIMEOUT", 500*time.Millisecond, 10*time.Millisecond, time.Minute),
+		TLS:      TLSFromEnv(e, "REDIS"),
 	}
 }
 
-// NewRedis returns a client for c.
-func NewRedis(c RedisConfig) redis.UniversalClient {
+// NewRedis returns a client for c; it fails only on a bad TLS setting.
+func NewRedis(c RedisConfig) (redis.UniversalClient, error) {
+	tlsConfig, err := c.TLS.Client()
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
 	if c.Cluster {
 		return redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs: c.Addrs, Password: c.Password,
+			Addrs: c.Addrs, Password: c.Password, TLSConfig: tlsConfig,
 			DialTimeout: c.Timeout, ReadTimeout: c.Timeout, WriteTimeout: c.Timeout,
-		})
+		}), nil
 	}
 	return redis.NewClient(&redis.Options{
-		Addr: c.Addrs[0], Password: c.Password,
+		Addr: c.Addrs[0], Password: c.Password, TLSConfig: tlsConfig,
 		DialTimeout: c.Timeout, ReadTimeout: c.Timeout, WriteTimeout: c.Timeout,
-	})
+	}), nil
 }
 
 // RedisCheck is a readiness check pinging Redis.

@@ -1,12 +1,11 @@
 // Command topics is the image of the Kafka topics Job: it reads the
 // declared topics from TOPICS_FILE and makes the cluster at KAFKA_BROKERS
 // match them (components/kafka/topics.Ensure), retrying until the brokers
-// answer or TOPICS_TIMEOUT passes. KAFKA_TLS=true speaks TLS (MSK).
+// answer or TOPICS_TIMEOUT passes. KAFKA_TLS=true speaks TLS (MSK; KAFKA_TLS_CA_FILE for a private CA).
 package main
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"os"
 	"time"
@@ -32,7 +31,7 @@ func run() error {
 	env := kit.NewEnv(nil)
 	brokers := env.Addrs("KAFKA_BROKERS", []string{"127.0.0.1:9092"})
 	file := env.String("TOPICS_FILE", "/etc/topics/topics.json")
-	useTLS := env.Bool("KAFKA_TLS", false)
+	kafkaTLS := kit.TLSFromEnv(env, "KAFKA")
 	timeout := env.Duration("TOPICS_TIMEOUT", 10*time.Minute, time.Second, time.Hour)
 	if err := env.Err(); err != nil {
 		return err
@@ -45,11 +44,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	opts := []kgo.Opt{kgo.SeedBrokers(brokers...)}
-	if useTLS {
-		opts = append(opts, kgo.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
+	opts, err := kit.KafkaTLSOpts(kafkaTLS)
+	if err != nil {
+		return fmt.Errorf("kafka: %w", err)
 	}
-	cl, err := kgo.NewClient(opts...)
+	cl, err := kgo.NewClient(append(opts, kgo.SeedBrokers(brokers...))...)
 	if err != nil {
 		return err
 	}

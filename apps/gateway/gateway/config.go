@@ -23,7 +23,9 @@ type Config struct {
 	MaxBodyBytes int64
 
 	KafkaBrokers []string
-	Topic        string
+	// KafkaTLS is on for MSK's TLS listener.
+	KafkaTLS kit.TLSConfig
+	Topic    string
 	// ProduceTimeout bounds a registration's wait for Kafka's acks=all; past
 	// it the client gets 503 with Retry-After, never a silent drop.
 	ProduceTimeout time.Duration
@@ -61,6 +63,7 @@ func ConfigFromEnv(e *kit.Env) (Config, error) {
 		HTTPTimeouts:       kit.HTTPTimeoutsFromEnv(e),
 		MaxBodyBytes:       int64(e.Int("MAX_BODY_BYTES", 1<<20, 1<<10, 64<<20)),
 		KafkaBrokers:       e.Addrs("KAFKA_BROKERS", []string{"127.0.0.1:9092"}),
+		KafkaTLS:           kit.TLSFromEnv(e, "KAFKA"),
 		Topic:              e.String("KAFKA_TOPIC", account.TopicRegistrations),
 		ProduceTimeout:     e.Duration("PRODUCE_TIMEOUT", 5*time.Second, 10*time.Millisecond, time.Minute),
 		MaxBufferedRecords: e.Int("KAFKA_MAX_BUFFERED_RECORDS", 10000, 1, 1<<24),

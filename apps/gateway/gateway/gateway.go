@@ -61,7 +61,11 @@ func New(ctx context.Context, cfg Config, tel *kit.Telemetry) (_ *Gateway, err e
 			g.closeClients()
 		}
 	}()
-	g.kafka, err = kgo.NewClient(
+	kafkaTLS, err := kit.KafkaTLSOpts(cfg.KafkaTLS)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: %w", err)
+	}
+	g.kafka, err = kgo.NewClient(append(kafkaTLS,
 		kgo.SeedBrokers(cfg.KafkaBrokers...),
 		kgo.DefaultProduceTopic(cfg.Topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // idempotent producer needs acks=all; franz-go enables it by default
@@ -69,12 +73,14 @@ func New(ctx context.Context, cfg Config, tel *kit.Telemetry) (_ *Gateway, err e
 		kgo.RecordDeliveryTimeout(cfg.ProduceTimeout),
 		kgo.ProducerLinger(2*time.Millisecond),
 		kgo.ClientID("scaleplane-gateway"),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("KAFKA_BROKERS: %w", err)
 	}
 	g.producer = g.kafka
-	g.redis = kit.NewRedis(cfg.Redis)
+	if g.redis, err = kit.NewRedis(cfg.Redis); err != nil {
+		return nil, err
+	}
 	g.conn, err = grpc.NewClient(cfg.UsersAddr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()), // in-cluster; mTLS belongs to the mesh
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),

@@ -14,9 +14,11 @@ import (
 // Config is everything the worker reads from its environment.
 type Config struct {
 	KafkaBrokers []string
-	Topic        string
-	DLQTopic     string
-	Group        string
+	// KafkaTLS is on for MSK's TLS listener.
+	KafkaTLS kit.TLSConfig
+	Topic    string
+	DLQTopic string
+	Group    string
 	// MaxPollRecords bounds one batch: the unit of a database transaction
 	// and of an offset commit.
 	MaxPollRecords int
@@ -46,6 +48,7 @@ type Config struct {
 func ConfigFromEnv(e *kit.Env) (Config, error) {
 	c := Config{
 		KafkaBrokers:    e.Addrs("KAFKA_BROKERS", []string{"127.0.0.1:9092"}),
+		KafkaTLS:        kit.TLSFromEnv(e, "KAFKA"),
 		Topic:           e.String("KAFKA_TOPIC", account.TopicRegistrations),
 		DLQTopic:        e.String("KAFKA_DLQ_TOPIC", account.TopicRegistrationsDLQ),
 		Group:           e.String("KAFKA_GROUP", account.ConsumerGroup),

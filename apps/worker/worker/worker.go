@@ -89,8 +89,14 @@ func New(ctx context.Context, cfg Config, tel *kit.Telemetry) (_ *Worker, err er
 			return nil, fmt.Errorf("migrate: %w", err)
 		}
 	}
-	w.redis = kit.NewRedis(cfg.Redis)
-	w.kafka, err = kgo.NewClient(
+	if w.redis, err = kit.NewRedis(cfg.Redis); err != nil {
+		return nil, err
+	}
+	kafkaTLS, err := kit.KafkaTLSOpts(cfg.KafkaTLS)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: %w", err)
+	}
+	w.kafka, err = kgo.NewClient(append(kafkaTLS,
 		kgo.SeedBrokers(cfg.KafkaBrokers...),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topic),
@@ -99,7 +105,7 @@ func New(ctx context.Context, cfg Config, tel *kit.Telemetry) (_ *Worker, err er
 		kgo.BlockRebalanceOnPoll(), // a batch is never revoked half-way
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ClientID("scaleplane-worker"),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("KAFKA_BROKERS: %w", err)
 	}
