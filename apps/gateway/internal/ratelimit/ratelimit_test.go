@@ -1,0 +1,142 @@
+package ratelimit_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/scaleplane/scaleplane/apps/gateway/internal/ratelimit"
+	"github.com/scaleplane/scaleplane/internal/realserver"
+)
+
+func newRedis(t *testing.T) *redis.Client {
+	t.Helper()
+	r := realserver.StartRedis(t, "")
+	c := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// TestConcurrentCallersShareTheLimitExactly sends 300 concurrent requests
+// for one key and 300 spread over 30 keys through one limiter, so they are
+// batched into pipelines: the shared key admits exactly its burst (each
+// script still runs atomically) and every caller gets its own key's answer.
+func TestConcurrentCallersShareTheLimitExactly(t *testing.T) {
+	t.Parallel()
+	rdb := newRedis(t)
+	const burst = 50
+	l := ratelimit.New(rdb, ratelimit.Limit{Rate: 1, Period: time.Hour, Burst: burst}, "rl:")
+	var allowedHot, allowedSpread atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 600)
+	for i := range 600 {
+		wg.Go(func() {
+			key, counter := "hot", &allowedHot
+			if i%2 == 1 {
+				key, counter = fmt.Sprintf("client-%d", i%30), &allowedSpread
+			}
+			res, err := l.Allow(context.Background(), key)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if res.Allowed {
+				counter.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err, "Allow against a healthy Redis")
+	}
+	assert.Equal(t, int64(burst), allowedHot.Load(), "one key admits exactly its burst however the calls were batched")
+	// 300 calls over 15 odd-numbered keys: 20 each, all within the burst of 50.
+	assert.Equal(t, int64(300), allowedSpread.Load(), "keys under their burst are all admitted: answers reach their own callers")
+}
+
+// TestLimiterReloadsAFlushedScript: after SCRIPT FLUSH (as after a restart
+// or a failover to a fresh node) the next decisions still work.
+func TestLimiterReloadsAFlushedScript(t *testing.T) {
+	t.Parallel()
+	rdb := newRedis(t)
+	l := ratelimit.New(rdb, ratelimit.Limit{Rate: 10, Period: time.Second, Burst: 5}, "rl:")
+	ctx := context.Background()
+	_, err := l.Allow(ctx, "a")
+	require.NoError(t, err, "first decision loads the script")
+	require.NoError(t, rdb.ScriptFlush(ctx).Err(), "SCRIPT FLUSH")
+	res, err := l.Allow(ctx, "a")
+	require.NoError(t, err, "a decision after SCRIPT FLUSH")
+	assert.True(t, res.Allowed, "second request of a burst of 5 is allowed")
+	assert.Equal(t, 3, res.Remaining, "two of five spent")
+}
+
+// TestMiddlewareAnswers429WithHeadersAndFailsOpen: over the limit the
+// client gets 429 with Retry-After and RateLimit-* headers; with Redis
+// gone the request passes and the error is reported.
+func TestMiddlewareAnswers429WithHeadersAndFailsOpen(t *testing.T) {
+	t.Parallel()
+	rdb := newRedis(t)
+	l := ratelimit.New(rdb, ratelimit.Limit{Rate: 1, Period: time.Minute, Burst: 2}, "rl:")
+	var reported atomic.Int64
+	h := l.Middleware(func(*http.Request) string { return "client" }, func(*http.Request, error) { reported.Add(1) },
+		http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	codes := []int{}
+	var last *httptest.ResponseRecorder
+	for range 3 {
+		last = httptest.NewRecorder()
+		h.ServeHTTP(last, httptest.NewRequest(http.MethodGet, "/", nil))
+		codes = append(codes, last.Code)
+	}
+	assert.Equal(t, []int{204, 204, 429}, codes, "burst of 2, then 429")
+	assert.NotEmpty(t, last.Header().Get("Retry-After"), "429 carries Retry-After")
+	assert.Equal(t, "0", last.Header().Get("RateLimit-Remaining"), "nothing left")
+	assert.Equal(t, "1;w=60;burst=2", last.Header().Get("RateLimit-Policy"), "policy header")
+
+	dead := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", realserver.FreePort(t)), MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+	defer func() { _ = dead.Close() }()
+	open := ratelimit.New(dead, ratelimit.Limit{Rate: 1, Period: time.Minute, Burst: 1}, "rl:").Middleware(
+		func(*http.Request) string { return "client" }, func(*http.Request, error) { reported.Add(1) },
+		http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	rec := httptest.NewRecorder()
+	open.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	assert.Equal(t, http.StatusNoContent, rec.Code, "Redis down: the request passes (fail open)")
+	assert.Equal(t, int64(1), reported.Load(), "the failure is reported once")
+}
+
+// TestAllowStopsWaitingWhenTheCallerGivesUp: a caller whose context ends
+// returns at once even while its batch is stuck on a silent server.
+func TestAllowStopsWaitingWhenTheCallerGivesUp(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err, "listen")
+	defer func() { _ = ln.Close() }()
+	go func() { // accepts and never answers, as a stalled node would
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { _ = c.Close() })
+		}
+	}()
+	slow := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1, ReadTimeout: 10 * time.Second, WriteTimeout: time.Second})
+	defer func() { _ = slow.Close() }()
+	l := ratelimit.New(slow, ratelimit.Limit{Rate: 1, Period: time.Second, Burst: 1}, "rl:")
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = l.Allow(ctx, "k")
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the caller's deadline ends the wait")
+	assert.Less(t, time.Since(start), 5*time.Second, "returned on the caller's deadline, not the server's 10 s read timeout")
+}
