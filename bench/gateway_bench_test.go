@@ -162,7 +162,7 @@ func createTopic(t *testing.T, brokers []string) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	require.NoError(t, err, "kafka admin client")
-	defer func() { _ = cl.Close() }()
+	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	res, err := kadm.NewClient(cl).CreateTopics(ctx, 12, 1, nil, account.TopicRegistrations)
