@@ -46,6 +46,7 @@ render: ## render every stack into out/<stack>
 	for s in local dev staging prod; do go run ./cmd/scaleplane render --stack $$s --out $(OUT)/$$s || exit 1; done
 
 test: ## every test: unit (mocks), rendered configs on the real nginx/haproxy, real servers
+	go vet -tags bench ./bench/
 	go test -count=1 -timeout 40m ./...
 
 test-unit: ## the fast tests only (no real servers)
@@ -55,13 +56,14 @@ bench: ## side-by-side benchmarks (loopback only, bounded); writes docs/performa
 	go test -tags bench -count=1 -v -timeout 30m ./bench/
 
 lint: fmt vet $(GOLANGCI) ## gofmt, go vet and golangci-lint
-	$(GOLANGCI) run ./...
+	$(GOLANGCI) run --build-tags bench ./...
 
 fmt: ## fail if gofmt would change a file
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-vet:
+vet: ## go vet, the benchmarks (build tag bench) included
 	go vet ./...
+	go vet -tags bench ./bench/
 
 $(GOLANGCI):
 	mkdir -p $(dir $@)
