@@ -12,17 +12,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/scaleplane/scaleplane/internal/analyzer"
 	"github.com/scaleplane/scaleplane/internal/cluster"
 	"github.com/scaleplane/scaleplane/internal/pulumicli"
+	"github.com/scaleplane/scaleplane/internal/render"
 	"github.com/scaleplane/scaleplane/internal/toolchain"
 	"github.com/scaleplane/scaleplane/stacks"
 )
 
 // engineFlags are the flags shared by up, preview and destroy.
 type engineFlags struct {
-	stack, root, kubeconfig, policyPack *string
-	wait                                *time.Duration
-	await                               *bool
+	stack, root, kubeconfig, policyPack, out *string
+	wait                                     *time.Duration
+	await, noPolicy                          *bool
 }
 
 func newEngineFlags(fs *flag.FlagSet) engineFlags {
@@ -30,7 +32,9 @@ func newEngineFlags(fs *flag.FlagSet) engineFlags {
 		stack:      fs.String("stack", "local", "stack to deploy (a stacks/Pulumi.<name>.yaml)"),
 		root:       fs.String("project-dir", ".", "directory holding Pulumi.yaml and stacks/"),
 		kubeconfig: fs.String("kubeconfig", "", "cluster to deploy to (default $KUBECONFIG, else the embedded cluster)"),
-		policyPack: fs.String("policy-pack", "", "compiled policy pack (directory or binary) the engine runs on every resource"),
+		policyPack: fs.String("policy-pack", "", "compiled policy pack (directory or binary) the engine runs on every resource (default: ./policies, built and cached)"),
+		noPolicy:   fs.Bool("no-policy", false, "up, preview: run without the policy pack"),
+		out:        fs.String("out", "", "up, preview: where the topology picture and manifests go (default out/<stack>)"),
 		wait:       fs.Duration("wait", 5*time.Minute, "up: how long to wait for the workloads' rollouts (0: do not wait)"),
 		await:      fs.Bool("await", false, "up: let the kubernetes provider wait for each workload itself (all-or-nothing, 10 minutes each)"),
 	}
@@ -91,8 +95,16 @@ func runEngine(op string, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	o := pulumicli.Options{Root: *f.root, StackFile: *f.stack, Kubeconfig: kc, BackendDir: backend, Progress: stderr, Await: *f.await}
-	if *f.policyPack != "" {
-		o.PolicyPacks = []string{*f.policyPack}
+	var picture string
+	if op != "destroy" {
+		// The engine runs the policy pack on every resource, so a mandatory
+		// violation stops the deployment before anything changes.
+		if o.PolicyPacks, err = policyPacks(ctx, f, stderr); err != nil {
+			return err
+		}
+		if picture, err = topology(*f.root, *f.stack, *f.out); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(stderr, "%s of stack %s on %s (state: %s)\n", op, *f.stack, kc, backend)
 	var res pulumicli.Result
@@ -108,6 +120,9 @@ func runEngine(op string, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	res.Print(stdout)
+	if picture != "" {
+		fmt.Fprintf(stdout, "topology: %s\n", picture)
+	}
 	if op != "up" || *f.wait == 0 || len(res.Workloads) == 0 {
 		return nil
 	}
@@ -132,6 +147,50 @@ func runEngine(op string, args []string, stdout, stderr io.Writer) error {
 	}
 	howToReach(ctx, stdout, kubectl, kc, res)
 	return werr
+}
+
+// policyPacks is the pack the engine runs: the one given, none with
+// --no-policy, else ./policies built once and cached.
+func policyPacks(ctx context.Context, f engineFlags, stderr io.Writer) ([]string, error) {
+	switch {
+	case *f.noPolicy:
+		return nil, nil
+	case *f.policyPack != "":
+		return []string{*f.policyPack}, nil
+	}
+	modRoot, err := analyzer.ModuleRoot(*f.root)
+	if err != nil {
+		return nil, fmt.Errorf("find the policy pack's sources (or pass --no-policy): %w", err)
+	}
+	bin, err := analyzer.BuildCached(ctx, modRoot)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(stderr, "policy pack: %s\n", bin)
+	return []string{bin}, nil
+}
+
+// topology renders the stack under mocks into dir (default out/<stack>)
+// and returns its picture (SVG with graphviz, else the DOT source), so the
+// summary can say where the deployed topology is drawn.
+func topology(root, stack, dir string) (string, error) {
+	if dir == "" {
+		dir = filepath.Join("out", stack)
+	}
+	g, _, err := renderStack(root, stack)
+	if err != nil {
+		return "", err
+	}
+	files, err := render.Write(g, dir)
+	if err != nil {
+		return "", fmt.Errorf("write the topology to %s: %w", dir, err)
+	}
+	for _, p := range files.Pictures {
+		if strings.HasSuffix(p, ".svg") {
+			return p, nil
+		}
+	}
+	return files.DOT, nil
 }
 
 // howToReach prints the gateway's and the edge's addresses. With the

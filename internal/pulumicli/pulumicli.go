@@ -16,14 +16,18 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/events"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/tokens"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/workspace"
 
@@ -82,7 +86,79 @@ type Result struct {
 	Stdout string
 	// Workloads are the stack's Deployments and StatefulSets after up.
 	Workloads []cluster.Workload
+	// Policy is what the engine's policy packs reported; nil without packs.
+	Policy *PolicyReport
 }
+
+// PolicyReport is what the policy packs said during one operation, read
+// from the engine's events rather than parsed from its text output.
+type PolicyReport struct {
+	// Packs are the pack names that ran.
+	Packs []string
+	// Checked counts resource evaluations (one per resource per pack).
+	Checked int
+	// Violations lists every policy event.
+	Violations []apitype.PolicyEvent
+}
+
+// Mandatory counts the violations that fail the operation.
+func (p *PolicyReport) Mandatory() int {
+	n := 0
+	for _, v := range p.Violations {
+		if v.EnforcementLevel == "mandatory" && len(v.Exceptions) == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// collectPolicy drains the engine's events into a report. The engine
+// closes the channel when its event stream ends; a CLI that fails before
+// opening the stream never does, so the returned function waits for the
+// close only briefly before reporting what arrived.
+func collectPolicy(packs int) (chan<- events.EngineEvent, func() *PolicyReport) {
+	ch := make(chan events.EngineEvent)
+	finished := make(chan struct{})
+	var mu sync.Mutex
+	rep := &PolicyReport{}
+	seen := map[string]bool{}
+	go func() {
+		defer close(finished)
+		for e := range ch {
+			mu.Lock()
+			switch {
+			case e.PolicyEvent != nil:
+				rep.Violations = append(rep.Violations, *e.PolicyEvent)
+			case e.PolicyAnalyzeSummaryEvent != nil:
+				rep.Checked++
+				if name := e.PolicyAnalyzeSummaryEvent.PolicyPackName; !seen[name] {
+					seen[name] = true
+					rep.Packs = append(rep.Packs, name)
+				}
+			}
+			mu.Unlock()
+		}
+	}()
+	return ch, func() *PolicyReport {
+		select {
+		case <-finished:
+		case <-time.After(eventStreamGrace):
+		}
+		if packs == 0 {
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		out := *rep
+		out.Packs = slices.Clone(rep.Packs)
+		out.Violations = slices.Clone(rep.Violations)
+		return &out
+	}
+}
+
+// eventStreamGrace is how long a finished operation waits for the engine's
+// event stream to end.
+const eventStreamGrace = 5 * time.Second
 
 // stack prepares the workspace and the stack with its config.
 func stack(ctx context.Context, o *Options) (auto.Stack, error) {
@@ -201,7 +277,8 @@ func Up(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	opts := []optup.Option{optup.ProgressStreams(o.Progress), optup.Color("never")}
+	evs, policy := collectPolicy(len(o.PolicyPacks))
+	opts := []optup.Option{optup.ProgressStreams(o.Progress), optup.Color("never"), optup.EventStreams(evs)}
 	if len(o.PolicyPacks) > 0 {
 		opts = append(opts, optup.PolicyPacks(o.PolicyPacks...))
 	}
@@ -210,9 +287,9 @@ func Up(ctx context.Context, o Options) (Result, error) {
 	}
 	res, err := st.Up(ctx, opts...)
 	if err != nil {
-		return Result{Operation: "up", Stack: o.StackName, Stdout: res.StdOut}, fmt.Errorf("pulumi up of stack %s: %w", o.StackName, err)
+		return Result{Operation: "up", Stack: o.StackName, Stdout: res.StdOut, Policy: policy()}, fmt.Errorf("pulumi up of stack %s: %w", o.StackName, err)
 	}
-	r := Result{Operation: "up", Stack: o.StackName, Duration: time.Since(begin), Stdout: res.StdOut, Outputs: map[string]any{}}
+	r := Result{Operation: "up", Stack: o.StackName, Duration: time.Since(begin), Stdout: res.StdOut, Outputs: map[string]any{}, Policy: policy()}
 	if res.Summary.ResourceChanges != nil {
 		r.Changes = *res.Summary.ResourceChanges
 	}
@@ -237,7 +314,8 @@ func Preview(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	opts := []optpreview.Option{optpreview.ProgressStreams(o.Progress), optpreview.Color("never")}
+	evs, policy := collectPolicy(len(o.PolicyPacks))
+	opts := []optpreview.Option{optpreview.ProgressStreams(o.Progress), optpreview.Color("never"), optpreview.EventStreams(evs)}
 	if len(o.PolicyPacks) > 0 {
 		opts = append(opts, optpreview.PolicyPacks(o.PolicyPacks...))
 	}
@@ -245,7 +323,7 @@ func Preview(ctx context.Context, o Options) (Result, error) {
 		opts = append(opts, optpreview.ExpectNoChanges())
 	}
 	res, err := st.Preview(ctx, opts...)
-	r := Result{Operation: "preview", Stack: o.StackName, Duration: time.Since(begin), Stdout: res.StdOut, Changes: map[string]int{}}
+	r := Result{Operation: "preview", Stack: o.StackName, Duration: time.Since(begin), Stdout: res.StdOut, Changes: map[string]int{}, Policy: policy()}
 	if err != nil {
 		return r, fmt.Errorf("pulumi preview of stack %s: %w", o.StackName, err)
 	}
@@ -323,6 +401,13 @@ func (r Result) Print(w io.Writer) {
 			fmt.Fprintf(w, "  %4d  %s\n", r.Kinds[k], k)
 		}
 	}
+	if p := r.Policy; p != nil {
+		fmt.Fprintf(w, "policy: %s checked %d resources: %d violations, %d mandatory\n",
+			strings.Join(p.Packs, ", "), p.Checked, len(p.Violations), p.Mandatory())
+		for _, v := range p.Violations {
+			fmt.Fprintf(w, "  [%s] %s: %s\n", v.EnforcementLevel, v.PolicyName, firstLine(v.Message))
+		}
+	}
 	if len(r.Outputs) > 0 {
 		fmt.Fprintln(w, "outputs:")
 		keys := make([]string, 0, len(r.Outputs))
@@ -334,6 +419,12 @@ func (r Result) Print(w io.Writer) {
 			fmt.Fprintf(w, "  %-16s %v\n", k, r.Outputs[k])
 		}
 	}
+}
+
+// firstLine keeps a policy message to its first line in the summary.
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	return line
 }
 
 func sortedCounts(m map[string]int, sep string) string {

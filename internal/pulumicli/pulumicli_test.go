@@ -2,12 +2,14 @@ package pulumicli
 
 import (
 	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 
 	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/stretchr/testify/assert"
@@ -103,4 +105,42 @@ func TestPassphraseIsCreatedOnceAndKept(t *testing.T) {
 	require.NoError(t, err, "second")
 	assert.Len(t, a, 32, "16 random bytes in hex")
 	assert.Equal(t, a, b, "the same passphrase decrypts the state next time")
+}
+
+// TestSummaryReportsPolicyResults: the summary names the packs, counts the
+// resources they checked and the violations, counts as mandatory only the
+// violations no exception covers, and lists each one on one line.
+func TestSummaryReportsPolicyResults(t *testing.T) {
+	r := Result{Operation: "up", Stack: "local", Policy: &PolicyReport{
+		Packs:   []string{"scaleplane"},
+		Checked: 112,
+		Violations: []apitype.PolicyEvent{
+			{PolicyName: "zone-spread", EnforcementLevel: "advisory", Message: "Deployment gateway: no zone spread\nmore detail"},
+			{PolicyName: "hpa-replicas", EnforcementLevel: "mandatory", Message: "minReplicas 1 < 2"},
+			{PolicyName: "hpa-replicas", EnforcementLevel: "mandatory", Message: "excepted", Exceptions: []apitype.PolicyEventException{{ID: "EXC-1"}}},
+		},
+	}}
+	if got := r.Policy.Mandatory(); got != 1 {
+		t.Errorf("Mandatory() = %d, want 1 (the excepted violation does not count)", got)
+	}
+	var b strings.Builder
+	r.Print(&b)
+	for _, want := range []string{
+		"policy: scaleplane checked 112 resources: 3 violations, 1 mandatory",
+		"  [advisory] zone-spread: Deployment gateway: no zone spread\n",
+		"  [mandatory] hpa-replicas: minReplicas 1 < 2\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "more detail") {
+		t.Errorf("summary shows only a message's first line:\n%s", b.String())
+	}
+	r.Policy = nil
+	b.Reset()
+	r.Print(&b)
+	if strings.Contains(b.String(), "policy:") {
+		t.Errorf("without a pack the summary says nothing about policy:\n%s", b.String())
+	}
 }

@@ -72,6 +72,13 @@ and the offline client work around it:
   pack passes them to the rules as ` + "`[unknown]`" + ` and the rules do not judge
   what they cannot see (an HPA whose target name is unknown is matched to
   the workload declared under the same component).
+- **Live objects after an update.** After ` + "`pulumi up`" + ` the engine runs the
+  stack policies again over the resources' outputs: each Kubernetes object
+  as the API server returned it, with defaults filled in. A rule about what
+  the program declares (hpa-owns-replicas: spec.replicas is always set on a
+  live Deployment) skips objects carrying a server-assigned ` + "`metadata.uid`" + `;
+  the same rule judged the declaration in the preview step of the update.
+  Found by ` + "`scaleplane up`" + `, which now runs the pack on every update.
 `
 
 const docsKubeScore = `## Side by side with kube-score

@@ -12,6 +12,14 @@ var HPAOwnsReplicas = register(&Rule{
 	CheckStack: func(rs []Resource, t Thresholds) []Violation {
 		var out []Violation
 		for _, w := range byKind(rs, scalableKinds...) {
+			// After `pulumi up` the engine checks the stack again with each
+			// object as the API server returned it, where spec.replicas is
+			// always filled in (defaulted, or the HPA's current size). An
+			// object carrying a server-assigned uid is that live copy: only
+			// declarations (preview, the offline check) can say who sets it.
+			if get(w.Props, "metadata", "uid") != nil {
+				continue
+			}
 			if v := get(w.Props, "spec", "replicas"); v != nil && len(hpaFor(rs, w)) > 0 {
 				out = append(out, Violation{URN: w.URN, Message: msgf("%s sets spec.replicas %v while an HPA scales it; each update resets the size", display(w), v)})
 			}
