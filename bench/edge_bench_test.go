@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -44,7 +45,7 @@ type edgeVariant struct {
 // limit raised out of the way but still evaluated, health checks). The
 // goal: rendered <= 1.5x minimal.
 func TestEdgeTierCost(t *testing.T) {
-	pin(t, os.Getpid(), loadCore)
+	defer pinSelf(t, loadCore)()
 	backend := startBackend(t)
 	var rows []Row
 	for _, v := range edgeVariants() {
@@ -181,4 +182,17 @@ func pin(t *testing.T, pid, core int) {
 	t.Helper()
 	out, err := exec.Command("sh", "-c", "for p in $(pgrep -g "+strconv.Itoa(pid)+"); do taskset -a -p -c "+strconv.Itoa(core)+" $p >/dev/null; done").CombinedOutput()
 	require.NoError(t, err, "pin %d to core %d: %s", pid, core, out)
+}
+
+// pinSelf moves every thread of this test process to one core (for a load
+// generator running in-process) and returns the function that undoes it.
+func pinSelf(t *testing.T, core int) func() {
+	t.Helper()
+	self := strconv.Itoa(os.Getpid())
+	out, err := exec.Command("taskset", "-a", "-p", "-c", strconv.Itoa(core), self).CombinedOutput()
+	require.NoError(t, err, "pin this process to core %d: %s", core, out)
+	return func() {
+		out, err := exec.Command("taskset", "-a", "-p", "-c", fmt.Sprintf("0-%d", runtime.NumCPU()-1), self).CombinedOutput()
+		require.NoError(t, err, "unpin this process: %s", out)
+	}
 }

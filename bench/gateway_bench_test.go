@@ -55,7 +55,9 @@ func TestGatewayVsNode(t *testing.T) {
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Skip("node is not installed; the Node.js reference cannot run")
 	}
-	pin(t, os.Getpid(), loadCore)
+	// This process (the open-loop generator) and what it starts (Redis,
+	// Kafka) stay off the server's core, with wrk.
+	defer pinSelf(t, loadCore)()
 	logDir := t.TempDir()
 	rds := realserver.StartRedis(t, "")
 	kafka := realserver.StartKafka(t, realserver.KafkaConfig{Nodes: 1})
@@ -108,7 +110,7 @@ func TestGatewayVsNode(t *testing.T) {
 		posts = append(posts, measure(t, s, v.name+" POST 202", Load{URL: base + v.postPath, Core: loadCore, Connections: gatewayConns, Duration: gatewayRun, Script: post}))
 		if len(gets) == 1 {
 			half := int(gets[0].Result.RPS() / 2)
-			lat, failed := FixedRate(context.Background(), base+v.getPath, half, halfLoadRun)
+			lat, failed := FixedRate(context.Background(), base+v.getPath, half, gatewayConns, halfLoadRun)
 			p99 := Percentile(lat, 99)
 			t.Logf("Go gateway at half its peak (%d req/s): p50 %v p99 %v p99.9 %v, %d failed", half,
 				Percentile(lat, 50), p99, Percentile(lat, 99.9), failed)
