@@ -6,6 +6,7 @@
 package gateway
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/scaleplane/scaleplane/apps/account"
@@ -103,5 +104,13 @@ func ConfigFromEnv(e *kit.Env) (Config, error) {
 		Telemetry:         kit.TelemetryFromEnv(e, "gateway"),
 	}
 	c.DrainDelay, c.ShutdownTimeout = kit.LifecycleFromEnv(e)
-	return c, e.Err()
+	if err := e.Err(); err != nil {
+		return c, err
+	}
+	// GCRA spaces requests by period/rate on Redis' microsecond clock: a
+	// rate above one per microsecond would space them by 0 and never limit.
+	if lim := c.RateLimit; lim.Period < time.Duration(lim.Rate)*time.Microsecond {
+		return c, fmt.Errorf("RATE_LIMIT_RATE=%d per RATE_LIMIT_PERIOD=%s is more than one request per microsecond, which the limiter cannot space: lower the rate or lengthen the period", lim.Rate, lim.Period)
+	}
+	return c, nil
 }

@@ -137,3 +137,16 @@ func FuzzHandlers(f *testing.F) {
 		}
 	})
 }
+
+// TestRateFinerThanAMicrosecondIsRefused: GCRA spaces requests on Redis'
+// microsecond clock, so a limit of more than one request per microsecond
+// would space them by zero and never limit; the config says so at start.
+func TestRateFinerThanAMicrosecondIsRefused(t *testing.T) {
+	_, err := ConfigFromEnv(kit.MapEnv(map[string]string{"RATE_LIMIT_RATE": "2000000", "RATE_LIMIT_PERIOD": "1s"}))
+	if err == nil || !strings.Contains(err.Error(), "RATE_LIMIT_RATE=2000000") {
+		t.Errorf("2M requests per second: err = %v, want a RATE_LIMIT_RATE error", err)
+	}
+	if _, err := ConfigFromEnv(kit.MapEnv(map[string]string{"RATE_LIMIT_RATE": "1000000", "RATE_LIMIT_PERIOD": "1s"})); err != nil {
+		t.Errorf("one request per microsecond is the finest limit and is accepted: %v", err)
+	}
+}

@@ -50,6 +50,8 @@ type Limiter struct {
 	redis  redis.UniversalClient
 	limit  Limit
 	prefix string
+	// limitHeader and policyHeader are the same on every response.
+	limitHeader, policyHeader string
 
 	mu       sync.Mutex
 	pending  []*call
@@ -71,7 +73,9 @@ const maxBatch = 256
 
 // New returns a limiter for lim, namespacing keys with prefix.
 func New(rdb redis.UniversalClient, lim Limit, prefix string) *Limiter {
-	return &Limiter{redis: rdb, limit: lim, prefix: prefix}
+	return &Limiter{redis: rdb, limit: lim, prefix: prefix,
+		limitHeader:  strconv.Itoa(lim.Burst),
+		policyHeader: fmt.Sprintf("%d;w=%d;burst=%d", lim.Rate, ceilSeconds(lim.Period), lim.Burst)}
 }
 
 // Allow spends one request for key. It waits for its batch's round trip or
@@ -137,7 +141,9 @@ func (l *Limiter) run(batch []*call) {
 	// The callers' contexts differ; the client's read and write timeouts
 	// bound the round trip, and a caller whose context ends stops waiting.
 	ctx := context.Background()
-	interval := l.limit.Period.Microseconds() / int64(l.limit.Rate)
+	// At least 1 µs: a zero interval would admit everything (the gateway's
+	// config refuses such a limit; this keeps the script sound anyway).
+	interval := max(1, l.limit.Period.Microseconds()/int64(l.limit.Rate))
 	args := []any{interval, l.limit.Burst, 1}
 	cmds := make([]*redis.Cmd, len(batch))
 	_, _ = l.redis.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -194,10 +200,10 @@ func (l *Limiter) Middleware(keyOf func(*http.Request) string, onError func(*htt
 			return
 		}
 		h := w.Header()
-		h.Set("RateLimit-Limit", strconv.Itoa(l.limit.Burst))
+		h.Set("RateLimit-Limit", l.limitHeader)
 		h.Set("RateLimit-Remaining", strconv.Itoa(res.Remaining))
 		h.Set("RateLimit-Reset", strconv.Itoa(ceilSeconds(res.ResetAfter)))
-		h.Set("RateLimit-Policy", fmt.Sprintf("%d;w=%d;burst=%d", l.limit.Rate, ceilSeconds(l.limit.Period), l.limit.Burst))
+		h.Set("RateLimit-Policy", l.policyHeader)
 		if !res.Allowed {
 			h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(res.RetryAfter))))
 			h.Set("Content-Type", "application/json")
