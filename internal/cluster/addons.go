@@ -80,7 +80,7 @@ func (c *Cluster) importSystemImages(ctx context.Context) error {
 // applyAddons deploys CoreDNS and metrics-server and waits until DNS
 // answers from the host and the metrics API serves.
 func (c *Cluster) applyAddons(ctx context.Context) error {
-	for _, f := range []string{"coredns.yaml", "metrics-server.yaml"} {
+	for _, f := range []string{"coredns.yaml", "metrics-server.yaml", "storage.yaml"} {
 		if _, err := c.kubectl(ctx, "apply", "--server-side", "--force-conflicts", "-f", c.path("addons", f)); err != nil {
 			return fmt.Errorf("applying %s: %w", f, err)
 		}

@@ -237,6 +237,9 @@ func (c *Cluster) ensureBinaries(ctx context.Context) error {
 		return err
 	}
 	c.bins["etcd"] = filepath.Join(etcd, "etcd")
+	if c.bins[provisionerName], err = buildProvisioner(ctx); err != nil {
+		return err
+	}
 	for _, b := range []string{"containerd", "ctr", "iptables"} {
 		p, err := exec.LookPath(b)
 		if err != nil {

@@ -38,6 +38,7 @@ func (c *Cluster) writePKI() error {
 		{file: "controller-manager", cn: "system:kube-controller-manager", client: true},
 		{file: "scheduler", cn: "system:kube-scheduler", client: true},
 		{file: "kube-proxy", cn: "system:kube-proxy", client: true},
+		{file: provisionerName, cn: provisionerUser, client: true},
 		// The Node authorizer grants a kubelet exactly its own node's objects.
 		{file: "kubelet-client", cn: "system:node:" + NodeName, orgs: []string{"system:nodes"}, client: true},
 		// metrics-server verifies this against the cluster CA.
@@ -130,6 +131,7 @@ func (c *Cluster) writeConfigs() error {
 		c.path("kube-proxy.yaml"):               c.kubeProxyConfig(),
 		c.path("addons", "coredns.yaml"):        corednsManifest(),
 		c.path("addons", "metrics-server.yaml"): metricsServerManifest(),
+		c.path("addons", "storage.yaml"):        storageManifest(),
 	}
 	for p, content := range files {
 		if err := writeIfChanged(p, content, 0o644); err != nil {
@@ -401,6 +403,15 @@ func (c *Cluster) components() []component {
 			args: []string{"--config=" + c.path("kube-proxy.yaml")},
 			healthy: func(ctx context.Context) error {
 				return httpOK(ctx, plainClient, fmt.Sprintf("http://127.0.0.1:%d/healthz", KubeProxyHealthzPort))
+			},
+		},
+		{
+			// No health endpoint: it polls the API server and logs.
+			name: provisionerName, bin: c.bins[provisionerName],
+			args: []string{
+				fmt.Sprintf("--server=https://127.0.0.1:%d", APIServerPort),
+				"--ca=" + pki("ca.crt"), "--cert=" + pki(provisionerName+".crt"), "--key=" + pki(provisionerName+".key"),
+				"--dir=" + c.path("volumes"),
 			},
 		},
 	}

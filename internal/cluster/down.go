@@ -255,7 +255,7 @@ type Status struct {
 // built yet is simply not running).
 func (c *Cluster) Status(ctx context.Context) Status {
 	st := Status{Kubeconfig: c.Kubeconfig}
-	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet", "kube-proxy"} {
+	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet", "kube-proxy", provisionerName} {
 		pid, ok := c.running(name, "")
 		st.Components = append(st.Components, ComponentStatus{Name: name, PID: pid, Running: ok})
 	}
@@ -300,6 +300,9 @@ func (c *Cluster) resolveCached() {
 	}
 	if dir, err := toolchain.Dir("etcd", toolchain.EtcdVersion); err == nil {
 		c.bins["etcd"] = filepath.Join(dir, "etcd")
+	}
+	if dir, err := toolchain.Dir(provisionerName, toolchain.StdlibMainVersion(provisionerSource)); err == nil {
+		c.bins[provisionerName] = filepath.Join(dir, provisionerName)
 	}
 	for _, b := range []string{"containerd", "ctr"} {
 		if p, err := exec.LookPath(b); err == nil {

@@ -18,6 +18,14 @@ import (
 
 func main() {
 	version := os.Getenv("VERSION")
+	// WRITE_FILE makes the pod prove its volume is writable before it
+	// serves: a pod that cannot write exits, so it never becomes ready.
+	if f := os.Getenv("WRITE_FILE"); f != "" {
+		if err := os.WriteFile(f, []byte(version+"\n"), 0o600); err != nil {
+			fmt.Fprintln(os.Stderr, "burner:", err)
+			os.Exit(1)
+		}
+	}
 	var draining atomic.Bool
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
