@@ -417,9 +417,11 @@ func (r Rollouts) podProblems(ctx context.Context, ns string, sel map[string]str
 	for _, p := range pods.Items {
 		for _, c := range p.Status.Conditions {
 			// A claim nobody provisions keeps the pod unschedulable for
-			// good: a missing prerequisite, like a missing Secret.
+			// good: a missing prerequisite, like a missing Secret. (The
+			// embedded cluster's provisioner binds its class's claims
+			// within seconds; another class may have no provisioner.)
 			if c.Type == "PodScheduled" && c.Status == "False" && strings.Contains(c.Message, "PersistentVolumeClaim") {
-				b := "volume claims unbound (no storage provisioner for them): " + firstLine(c.Message)
+				b := "volume claims unbound (no provisioner for their class?): " + firstLine(c.Message)
 				if !seen[b] {
 					seen[b] = true
 					missing = append(missing, b)
