@@ -84,6 +84,9 @@ func TestPulumiUpVsServerSideApply(t *testing.T) {
 		nsFiles, err := filepath.Glob(filepath.Join(files.Objects, "namespace-*.yaml"))
 		require.NoError(t, err, "namespace manifests")
 		objects = len(g.Kubernetes())
+		// Exactly what is applied, cluster-scoped objects included; deferred
+		// first, so a failed apply leaves nothing behind either.
+		defer func() { _ = kc("delete", "--wait=false", "--ignore-not-found", "-f", files.Objects) }()
 		apply := []string{"apply", "--server-side", "--field-manager=scaleplane-bench"}
 		start := time.Now()
 		for _, f := range nsFiles {
@@ -95,22 +98,20 @@ func TestPulumiUpVsServerSideApply(t *testing.T) {
 		if ssa == 0 || d < ssa {
 			ssa = d
 		}
-		// Exactly what was applied, cluster-scoped objects included.
-		defer func() { _ = kc("delete", "--wait=false", "--ignore-not-found", "-f", files.Objects) }()
 
 		// The real engine on the same control plane.
 		var progress strings.Builder
 		o := pulumicli.Options{Root: root, StackFile: "local", StackName: "bench-" + randomSuffix(), Overrides: uniqueNamespaces("bench-pulumi"),
 			Kubeconfig: c.Kubeconfig, BackendDir: filepath.Join(c.StateDir, "pulumi"), Progress: &progress}
-		start = time.Now()
-		res, err := pulumicli.Up(ctx, o)
-		d = time.Since(start)
-		require.NoError(t, err, "pulumi up")
 		defer func() {
 			_, err := pulumicli.Destroy(context.Background(), o)
 			require.NoError(t, err, "pulumi destroy")
 			require.NoError(t, pulumicli.RemoveStack(context.Background(), o), "remove the bench stack")
 		}()
+		start = time.Now()
+		res, err := pulumicli.Up(ctx, o)
+		d = time.Since(start)
+		require.NoError(t, err, "pulumi up")
 		engine := engineDuration(progress.String())
 		t.Logf("round %d: pulumi up of %d resources: %v (the engine's own update: %v; the rest is the Automation API's stack, config and state calls to the CLI)",
 			round+1, res.Changes["create"], d.Round(time.Millisecond), engine)

@@ -3,6 +3,7 @@ package stacks
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -24,6 +25,9 @@ type DataSettings struct {
 	RedisReplicasPerShard int
 	RedisResources        microservice.Resources
 	RedisStorage          resource.Quantity
+	// RedisImage is the in-cluster Redis image (local: the Debian-based one
+	// `scaleplane images build` makes and loads).
+	RedisImage string
 	// RedisPassword and PostgresPassword are the credentials (set them with
 	// `pulumi config set --secret`); empty means derived (local, dev) or
 	// generated (aws) — see docs/data-tier.md.
@@ -61,6 +65,14 @@ func dataKnobs() []Knob {
 		intKnob("redisReplicasPerShard", redis.DefaultReplicasPerShard, 1, 5, "Replicas of each Redis master, promoted when it fails.",
 			func(e *Env, v int) { d(e).RedisReplicasPerShard = v }),
 		quantityKnob("redisStorage", "1Gi", "Volume of each in-cluster Redis pod (append-only file).", func(e *Env, q resource.Quantity) { d(e).RedisStorage = q }),
+		stringKnob("redisImage", redis.DefaultImage, "In-cluster Redis image (needs redis-server, redis-cli and sh); never latest. Under imageRegistry, `scaleplane images build` makes it from Debian's packages.",
+			func(e *Env, v string) error {
+				if !microservice.ImageTagged(v) {
+					return errors.New("must carry an explicit tag or digest other than latest")
+				}
+				d(e).RedisImage = v
+				return nil
+			}),
 		secretKnob("redisPassword", "Redis AUTH password (pulumi config set --secret; 16-128 characters, no @ \" / or spaces); empty: derived from the stack in-cluster, generated once on aws and kept in the state.",
 			func(e *Env, v string) error { d(e).RedisPassword = v; return checkPassword(v) }),
 		intKnob("postgresReplicas", 1, 0, 5, "Postgres streaming read replicas (RDS read replicas on aws).", func(e *Env, v int) { d(e).PostgresReplicas = v }),
@@ -186,6 +198,7 @@ func composeData(ctx *pulumi.Context, env *Env, fnd *Foundation, opts ...pulumi.
 		AllowFrom:          []string{"gateway", "worker"},
 		Resources:          ds.RedisResources,
 		Storage:            ds.RedisStorage,
+		Image:              ds.RedisImage,
 		ZoneSpreadRequired: env.ZoneSpreadRequired,
 		AWS: redis.AWSArgs{
 			VpcID: vpc, SubnetIDs: subnets, AllowedSecurityGroupID: nodes,

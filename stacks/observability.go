@@ -39,6 +39,8 @@ type ObservabilitySettings struct {
 	PrometheusReplicas   int
 	PrometheusRetention  time.Duration
 	PrometheusVolumeSize string
+	// PrometheusCPURequest is each Prometheus pod's CPU request.
+	PrometheusCPURequest string
 	// MetricsServer is on, off or Auto (on, except on the local embedded
 	// cluster, which runs its own as an add-on).
 	MetricsServer string
@@ -93,6 +95,8 @@ func observabilityKnobs() []Knob {
 			func(e *Env, v int) { o(e).PrometheusReplicas = v }),
 		intKnob("prometheusRetentionDays", 15, 1, 3650, "How long Prometheus keeps samples.",
 			func(e *Env, v int) { o(e).PrometheusRetention = time.Duration(v) * 24 * time.Hour }),
+		quantityKnob("prometheusCpuRequest", "250m", "CPU request of each Prometheus pod.",
+			func(e *Env, v resource.Quantity) { o(e).PrometheusCPURequest = v.String() }),
 		quantityKnob("prometheusVolumeSize", "20Gi", "Size of each Prometheus volume.",
 			func(e *Env, v resource.Quantity) { o(e).PrometheusVolumeSize = v.String() }),
 		enumKnob("metricsServer", Auto, "Deploy metrics-server (the HPAs read CPU and memory from it): auto deploys it everywhere except local, whose embedded cluster runs its own.",
@@ -236,7 +240,7 @@ func ComposeObservability(ctx *pulumi.Context, env *Env, fnd *Foundation, after 
 	prom, err := observability.NewPrometheus(ctx, "prometheus", &observability.PrometheusArgs{
 		Namespace: s.Namespace, Image: s.PrometheusImage, Replicas: promReplicas,
 		Retention: s.PrometheusRetention, VolumeSize: s.PrometheusVolumeSize, StorageClass: s.StorageClass,
-		CPURequest: "250m", MemoryRequest: "1Gi", MemoryLimit: "2Gi",
+		CPURequest: s.PrometheusCPURequest, MemoryRequest: "1Gi", MemoryLimit: "2Gi",
 		Config: observability.PrometheusConfig{
 			ScrapeInterval: 30 * time.Second, EvaluationInterval: 30 * time.Second,
 			ExternalLabels: map[string]string{"environment": env.Environment, "stack": env.Stack},

@@ -207,3 +207,60 @@ func TestRenderIsStable(t *testing.T) {
 	}
 	assert.Equal(t, a.DOT(), b.DOT(), "the picture is the same on every run")
 }
+
+// localNodeCPU is what local's pods may request of the embedded cluster's
+// one node: 2 cores less CoreDNS, metrics-server and room for a test
+// workload beside the stack.
+var localNodeCPU = k8sresource.MustParse("1750m")
+
+// TestLocalStackFitsOneNode adds up the CPU requests of every pod local
+// starts (HPA minimums, StatefulSet replicas, Jobs; a pod requests the
+// larger of its containers' sum and its largest init container): a pod the
+// scheduler cannot fit stays Pending, and on the embedded node that is the
+// whole stack.
+func TestLocalStackFitsOneNode(t *testing.T) {
+	g, _ := renderStack(t, "local")
+	minReplicas := map[string]int{}
+	for _, h := range g.ByType("kubernetes:autoscaling/v2:HorizontalPodAutoscaler") {
+		minReplicas[str(get(h.Inputs, "spec", "scaleTargetRef", "name"))] = num(get(h.Inputs, "spec", "minReplicas"))
+	}
+	podCPU := func(spec any) k8sresource.Quantity {
+		sum := k8sresource.Quantity{}
+		cs, _ := get(spec, "containers").([]any)
+		for _, c := range cs {
+			sum.Add(k8sresource.MustParse(str(get(c, "resources", "requests", "cpu"))))
+		}
+		inits, _ := get(spec, "initContainers").([]any)
+		for _, c := range inits {
+			if q := k8sresource.MustParse(str(get(c, "resources", "requests", "cpu"))); q.Cmp(sum) > 0 {
+				sum = q
+			}
+		}
+		return sum
+	}
+	total := k8sresource.Quantity{}
+	var lines []string
+	add := func(kind, name string, n int, pod k8sresource.Quantity) {
+		for range n {
+			total.Add(pod)
+		}
+		lines = append(lines, fmt.Sprintf("%s %s: %d x %s", kind, name, n, pod.String()))
+	}
+	for _, d := range g.ByType("kubernetes:apps/v1:Deployment") {
+		name := str(get(d.Inputs, "metadata", "name"))
+		n, ok := minReplicas[name]
+		if !ok {
+			n = max(1, num(get(d.Inputs, "spec", "replicas")))
+		}
+		add("Deployment", name, n, podCPU(get(d.Inputs, "spec", "template", "spec")))
+	}
+	for _, s := range g.ByType("kubernetes:apps/v1:StatefulSet") {
+		add("StatefulSet", str(get(s.Inputs, "metadata", "name")), num(get(s.Inputs, "spec", "replicas")), podCPU(get(s.Inputs, "spec", "template", "spec")))
+	}
+	for _, j := range g.ByType("kubernetes:batch/v1:Job") {
+		add("Job", str(get(j.Inputs, "metadata", "name")), 1, podCPU(get(j.Inputs, "spec", "template", "spec")))
+	}
+	assert.LessOrEqual(t, total.MilliValue(), localNodeCPU.MilliValue(),
+		"local requests %s of CPU, more than the %s its one node has for it:\n%s", total.String(), localNodeCPU.String(), strings.Join(lines, "\n"))
+	t.Logf("local requests %s of CPU", total.String())
+}

@@ -11,6 +11,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/scaleplane/scaleplane/stacks"
 )
 
 // fakeBinary writes a file standing in for a static binary.
@@ -99,4 +101,32 @@ func TestServicesListsMainPackagesOnly(t *testing.T) {
 	got, err := Services(root)
 	require.NoError(t, err, "listing")
 	assert.Equal(t, []string{"gateway"}, got, "only directories with a non-test main package are services")
+}
+
+// TestServerImagesAreThoseUnderTheStacksRegistry: local's Redis points at
+// scaleplane.local/redis, which images build makes from Debian's package;
+// prod's public or registry images are left to the user.
+func TestServerImagesAreThoseUnderTheStacksRegistry(t *testing.T) {
+	for stack, want := range map[string]map[string]string{
+		"local": {"scaleplane.local/redis:7.0.15": "redis"},
+		"prod":  {},
+	} {
+		values, err := stacks.ReadStackConfig("../..", stack)
+		if err != nil {
+			t.Fatalf("read %s: %v", stack, err)
+		}
+		env, err := stacks.Parse(stack, values)
+		if err != nil {
+			t.Fatalf("parse %s: %v", stack, err)
+		}
+		got := serverImages(env)
+		if len(got) != len(want) {
+			t.Errorf("%s: server images %v, want %v", stack, got, want)
+		}
+		for ref, spec := range want {
+			if got[ref] != spec {
+				t.Errorf("%s: %s built from spec %q, want %q", stack, ref, got[ref], spec)
+			}
+		}
+	}
 }

@@ -146,6 +146,16 @@ func Build(ctx context.Context, o BuildOptions) ([]Service, error) {
 		tagged = append(tagged, Tagged{Image: img, Refs: []string{ref, dref}})
 		fmt.Fprintf(o.Log, "images: %s %s (%s)\n", ref, d.String()[:19], dref)
 	}
+	var servers []server
+	if len(o.Only) == 0 {
+		if servers, err = buildServers(ctx, env, o.Log); err != nil {
+			return nil, err
+		}
+	}
+	for _, sv := range servers {
+		built = append(built, sv.Service)
+		tagged = append(tagged, sv.Tagged)
+	}
 	file := o.Tarball
 	if file == "" {
 		file = filepath.Join(work, "images.tar")
@@ -162,6 +172,65 @@ func Build(ctx context.Context, o BuildOptions) ([]Service, error) {
 		fmt.Fprintf(o.Log, "images: wrote %s\n", file)
 	}
 	return built, nil
+}
+
+// server is one Debian-based server image the stack points at.
+type server struct {
+	Service
+	Tagged
+}
+
+// serverImages are the stack's data-tier images that name a Debian server
+// spec under the stack's own registry (`<imageRegistry>/<spec>:<tag>`):
+// those are built here; any other reference (a public image, another
+// registry) is the user's to provide.
+func serverImages(env *stacks.Env) map[string]string {
+	out := map[string]string{}
+	for _, ref := range []string{env.Data.RedisImage} {
+		repo, _, ok := strings.Cut(strings.TrimPrefix(ref, env.ImageRegistry+"/"), ":")
+		if !ok || !strings.HasPrefix(ref, env.ImageRegistry+"/") {
+			continue
+		}
+		if _, known := DebianServerSpec(repo); known {
+			out[ref] = repo
+		}
+	}
+	return out
+}
+
+// buildServers builds (or finds in the cache) the stack's Debian-based
+// server images and tags each with the stack's reference and its digest.
+func buildServers(ctx context.Context, env *stacks.Env, log io.Writer) ([]server, error) {
+	refs := serverImages(env)
+	keys := make([]string, 0, len(refs))
+	for ref := range refs {
+		keys = append(keys, ref)
+	}
+	sort.Strings(keys)
+	var out []server
+	for _, ref := range keys {
+		spec, _ := DebianServerSpec(refs[ref])
+		fmt.Fprintf(log, "images: %s from Debian's %s (cached after the first build)\n", ref, strings.Join(spec.Packages, ", "))
+		img, err := DebianServer(ctx, DebianOptions{Log: log}, spec)
+		if err != nil {
+			return nil, fmt.Errorf("images: %s: %w", ref, err)
+		}
+		repo := ref[:strings.LastIndex(ref, ":")]
+		dref, err := DigestTag(repo, img.Image)
+		if err != nil {
+			return nil, err
+		}
+		d, err := img.Image.Digest()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, server{
+			Service: Service{Name: spec.Name, Ref: ref, DigestRef: dref, Digest: d.String()},
+			Tagged:  Tagged{Image: img.Image, Refs: []string{ref, dref}},
+		})
+		fmt.Fprintf(log, "images: %s %s (%s)\n", ref, d.String()[:19], dref)
+	}
+	return out, nil
 }
 
 // goBuild builds one main package as a static, stripped, reproducible binary.

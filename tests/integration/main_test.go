@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -135,6 +136,7 @@ func setUp(m *testing.M) (int, error) {
 		return 0, err
 	}
 	s.kubectl = kubectl
+	removeLeftovers(ctx, s)
 	// terratest's k8s module runs `kubectl` from PATH.
 	if err := os.Setenv("PATH", filepath.Dir(kubectl)+string(os.PathListSeparator)+os.Getenv("PATH")); err != nil {
 		return 0, err
@@ -154,6 +156,47 @@ func setUp(m *testing.M) (int, error) {
 	}
 	shared = s
 	return m.Run(), nil
+}
+
+// leftoverAge is how old a suite's namespace must be before a later run
+// deletes it: older than any run, so a concurrent run's are never touched.
+const leftoverAge = 30 * time.Minute
+
+// leftoverPrefixes name the namespaces the suites and the benchmarks make.
+var leftoverPrefixes = []string{"it-", "sp-it-", "bench-"}
+
+// removeLeftovers deletes the suites' namespaces that a killed or failed
+// run left behind. The cluster keeps its state between runs, and a
+// leftover's pods keep their CPU requests on the one node: enough of them
+// and the next run's pods stay Pending. Skipped when a SKIP_* stage
+// variable says someone is keeping a deployment on purpose.
+func removeLeftovers(ctx context.Context, s *suite) {
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "SKIP_") {
+			return
+		}
+	}
+	out, err := exec.CommandContext(ctx, s.kubectl, "--kubeconfig", s.kubeconfig, "get", "namespaces",
+		"-o", `jsonpath={range .items[*]}{.metadata.name} {.metadata.creationTimestamp}{"\n"}{end}`).Output()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "integration: listing namespaces for leftovers: %v\n", err)
+		return
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		name, created, ok := strings.Cut(line, " ")
+		if !ok || !slices.ContainsFunc(leftoverPrefixes, func(p string) bool { return strings.HasPrefix(name, p) }) {
+			continue
+		}
+		at, err := time.Parse(time.RFC3339, created)
+		if err != nil || time.Since(at) < leftoverAge {
+			continue
+		}
+		if err := exec.CommandContext(ctx, s.kubectl, "--kubeconfig", s.kubeconfig, "delete", "namespace", name, "--wait=false").Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "integration: deleting leftover namespace %s: %v\n", name, err)
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "integration: deleted leftover namespace %s (created %s)\n", name, created)
+	}
 }
 
 // buildBurner builds testdata/burner into an image and loads it.
