@@ -105,11 +105,13 @@ func TestServicesListsMainPackagesOnly(t *testing.T) {
 
 // TestServerImagesAreThoseUnderTheStacksRegistry: local's Redis points at
 // scaleplane.local/redis, which images build makes from Debian's package;
-// prod's public or registry images are left to the user.
+// an image outside the stack's registry is left to the user.
 func TestServerImagesAreThoseUnderTheStacksRegistry(t *testing.T) {
 	for stack, want := range map[string]map[string]string{
-		"local": {"scaleplane.local/redis:7.0.15": "redis"},
-		"prod":  {},
+		"local": {"scaleplane.local/redis:7.0.15": "redis", "scaleplane.local/edge-nginx:dev": "nginx"},
+		// prod's edge is under its own registry: images build makes it (to
+		// push); Redis is ElastiCache there.
+		"prod": {"registry.scaleplane.example/scaleplane/edge-haproxy:0.1.0": "haproxy"},
 	} {
 		values, err := stacks.ReadStackConfig("../..", stack)
 		if err != nil {

@@ -186,17 +186,25 @@ type server struct {
 // registry) is the user's to provide.
 func serverImages(env *stacks.Env) map[string]string {
 	out := map[string]string{}
-	for _, ref := range []string{env.Data.RedisImage} {
+	for _, ref := range []string{env.Data.RedisImage, env.Edge.Image} {
 		repo, _, ok := strings.Cut(strings.TrimPrefix(ref, env.ImageRegistry+"/"), ":")
 		if !ok || !strings.HasPrefix(ref, env.ImageRegistry+"/") {
 			continue
 		}
-		if _, known := DebianServerSpec(repo); known {
-			out[ref] = repo
+		spec := repo
+		if s, ok := serverAliases[repo]; ok {
+			spec = s
+		}
+		if _, known := DebianServerSpec(spec); known {
+			out[ref] = spec
 		}
 	}
 	return out
 }
+
+// serverAliases are image names the stacks use for a Debian server spec:
+// the edge's image is named after its role and the proxy in it.
+var serverAliases = map[string]string{"edge-nginx": "nginx", "edge-haproxy": "haproxy"}
 
 // buildServers builds (or finds in the cache) the stack's Debian-based
 // server images and tags each with the stack's reference and its digest.

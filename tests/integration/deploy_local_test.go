@@ -31,6 +31,10 @@ const (
 	// pod's address to appear in its Service's endpoints.
 	endpointsRetries  = 20
 	endpointsInterval = 3 * time.Second
+	// redisFormRetries × redisFormInterval bounds the wait for the
+	// formation Job to join the six Redis pods into one cluster.
+	redisFormRetries  = 60
+	redisFormInterval = 3 * time.Second
 )
 
 // TestDeployLocalStack deploys the local stack with the real `pulumi up`
@@ -42,6 +46,8 @@ const (
 //     `images build` is never among those reasons;
 //   - every HPA of an available workload reports current CPU metrics;
 //   - every Service of an available workload has ready endpoints;
+//   - the Redis pods (Debian's redis-server, an image `images build` makes)
+//     form a Redis Cluster: cluster_state:ok with every slot assigned;
 //   - a pod that breaks the restricted profile is rejected by the API server.
 //
 // Stages (SKIP_deploy, SKIP_validate, SKIP_teardown) let validation re-run
@@ -112,8 +118,46 @@ func TestDeployLocalStack(t *testing.T) {
 			assertHPAReportsMetrics(t, kopts, st.Name)
 		}
 		assertServicesOfAvailableWorkloadsHaveEndpoints(t, kopts, available)
+		assertRedisClusterFormed(t, kopts, available)
 		assertRestrictedRejects(t, kopts)
 	})
+}
+
+// assertRedisClusterFormed waits, when the Redis StatefulSet runs, for
+// its formation Job to have joined the pods: redis-0 reports
+// cluster_state:ok, all 16384 slots assigned and every pod known.
+func assertRedisClusterFormed(t *testing.T, o *k8s.KubectlOptions, available []cluster.WorkloadState) {
+	t.Helper()
+	var nodes int
+	for _, st := range available {
+		if st.Kind == "StatefulSet" && st.Name == "redis" {
+			nodes = st.Desired
+		}
+	}
+	if nodes == 0 {
+		t.Log("the Redis StatefulSet is not running: no cluster to check")
+		return
+	}
+	info, err := retry.DoWithRetryE(t, "the Redis pods form a cluster", redisFormRetries, redisFormInterval, func() (string, error) {
+		out, err := k8s.RunKubectlAndGetOutputE(t, o, "exec", "redis-0", "--", "sh", "-c", `REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli cluster info`)
+		if err != nil {
+			return "", err
+		}
+		if !strings.Contains(out, "cluster_state:ok") {
+			return "", fmt.Errorf("not formed yet: %s", firstLines(out, 2))
+		}
+		return out, nil
+	})
+	require.NoError(t, err, "the formation Job joins the Redis pods into one cluster")
+	assert.Contains(t, info, "cluster_slots_assigned:16384", "every hash slot has a master")
+	assert.Contains(t, info, fmt.Sprintf("cluster_known_nodes:%d", nodes), "every Redis pod is a cluster node")
+	t.Logf("Redis Cluster formed: %s", firstLines(info, 3))
+}
+
+// firstLines keeps the first n lines of s, joined by "; ".
+func firstLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(strings.ReplaceAll(s, "\r", "")), "\n")
+	return strings.Join(lines[:min(n, len(lines))], "; ")
 }
 
 // listWorkloads finds the stack's workloads from the cluster (when the
