@@ -138,8 +138,8 @@ func assertRedisClusterFormed(t *testing.T, o *k8s.KubectlOptions, available []c
 		t.Log("the Redis StatefulSet is not running: no cluster to check")
 		return
 	}
-	info, err := retry.DoWithRetryE(t, "the Redis pods form a cluster", redisFormRetries, redisFormInterval, func() (string, error) {
-		out, err := k8s.RunKubectlAndGetOutputE(t, o, "exec", "redis-0", "--", "sh", "-c", `REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli cluster info`)
+	info, err := retry.DoWithRetryContextE(t, t.Context(), "the Redis pods form a cluster", redisFormRetries, redisFormInterval, func() (string, error) {
+		out, err := k8s.RunKubectlAndGetOutputContextE(t, t.Context(), o, "exec", "redis-0", "--", "sh", "-c", `REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli cluster info`)
 		if err != nil {
 			return "", err
 		}

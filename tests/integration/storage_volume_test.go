@@ -40,6 +40,7 @@ func TestDynamicVolumeForARestrictedPod(t *testing.T) {
 	s := needNode(t)
 	ns := uniqueName("it-volume")
 	o := s.kubectlOptions(ns)
+	ctx := t.Context()
 	workDir := t.TempDir()
 	manifest := fmt.Sprintf(`apiVersion: v1
 kind: Namespace
@@ -95,16 +96,16 @@ spec:
 	// The namespace takes the pod and the claim with it (validate deletes
 	// them itself); the provisioner then removes the released volume.
 	defer test_structure.RunTestStage(t, "teardown", func() {
-		_, err := k8s.RunKubectlAndGetOutputE(t, o, "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
+		_, err := k8s.RunKubectlAndGetOutputContextE(t, ctx, o, "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
 		assert.NoError(t, err, "delete namespace %s", ns)
 	})
 	test_structure.RunTestStage(t, "deploy", func() {
 		test_structure.SaveString(t, workDir, "namespace", ns)
-		k8s.KubectlApplyFromString(t, o, manifest)
+		k8s.KubectlApplyFromStringContext(t, ctx, o, manifest)
 	})
 	test_structure.RunTestStage(t, "validate", func() {
-		volume, err := retry.DoWithRetryE(t, "the claim is bound", volumeBindRetries, volumePollInterval, func() (string, error) {
-			out, err := k8s.RunKubectlAndGetOutputE(t, o, "get", "pvc", "data", "-o", "jsonpath={.status.phase} {.spec.volumeName} {.spec.storageClassName}")
+		volume, err := retry.DoWithRetryContextE(t, ctx, "the claim is bound", volumeBindRetries, volumePollInterval, func() (string, error) {
+			out, err := k8s.RunKubectlAndGetOutputContextE(t, ctx, o, "get", "pvc", "data", "-o", "jsonpath={.status.phase} {.spec.volumeName} {.spec.storageClassName}")
 			if err != nil {
 				return "", err
 			}
@@ -118,19 +119,19 @@ spec:
 			return f[1], nil
 		})
 		require.NoError(t, err, "the provisioner binds a claim of the default class")
-		path, err := k8s.RunKubectlAndGetOutputE(t, o, "get", "pv", volume, "-o", "jsonpath={.spec.hostPath.path}")
+		path, err := k8s.RunKubectlAndGetOutputContextE(t, ctx, o, "get", "pv", volume, "-o", "jsonpath={.spec.hostPath.path}")
 		require.NoError(t, err, "read the volume's path")
 		require.Equal(t, s.node.StateDir, filepath.Dir(filepath.Dir(path)), "the volume lives under the cluster's state (removed with --purge)")
 
-		k8s.WaitUntilPodAvailable(t, o, "writer", volumePodRetries, volumePollInterval)
+		k8s.WaitUntilPodAvailableContext(t, ctx, o, "writer", volumePodRetries, volumePollInterval)
 		got, err := os.ReadFile(filepath.Join(path, "marker"))
 		require.NoError(t, err, "the non-root pod's file is on the node")
 		assert.Equal(t, "written-by-the-pod\n", string(got), "the file holds what the pod wrote")
 
-		k8s.RunKubectl(t, o, "delete", "pod", "writer", "--wait=true")
-		k8s.RunKubectl(t, o, "delete", "pvc", "data", "--wait=true")
-		_, err = retry.DoWithRetryE(t, "the volume and its directory go", volumeReleaseRetries, volumePollInterval, func() (string, error) {
-			if _, err := k8s.RunKubectlAndGetOutputE(t, o, "get", "pv", volume); err == nil {
+		k8s.RunKubectlContext(t, ctx, o, "delete", "pod", "writer", "--wait=true")
+		k8s.RunKubectlContext(t, ctx, o, "delete", "pvc", "data", "--wait=true")
+		_, err = retry.DoWithRetryContextE(t, ctx, "the volume and its directory go", volumeReleaseRetries, volumePollInterval, func() (string, error) {
+			if _, err := k8s.RunKubectlAndGetOutputContextE(t, ctx, o, "get", "pv", volume); err == nil {
 				return "", fmt.Errorf("volume %s still there", volume)
 			}
 			if _, err := os.Stat(path); err == nil {

@@ -258,7 +258,9 @@ type statusError struct {
 	body string
 }
 
-func (e *statusError) Error() string { return fmt.Sprintf("API server answered %d: %s", e.code, e.body) }
+func (e *statusError) Error() string {
+	return fmt.Sprintf("API server answered %d: %s", e.code, e.body)
+}
 
 func isConflict(err error) bool {
 	var s *statusError
