@@ -108,7 +108,7 @@ func TestServicesListsMainPackagesOnly(t *testing.T) {
 // an image outside the stack's registry is left to the user.
 func TestServerImagesAreThoseUnderTheStacksRegistry(t *testing.T) {
 	for stack, want := range map[string]map[string]string{
-		"local": {"scaleplane.local/redis:7.0.15": "redis", "scaleplane.local/edge-nginx:dev": "nginx"},
+		"local": {"scaleplane.local/redis:7.0.15": "redis", "scaleplane.local/edge-nginx:dev": "nginx", "scaleplane.local/jaeger:v1.76.0": "jaeger"},
 		// prod's edge is under its own registry: images build makes it (to
 		// push); Redis is ElastiCache there.
 		"prod": {"registry.scaleplane.example/scaleplane/edge-haproxy:0.1.0": "haproxy"},
@@ -122,6 +122,9 @@ func TestServerImagesAreThoseUnderTheStacksRegistry(t *testing.T) {
 			t.Fatalf("parse %s: %v", stack, err)
 		}
 		got := serverImages(env)
+		for ref, tool := range toolImages(env) {
+			got[ref] = tool
+		}
 		if len(got) != len(want) {
 			t.Errorf("%s: server images %v, want %v", stack, got, want)
 		}

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/scaleplane/scaleplane/internal/toolchain"
 	"github.com/scaleplane/scaleplane/stacks"
 )
 
@@ -151,6 +152,11 @@ func Build(ctx context.Context, o BuildOptions) ([]Service, error) {
 		if servers, err = buildServers(ctx, env, o.Log); err != nil {
 			return nil, err
 		}
+		tools, err := buildToolImages(ctx, env, o.Log)
+		if err != nil {
+			return nil, err
+		}
+		servers = append(servers, tools...)
 	}
 	for _, sv := range servers {
 		built = append(built, sv.Service)
@@ -237,6 +243,49 @@ func buildServers(ctx context.Context, env *stacks.Env, log io.Writer) ([]server
 			Tagged:  Tagged{Image: img.Image, Refs: []string{ref, dref}},
 		})
 		fmt.Fprintf(log, "images: %s %s (%s)\n", ref, d.String()[:19], dref)
+	}
+	return out, nil
+}
+
+// toolImages are the stack's images of a Go program the toolchain builds
+// from the module proxy (Jaeger), under the stack's registry: reference ->
+// tool name.
+func toolImages(env *stacks.Env) map[string]string {
+	out := map[string]string{}
+	prefix := env.ImageRegistry + "/jaeger:"
+	if ref := env.Observability.JaegerImage; strings.HasPrefix(ref, prefix) {
+		out[ref] = "jaeger"
+	}
+	return out
+}
+
+// buildToolImages makes a one-binary image of each tool the stack points
+// at (the binary is the cached build the real-server tests run too).
+func buildToolImages(ctx context.Context, env *stacks.Env, log io.Writer) ([]server, error) {
+	var out []server
+	for ref, tool := range toolImages(env) {
+		j, err := toolchain.Jaeger(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("images: %s: %w", ref, err)
+		}
+		img, err := FromBinary(Spec{Binary: j.Path, Path: "/app/" + tool})
+		if err != nil {
+			return nil, fmt.Errorf("images: %s: %w", ref, err)
+		}
+		repo := ref[:strings.LastIndex(ref, ":")]
+		dref, err := DigestTag(repo, img)
+		if err != nil {
+			return nil, err
+		}
+		d, err := img.Digest()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, server{
+			Service: Service{Name: tool, Ref: ref, DigestRef: dref, Digest: d.String()},
+			Tagged:  Tagged{Image: img, Refs: []string{ref, dref}},
+		})
+		fmt.Fprintf(log, "images: %s %s (%s, Jaeger %s from the module proxy)\n", ref, d.String()[:19], dref, j.Version)
 	}
 	return out, nil
 }

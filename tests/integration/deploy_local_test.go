@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/scaleplane/scaleplane/components/observability"
+	"io"
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +39,10 @@ const (
 	// formation Job to join the six Redis pods into one cluster.
 	redisFormRetries  = 60
 	redisFormInterval = 3 * time.Second
+	// jaegerRetries × jaegerInterval bounds the wait for Jaeger's query API
+	// to answer through its Service.
+	jaegerRetries  = 20
+	jaegerInterval = 3 * time.Second
 )
 
 // TestDeployLocalStack deploys the local stack with the real `pulumi up`
@@ -48,6 +56,8 @@ const (
 //   - every Service of an available workload has ready endpoints;
 //   - the Redis pods (Debian's redis-server, an image `images build` makes)
 //     form a Redis Cluster: cluster_state:ok with every slot assigned;
+//   - Jaeger (built from the module proxy) answers its query API through
+//     its Service;
 //   - a pod that breaks the restricted profile is rejected by the API server.
 //
 // Stages (SKIP_deploy, SKIP_validate, SKIP_teardown) let validation re-run
@@ -119,6 +129,7 @@ func TestDeployLocalStack(t *testing.T) {
 		}
 		assertServicesOfAvailableWorkloadsHaveEndpoints(t, kopts, available)
 		assertRedisClusterFormed(t, kopts, available)
+		assertJaegerAnswers(t, s.kubectlOptions(ns+"-observability"), available)
 		assertRestrictedRejects(t, kopts)
 	})
 }
@@ -152,6 +163,39 @@ func assertRedisClusterFormed(t *testing.T, o *k8s.KubectlOptions, available []c
 	assert.Contains(t, info, "cluster_slots_assigned:16384", "every hash slot has a master")
 	assert.Contains(t, info, fmt.Sprintf("cluster_known_nodes:%d", nodes), "every Redis pod is a cluster node")
 	t.Logf("Redis Cluster formed: %s", firstLines(info, 3))
+}
+
+// assertJaegerAnswers asks Jaeger's query API, through the Service's
+// cluster IP (routed to this machine by kube-proxy), for the services it
+// knows: a JSON answer means the query side serves over its storage.
+func assertJaegerAnswers(t *testing.T, o *k8s.KubectlOptions, available []cluster.WorkloadState) {
+	t.Helper()
+	running := slices.ContainsFunc(available, func(st cluster.WorkloadState) bool { return st.Kind == "StatefulSet" && st.Name == "jaeger" })
+	if !running {
+		t.Log("Jaeger is not running: no query API to check")
+		return
+	}
+	ip, err := k8s.RunKubectlAndGetOutputContextE(t, t.Context(), o, "get", "service", "jaeger", "-o", "jsonpath={.spec.clusterIP}")
+	require.NoError(t, err, "Jaeger's Service")
+	url := fmt.Sprintf("http://%s:%d/api/services", ip, observability.JaegerQueryHTTPPort)
+	body, err := retry.DoWithRetryContextE(t, t.Context(), "Jaeger answers "+url, jaegerRetries, jaegerInterval, func() (string, error) {
+		resp, err := http.Get(url)
+		if err != nil {
+			return "", err
+		}
+		defer func() { _ = resp.Body.Close() }()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return "", err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("%s: %d %s", url, resp.StatusCode, firstLines(string(b), 1))
+		}
+		return string(b), nil
+	})
+	require.NoError(t, err, "Jaeger's query API answers through its Service")
+	assert.Contains(t, body, `"data"`, "the query API answers its JSON envelope")
+	t.Logf("Jaeger answers %s: %s", url, firstLines(body, 1))
 }
 
 // firstLines keeps the first n lines of s, joined by "; ".
