@@ -253,8 +253,12 @@ func buildServers(ctx context.Context, env *stacks.Env, log io.Writer) ([]server
 func toolImages(env *stacks.Env) map[string]string {
 	out := map[string]string{}
 	prefix := env.ImageRegistry + "/jaeger:"
-	if ref := env.Observability.JaegerImage; strings.HasPrefix(ref, prefix) {
-		out[ref] = "jaeger"
+	// Jaeger v2 is an OpenTelemetry Collector distribution: the same binary
+	// runs the stack's collector config (proven by the observability tests).
+	for _, ref := range []string{env.Observability.JaegerImage, env.Observability.CollectorImage} {
+		if strings.HasPrefix(ref, prefix) {
+			out[ref] = "jaeger"
+		}
 	}
 	return out
 }
