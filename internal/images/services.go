@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/scaleplane/scaleplane/internal/toolchain"
 	"github.com/scaleplane/scaleplane/stacks"
 )
@@ -136,16 +138,13 @@ func Build(ctx context.Context, o BuildOptions) ([]Service, error) {
 		if err != nil {
 			return nil, fmt.Errorf("images: %s: %w", svc, err)
 		}
-		ref := env.Image(svc)
-		repo := ref[:strings.LastIndex(ref, ":")]
-		dref, err := DigestTag(repo, img)
+		sv, err := tagImage(svc, env.Image(svc), img)
 		if err != nil {
 			return nil, err
 		}
-		d, _ := img.Digest()
-		built = append(built, Service{Name: svc, Ref: ref, DigestRef: dref, Digest: d.String()})
-		tagged = append(tagged, Tagged{Image: img, Refs: []string{ref, dref}})
-		fmt.Fprintf(o.Log, "images: %s %s (%s)\n", ref, d.String()[:19], dref)
+		built = append(built, sv.Service)
+		tagged = append(tagged, sv.Tagged)
+		fmt.Fprintf(o.Log, "images: %s %s (%s)\n", sv.Ref, sv.Digest[:19], sv.DigestRef)
 	}
 	var servers []server
 	if len(o.Only) == 0 {
@@ -229,20 +228,12 @@ func buildServers(ctx context.Context, env *stacks.Env, log io.Writer) ([]server
 		if err != nil {
 			return nil, fmt.Errorf("images: %s: %w", ref, err)
 		}
-		repo := ref[:strings.LastIndex(ref, ":")]
-		dref, err := DigestTag(repo, img.Image)
+		sv, err := tagImage(spec.Name, ref, img.Image)
 		if err != nil {
 			return nil, err
 		}
-		d, err := img.Image.Digest()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, server{
-			Service: Service{Name: spec.Name, Ref: ref, DigestRef: dref, Digest: d.String()},
-			Tagged:  Tagged{Image: img.Image, Refs: []string{ref, dref}},
-		})
-		fmt.Fprintf(log, "images: %s %s (%s)\n", ref, d.String()[:19], dref)
+		out = append(out, sv)
+		fmt.Fprintf(log, "images: %s %s (%s)\n", ref, sv.Digest[:19], sv.DigestRef)
 	}
 	return out, nil
 }
@@ -276,22 +267,30 @@ func buildToolImages(ctx context.Context, env *stacks.Env, log io.Writer) ([]ser
 		if err != nil {
 			return nil, fmt.Errorf("images: %s: %w", ref, err)
 		}
-		repo := ref[:strings.LastIndex(ref, ":")]
-		dref, err := DigestTag(repo, img)
+		sv, err := tagImage(tool, ref, img)
 		if err != nil {
 			return nil, err
 		}
-		d, err := img.Digest()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, server{
-			Service: Service{Name: tool, Ref: ref, DigestRef: dref, Digest: d.String()},
-			Tagged:  Tagged{Image: img, Refs: []string{ref, dref}},
-		})
-		fmt.Fprintf(log, "images: %s %s (%s, Jaeger %s from the module proxy)\n", ref, d.String()[:19], dref, j.Version)
+		out = append(out, sv)
+		fmt.Fprintf(log, "images: %s %s (%s, Jaeger %s from the module proxy)\n", ref, sv.Digest[:19], sv.DigestRef, j.Version)
 	}
 	return out, nil
+}
+
+// tagImage names img with the stack's reference and its content digest.
+func tagImage(name, ref string, img v1.Image) (server, error) {
+	dref, err := DigestTag(ref[:strings.LastIndex(ref, ":")], img)
+	if err != nil {
+		return server{}, err
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return server{}, err
+	}
+	return server{
+		Service: Service{Name: name, Ref: ref, DigestRef: dref, Digest: d.String()},
+		Tagged:  Tagged{Image: img, Refs: []string{ref, dref}},
+	}, nil
 }
 
 // goBuild builds one main package as a static, stripped, reproducible binary.
