@@ -25,6 +25,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -63,21 +64,39 @@ var (
 )
 
 // maxPortTries bounds the search for a port not handed out before.
-const maxPortTries = 50
+const maxPortTries = 200
+
+// fixedPortLow is the bottom of the range FreePort draws from: above the
+// well-known and registered services most machines run, below the kernel's
+// ephemeral range (see ephemeralLow).
+const fixedPortLow = 20000
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago and
-// that this process has not handed out before. Another process could still
-// take it before the server binds; the window is small enough for tests.
+// that this process has not handed out before. It draws from below the
+// kernel's ephemeral range: a port the kernel hands out for port 0 can be
+// taken again at once as the source port of any outgoing connection (a
+// client dialling Redis in a parallel test), which made a just-checked port
+// unbindable; ports below that range are only ever taken by an explicit
+// bind. Another process could still bind it first; with thousands of ports
+// drawn at random the chance is small enough for tests.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	portsMu.Lock()
 	defer portsMu.Unlock()
+	high := ephemeralLow()
 	for range maxPortTries {
-		l, err := net.Listen("tcp", net.JoinHostPort(Loopback, "0"))
-		if err != nil {
-			t.Fatalf("realserver: no free loopback port: %v", err)
+		port := 0 // the kernel's choice when no fixed range is left
+		if high-fixedPortLow >= 1000 {
+			port = fixedPortLow + rand.IntN(high-fixedPortLow)
 		}
-		port := l.Addr().(*net.TCPAddr).Port
+		l, err := net.Listen("tcp", net.JoinHostPort(Loopback, strconv.Itoa(port)))
+		if err != nil {
+			if port == 0 {
+				t.Fatalf("realserver: no free loopback port: %v", err)
+			}
+			continue // taken: draw again
+		}
+		port = l.Addr().(*net.TCPAddr).Port
 		_ = l.Close()
 		if !portsGiven[port] {
 			portsGiven[port] = true
@@ -86,6 +105,24 @@ func FreePort(t testing.TB) int {
 	}
 	t.Fatalf("realserver: no fresh loopback port after %d tries", maxPortTries)
 	return 0
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux
+// defaults to 32768 when the file cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return low
 }
 
 // addr is host:port on the loopback address.

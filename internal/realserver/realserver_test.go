@@ -17,6 +17,9 @@ func TestFreePortIsFreshAndBindable(t *testing.T) {
 			t.Fatalf("FreePort returned %d twice; two servers of one test would collide", p)
 		}
 		seen[p] = true
+		if low := ephemeralLow(); p >= low {
+			t.Fatalf("FreePort returned %d, inside the ephemeral range from %d that outgoing connections take ports from", p, low)
+		}
 		l, err := net.Listen("tcp", addr(p))
 		if err != nil {
 			t.Fatalf("port %d from FreePort is not bindable on loopback: %v", p, err)
