@@ -2,7 +2,6 @@ package observability
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -132,43 +131,13 @@ func sendSpan(t *testing.T, endpoint, service string) string {
 	return id
 }
 
-// readTrace polls Jaeger's query API until the trace is there.
+// readTrace polls Jaeger's query API until the trace holds its one span.
 func readTrace(t *testing.T, queryPort int, traceID string) (service, operation string) {
 	t.Helper()
-	url := fmt.Sprintf("http://127.0.0.1:%d/api/traces/%s", queryPort, traceID)
-	var last string
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(url)
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			_ = resp.Body.Close()
-			last = fmt.Sprintf("%s %s", resp.Status, body)
-			if resp.StatusCode == http.StatusOK {
-				var got struct {
-					Data []struct {
-						Spans []struct {
-							OperationName string `json:"operationName"`
-							ProcessID     string `json:"processID"`
-						} `json:"spans"`
-						Processes map[string]struct {
-							ServiceName string `json:"serviceName"`
-						} `json:"processes"`
-					} `json:"data"`
-				}
-				require.NoError(t, json.Unmarshal(body, &got), "decode %s", url)
-				if len(got.Data) == 1 && len(got.Data[0].Spans) == 1 {
-					sp := got.Data[0].Spans[0]
-					return got.Data[0].Processes[sp.ProcessID].ServiceName, sp.OperationName
-				}
-			}
-		} else {
-			last = err.Error()
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
-	t.Fatalf("trace %s not readable from %s within 30s; last answer: %s", traceID, url, last)
-	return "", ""
+	spans, err := realserver.ReadTrace(fmt.Sprintf("%s:%d", realserver.Loopback, queryPort), traceID,
+		func(s []realserver.TraceSpan) bool { return len(s) == 1 })
+	require.NoError(t, err, "trace %s readable from Jaeger's query API", traceID)
+	return spans[0].Service, spans[0].Operation
 }
 
 func TestJaegerStoresASpanAndServesItBack(t *testing.T) {

@@ -80,19 +80,31 @@ type TraceSpan struct {
 // done(spans) holds or the read timeout passes, so callers can wait for
 // spans that arrive from several services.
 func (j *Jaeger) Trace(traceID string, done func([]TraceSpan) bool) ([]TraceSpan, error) {
-	url := fmt.Sprintf("http://%s/api/traces/%s", addr(j.queryPort), traceID)
+	return ReadTrace(addr(j.queryPort), traceID, done)
+}
+
+// ReadTrace polls the Jaeger query API at queryAddr (host:port) for a trace
+// until done(spans) holds or the read timeout passes, and returns what was
+// last read: for a Jaeger this package did not start (a test running a
+// rendered config with its own binary).
+func ReadTrace(queryAddr, traceID string, done func([]TraceSpan) bool) ([]TraceSpan, error) {
+	url := fmt.Sprintf("http://%s/api/traces/%s", queryAddr, traceID)
 	var spans []TraceSpan
 	var last error
 	for deadline := time.Now().Add(jaegerReadTimeout); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
-		spans, last = j.read(url)
+		spans, last = readTrace(url)
 		if last == nil && done(spans) {
 			return spans, nil
 		}
 	}
+	if last == nil {
+		last = fmt.Errorf("%s: %d spans, not the ones awaited, after %s", url, len(spans), jaegerReadTimeout)
+	}
 	return spans, last
 }
 
-func (j *Jaeger) read(url string) ([]TraceSpan, error) {
+// readTrace reads one answer of the query API as spans.
+func readTrace(url string) ([]TraceSpan, error) {
 	resp, err := http.Get(url)
 	if err != nil {
 		return nil, err
