@@ -7,7 +7,6 @@ package kafka
 import (
 	"errors"
 	"fmt"
-	"regexp"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -83,8 +82,6 @@ type Args struct {
 	AWS AWSArgs
 }
 
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-
 func (a Args) withDefaults() Args {
 	if a.Nodes == 0 {
 		a.Nodes = DefaultNodes
@@ -125,8 +122,8 @@ func (a *Args) Validate(name string) error {
 			errs = append(errs, fmt.Errorf(format, v...))
 		}
 	}
-	check(len(name) <= 40 && dnsLabel.MatchString(name), "name %q: must be a DNS label of at most 40 characters", name)
-	check(dnsLabel.MatchString(a.Namespace), "namespace %q: must be a DNS label", a.Namespace)
+	check(len(name) <= 40 && microservice.DNSLabel(name), "name %q: must be a DNS label of at most 40 characters", name)
+	check(microservice.DNSLabel(a.Namespace), "namespace %q: must be a DNS label", a.Namespace)
 	check(microservice.ImageTagged(a.TopicsImage), "topicsImage %q: must carry an explicit tag or digest other than latest", a.TopicsImage)
 	if err := topics.Validate(a.Topics); err != nil {
 		errs = append(errs, err)
@@ -135,7 +132,7 @@ func (a *Args) Validate(name string) error {
 		check(t.ReplicationFactor <= d.Nodes, "topic %q: replicationFactor %d: more than the %d brokers", t.Name, t.ReplicationFactor, d.Nodes)
 	}
 	for _, from := range a.AllowFrom {
-		check(dnsLabel.MatchString(from), "allowFrom %q: must be a DNS label", from)
+		check(microservice.DNSLabel(from), "allowFrom %q: must be a DNS label", from)
 	}
 	switch a.Flavour {
 	case FlavourInCluster:

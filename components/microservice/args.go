@@ -215,6 +215,10 @@ func (r Resources) Validate() error {
 	return errors.Join(errs...)
 }
 
+// DNSLabel reports whether s is an RFC 1123 label, what Kubernetes accepts
+// as a namespace or a Service name (length limits are the caller's).
+func DNSLabel(s string) bool { return dnsLabel.MatchString(s) }
+
 // ImageTagged reports whether ref pins a tag other than latest, or a digest.
 func ImageTagged(ref string) bool {
 	if ref == "" {

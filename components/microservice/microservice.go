@@ -502,6 +502,17 @@ func (a *Args) networkPolicy(selector map[string]string) *networkingv1.NetworkPo
 	}
 }
 
+// ConfigChecksum is a short digest of config texts, put on pod templates
+// so a config change rolls the pods of a server that does not reload its
+// config by itself.
+func ConfigChecksum(texts ...string) string {
+	h := sha256.New()
+	for _, t := range texts {
+		fmt.Fprintf(h, "%s\x00", t)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
 func checksum(files map[string]string) string {
 	h := sha256.New()
 	for _, k := range slices.Sorted(maps.Keys(files)) {

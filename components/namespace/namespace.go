@@ -5,12 +5,13 @@ package namespace
 
 import (
 	"fmt"
-	"regexp"
 
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/scaleplane/scaleplane/components/microservice"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -36,11 +37,9 @@ type Namespace struct {
 	Name pulumi.StringOutput `pulumi:"name"`
 }
 
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-
 // NewNamespace declares the namespace and its default-deny ingress policy.
 func NewNamespace(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOption) (*Namespace, error) {
-	if args == nil || !dnsLabel.MatchString(args.Name) || len(args.Name) > 63 {
+	if args == nil || !microservice.DNSLabel(args.Name) || len(args.Name) > 63 {
 		return nil, fmt.Errorf("namespace %s: name %q: must be a DNS label of at most 63 characters", name, argsName(args))
 	}
 	n := &Namespace{}

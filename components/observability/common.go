@@ -9,11 +9,8 @@
 package observability
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"regexp"
 
 	autoscalingv2 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/autoscaling/v2"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
@@ -44,8 +41,6 @@ const Component = "observability"
 // and kube-state-metrics images expect; restricted Pod Security needs a
 // non-root user anyway.
 const nobodyUID = 65534
-
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
 // labels are the recommended labels of one workload; the first two select it.
 func labels(name, version string) map[string]string {
@@ -116,10 +111,10 @@ func childOptions(component pulumi.Resource, opts []pulumi.ResourceOption) (pulu
 // checkCommon validates what every component here shares.
 func checkCommon(name, namespace, image string) error {
 	var errs []error
-	if len(name) > 50 || !dnsLabel.MatchString(name) {
+	if len(name) > 50 || !microservice.DNSLabel(name) {
 		errs = append(errs, fmt.Errorf("name %q: must be a DNS label of at most 50 characters", name))
 	}
-	if !dnsLabel.MatchString(namespace) {
+	if !microservice.DNSLabel(namespace) {
 		errs = append(errs, fmt.Errorf("namespace %q: must be a DNS label", namespace))
 	}
 	if !microservice.ImageTagged(image) {
@@ -139,16 +134,6 @@ func selectorOf(l map[string]string) map[string]string {
 		out[k] = l[k]
 	}
 	return out
-}
-
-// checksum of config texts, put on pod templates so a config change rolls
-// the pods (none of these servers reloads its config by itself here).
-func checksum(texts ...string) string {
-	h := sha256.New()
-	for _, t := range texts {
-		fmt.Fprintf(h, "%s\x00", t)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
 // zoneSpread spreads a workload's pods over zones: a hard rule where the

@@ -14,6 +14,8 @@ import (
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/scaleplane/scaleplane/components/microservice"
 )
 
 // JaegerTypeToken is the Pulumi type of the Jaeger component.
@@ -226,7 +228,7 @@ func NewJaeger(ctx *pulumi.Context, name string, args *JaegerArgs, opts ...pulum
 	}
 	var errs []error
 	errs = append(errs, checkCommon(name, args.Namespace, image), args.Storage.Validate())
-	if !dnsLabel.MatchString(args.CollectorNamespace) {
+	if !microservice.DNSLabel(args.CollectorNamespace) {
 		errs = append(errs, fmt.Errorf("collectorNamespace %q: must be a DNS label", args.CollectorNamespace))
 	}
 	replicas := 1
@@ -301,7 +303,7 @@ func NewJaeger(ctx *pulumi.Context, name string, args *JaegerArgs, opts ...pulum
 				"prometheus.io/scrape":           pulumi.String("true"),
 				"prometheus.io/port":             pulumi.String(strconv.Itoa(JaegerMetricsPort)),
 				"prometheus.io/path":             pulumi.String("/metrics"),
-				"scaleplane.dev/config-checksum": pulumi.String(checksum(conf)),
+				"scaleplane.dev/config-checksum": pulumi.String(microservice.ConfigChecksum(conf)),
 			},
 		},
 		Spec: &corev1.PodSpecArgs{

@@ -14,6 +14,8 @@ import (
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
 	rbacv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/rbac/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/scaleplane/scaleplane/components/microservice"
 )
 
 // PrometheusTypeToken is the Pulumi type of the Prometheus component.
@@ -292,7 +294,7 @@ func NewPrometheus(ctx *pulumi.Context, name string, args *PrometheusArgs, opts 
 						"prometheus.io/scrape":           pulumi.String("true"),
 						"prometheus.io/port":             pulumi.String(strconv.Itoa(PrometheusPort)),
 						"prometheus.io/path":             pulumi.String("/metrics"),
-						"scaleplane.dev/config-checksum": pulumi.String(checksum(files["prometheus.yml"], files[RulesFile])),
+						"scaleplane.dev/config-checksum": pulumi.String(microservice.ConfigChecksum(files["prometheus.yml"], files[RulesFile])),
 					},
 				},
 				Spec: &corev1.PodSpecArgs{

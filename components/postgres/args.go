@@ -129,7 +129,6 @@ type Args struct {
 	AWS AWSArgs
 }
 
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 var sqlName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
 func (a Args) withDefaults() Args {
@@ -191,8 +190,8 @@ func (a *Args) Validate(name string) error {
 			errs = append(errs, fmt.Errorf(format, v...))
 		}
 	}
-	check(len(name) <= 30 && dnsLabel.MatchString(name), "name %q: must be a DNS label of at most 30 characters", name)
-	check(dnsLabel.MatchString(a.Namespace), "namespace %q: must be a DNS label", a.Namespace)
+	check(len(name) <= 30 && microservice.DNSLabel(name), "name %q: must be a DNS label of at most 30 characters", name)
+	check(microservice.DNSLabel(a.Namespace), "namespace %q: must be a DNS label", a.Namespace)
 	check(sqlName.MatchString(d.Database), "database %q: must be a lower-case SQL identifier", d.Database)
 	check(sqlName.MatchString(d.User) && d.User != ReplicationUser, "user %q: must be a lower-case SQL identifier other than %s", d.User, ReplicationUser)
 	check(a.AppPassword != nil, "appPassword: required (a Pulumi secret)")
@@ -206,7 +205,7 @@ func (a *Args) Validate(name string) error {
 		errs = append(errs, fmt.Errorf("pooler.%w", err))
 	}
 	for _, from := range a.AllowFrom {
-		check(dnsLabel.MatchString(from), "allowFrom %q: must be a DNS label", from)
+		check(microservice.DNSLabel(from), "allowFrom %q: must be a DNS label", from)
 	}
 	switch a.Flavour {
 	case FlavourInCluster:
@@ -219,7 +218,7 @@ func (a *Args) Validate(name string) error {
 		}
 		check(a.Storage.Sign() > 0, "storage %q: must be positive", a.Storage.String())
 	case FlavourAWS:
-		check(dnsLabel.MatchString(a.AWS.NamePrefix), "aws.namePrefix %q: must be a DNS label (RDS identifiers are unique per region)", a.AWS.NamePrefix)
+		check(microservice.DNSLabel(a.AWS.NamePrefix), "aws.namePrefix %q: must be a DNS label (RDS identifiers are unique per region)", a.AWS.NamePrefix)
 		check(a.AWS.VpcID != nil, "aws.vpcId: required")
 		check(a.AWS.SubnetIDs != nil, "aws.subnetIds: required")
 		check(a.AWS.AllowedSecurityGroupID != nil, "aws.allowedSecurityGroupId: required, it is the only source admitted")

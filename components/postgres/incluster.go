@@ -63,7 +63,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, pw passwords, parent
 	if err != nil {
 		return backend{}, backend{}, wrap(name, "config map", err)
 	}
-	sum := checksum(files[configFile], files[hbaFile])
+	sum := microservice.ConfigChecksum(files[configFile], files[hbaFile])
 	serverArgs := []string{"postgres", "-c", "config_file=" + configDir + "/" + configFile, "-c", "hba_file=" + configDir + "/" + hbaFile}
 	rwPooler := microservice.SelectorLabels(name + "-pgbouncer-rw")
 	roPooler := microservice.SelectorLabels(name + "-pgbouncer-ro")

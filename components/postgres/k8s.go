@@ -1,8 +1,6 @@
 package postgres
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
@@ -79,14 +77,6 @@ func secretEnv(name, secret, key string) corev1.EnvVarArgs {
 	return corev1.EnvVarArgs{Name: pulumi.String(name), ValueFrom: &corev1.EnvVarSourceArgs{
 		SecretKeyRef: &corev1.SecretKeySelectorArgs{Name: pulumi.String(secret), Key: pulumi.String(key)},
 	}}
-}
-
-func checksum(texts ...string) string {
-	h := sha256.New()
-	for _, t := range texts {
-		fmt.Fprintf(h, "%s\x00", t)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
 func wrap(name, what string, err error) error {

@@ -80,7 +80,7 @@ func newPooler(ctx *pulumi.Context, name, role string, a Args, b backend, pw pas
 				Metadata: &metav1.ObjectMetaArgs{
 					Labels: pulumi.ToStringMap(l),
 					Annotations: pulumi.StringMap{"scaleplane.dev/config-checksum": ini.ApplyT(func(s string) string {
-						return checksum(s)
+						return microservice.ConfigChecksum(s)
 					}).(pulumi.StringOutput)},
 				},
 				Spec: &corev1.PodSpecArgs{

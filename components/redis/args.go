@@ -7,7 +7,6 @@ package redis
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -125,8 +124,6 @@ type Args struct {
 	AWS AWSArgs
 }
 
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-
 // withDefaults returns a copy with every zero knob set to its default.
 func (a Args) withDefaults() Args {
 	if a.Shards == 0 {
@@ -175,8 +172,8 @@ func (a *Args) Validate(name string) error {
 			errs = append(errs, fmt.Errorf(format, v...))
 		}
 	}
-	check(len(name) <= 40 && dnsLabel.MatchString(name), "name %q: must be a DNS label of at most 40 characters", name)
-	check(dnsLabel.MatchString(a.Namespace), "namespace %q: must be a DNS label", a.Namespace)
+	check(len(name) <= 40 && microservice.DNSLabel(name), "name %q: must be a DNS label of at most 40 characters", name)
+	check(microservice.DNSLabel(a.Namespace), "namespace %q: must be a DNS label", a.Namespace)
 	check(a.Password != nil, "password: required (a Pulumi secret)")
 	check(d.Shards >= 3 && d.Shards <= 500, "shards %d: must be in 3..500 (Redis Cluster needs three masters to elect a failover)", d.Shards)
 	check(d.ReplicasPerShard <= 5, "replicasPerShard %d: must be in -1..5", a.ReplicasPerShard)
@@ -185,7 +182,7 @@ func (a *Args) Validate(name string) error {
 	check(slices.Contains(evictionPolicies, d.EvictionPolicy), "evictionPolicy %q: must be one of %v", d.EvictionPolicy, evictionPolicies)
 	check(d.NodeTimeoutMillis >= 1000 && d.NodeTimeoutMillis <= 60000, "nodeTimeoutMillis %d: must be in 1000..60000", d.NodeTimeoutMillis)
 	for _, from := range a.AllowFrom {
-		check(dnsLabel.MatchString(from), "allowFrom %q: must be a DNS label", from)
+		check(microservice.DNSLabel(from), "allowFrom %q: must be a DNS label", from)
 	}
 	switch a.Flavour {
 	case FlavourInCluster:
