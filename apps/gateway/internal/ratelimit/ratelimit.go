@@ -55,8 +55,7 @@ type Limiter struct {
 
 	mu       sync.Mutex
 	pending  []*call
-	spare    []*call // a finished batch's slice, reused for the next arrivals
-	flushing bool    // a flusher goroutine owns the pending queue
+	flushing bool // a flusher goroutine owns the pending queue
 }
 
 // call is one Allow waiting for its batch.
@@ -115,21 +114,13 @@ func (l *Limiter) flush() {
 			batch = batch[:maxBatch:maxBatch]
 			l.pending = l.pending[maxBatch:]
 		} else {
-			// spare is never aliased with pending or a batch in flight:
-			// it is handed over here and given back below.
-			l.pending, l.spare = l.spare, nil
+			l.pending = nil
 		}
 		l.mu.Unlock()
 		l.run(batch)
-		for i, c := range batch {
+		for _, c := range batch {
 			close(c.done)
-			batch[i] = nil // let the caller's call be collected
 		}
-		l.mu.Lock()
-		if l.spare == nil {
-			l.spare = batch[:0]
-		}
-		l.mu.Unlock()
 	}
 }
 
