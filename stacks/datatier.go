@@ -31,14 +31,17 @@ type DataSettings struct {
 	// RedisPassword and PostgresPassword are the credentials (set them with
 	// `pulumi config set --secret`); empty means derived (local, dev) or
 	// generated (aws) — see docs/data-tier.md.
-	RedisPassword       string
-	PostgresPassword    string
-	PostgresReplicas    int
-	PostgresResources   microservice.Resources
-	PostgresStorage     resource.Quantity
-	PgBouncerReplicas   microservice.Replicas
-	PgBouncerPoolSize   int
-	KafkaNodes          int
+	RedisPassword     string
+	PostgresPassword  string
+	PostgresReplicas  int
+	PostgresResources microservice.Resources
+	PostgresStorage   resource.Quantity
+	PgBouncerReplicas microservice.Replicas
+	PgBouncerPoolSize int
+	KafkaNodes        int
+	// KafkaImage is the in-cluster Kafka image (local: Debian's JRE and the
+	// Maven Central jars, made by `scaleplane images build`).
+	KafkaImage          string
 	KafkaResources      microservice.Resources
 	KafkaStorage        resource.Quantity
 	AWSRedisNodeType    string
@@ -86,6 +89,14 @@ func dataKnobs() []Knob {
 			func(e *Env, v int) { d(e).PgBouncerPoolSize = v }),
 		intKnob("kafkaNodes", kafka.DefaultNodes, 1, 9, "Kafka brokers (combined KRaft controller+broker in-cluster; 1 only for local, with replication 1).",
 			func(e *Env, v int) { d(e).KafkaNodes = v }),
+		stringKnob("kafkaImage", kafka.DefaultImage, "In-cluster Kafka image (needs sh, java and /opt/kafka/bin/kafka-storage.sh and kafka-server-start.sh); never latest. Under imageRegistry, `scaleplane images build` makes it from Debian's JRE and the Maven Central jars.",
+			func(e *Env, v string) error {
+				if !microservice.ImageTagged(v) {
+					return errors.New("must carry an explicit tag or digest other than latest")
+				}
+				d(e).KafkaImage = v
+				return nil
+			}),
 		quantityKnob("kafkaStorage", "10Gi", "Volume of each in-cluster Kafka pod.", func(e *Env, q resource.Quantity) { d(e).KafkaStorage = q }),
 		stringKnob("awsRedisNodeType", redis.DefaultNodeType, "ElastiCache node type (aws).", func(e *Env, v string) error { d(e).AWSRedisNodeType = v; return nil }),
 		stringKnob("awsPostgresInstanceClass", postgres.DefaultInstanceClass, "RDS instance class of the primary and replicas (aws).",
@@ -241,6 +252,7 @@ func composeData(ctx *pulumi.Context, env *Env, fnd *Foundation, opts ...pulumi.
 		Flavour:            flavour,
 		Namespace:          env.Namespace,
 		Nodes:              ds.KafkaNodes,
+		Image:              ds.KafkaImage,
 		Topics:             env.Topics(),
 		TopicsImage:        env.Image("topics"),
 		AllowFrom:          []string{"gateway", "worker"},

@@ -54,7 +54,7 @@ func TestDataTierFlavourFollowsTheStack(t *testing.T) {
 		aws        bool
 		kafkaNodes float64
 	}{
-		"local": {false, 3}, "dev": {false, 3}, "staging": {true, 3}, "prod": {true, 3},
+		"local": {false, 1}, "dev": {false, 3}, "staging": {true, 3}, "prod": {true, 3},
 	} {
 		t.Run(stack, func(t *testing.T) {
 			g, _, err := render.Stack("..", stack)
@@ -187,5 +187,20 @@ func TestServicesSpeakTLSToManagedStores(t *testing.T) {
 			assert.Equal(t, want, vars["REDIS_TLS"], "%s %s: REDIS_TLS", stack, svc)
 			assert.Equal(t, want, vars["KAFKA_TLS"], "%s %s: KAFKA_TLS", stack, svc)
 		}
+	}
+}
+
+// TestOneKafkaNodeOnlyInLocal: replication 1 loses an acknowledged
+// registration with a disk, so a single node is refused outside local,
+// naming the knob.
+func TestOneKafkaNodeOnlyInLocal(t *testing.T) {
+	for env, ok := range map[string]bool{"local": true, "dev": false} {
+		_, err := stacks.Parse(env, map[string]string{"environment": env, "kafkaNodes": "1"})
+		if ok {
+			assert.NoError(t, err, "%s may run one Kafka node", env)
+			continue
+		}
+		require.Error(t, err, "%s refuses one Kafka node", env)
+		assert.Contains(t, err.Error(), "kafkaNodes", "the error names the knob")
 	}
 }

@@ -140,6 +140,11 @@ func (e *Env) Validate() error {
 		errs = append(errs, &ConfigError{Key: "edgeImage", Value: e.Edge.Image, Allowed: "must carry an explicit tag or digest other than latest"})
 	}
 	errs = append(errs, e.validatePlatform()...)
+	if e.Data.KafkaNodes == 1 && e.Environment != "local" {
+		// Replication 1 loses acknowledged registrations with a disk; the
+		// policy pack allows it in local alone.
+		errs = append(errs, &ConfigError{Key: "kafkaNodes", Value: "1", Allowed: "1 only in the local environment; 3 or more elsewhere"})
+	}
 	if e.Flavour == FlavourAWS && (e.Environment == "local" || e.Environment == "dev") {
 		errs = append(errs, &ConfigError{Key: "flavour", Value: string(e.Flavour), Allowed: "local and dev run in-cluster; aws is for staging and prod"})
 	}

@@ -25,8 +25,9 @@ const TypeToken = "scaleplane:kafka:Kafka"
 // TopicsFile is the topics Job's file, in its ConfigMap and mounted at /etc/topics.
 const TopicsFile = "topics.json"
 
-// kafkaUID is the appuser of the apache/kafka image.
-const kafkaUID = 1000
+// UID is the uid (and gid) Kafka's pods run as: the appuser of the
+// apache/kafka image, and the kafka user of scaleplane's own image.
+const UID = 1000
 
 // Kafka is a Kafka tier. Its outputs are the same in both flavours.
 type Kafka struct {
@@ -187,7 +188,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, parent pulumi.Resour
 					EnableServiceLinks:           pulumi.Bool(false),
 					// Controlled shutdown moves partition leadership away first.
 					TerminationGracePeriodSeconds: pulumi.Int(120),
-					SecurityContext:               microservice.RestrictedPodSecurity(kafkaUID),
+					SecurityContext:               microservice.RestrictedPodSecurity(UID),
 					Affinity: &corev1.AffinityArgs{PodAntiAffinity: &corev1.PodAntiAffinityArgs{
 						PreferredDuringSchedulingIgnoredDuringExecution: corev1.WeightedPodAffinityTermArray{corev1.WeightedPodAffinityTermArgs{
 							Weight:          pulumi.Int(100),

@@ -32,7 +32,7 @@ var KafkaReplication = register(&Rule{
 	Category:    DataTier,
 	Level:       Mandatory,
 	Thresholds:  []string{"minKafkaReplication", "minKafkaInsyncReplicas"},
-	Description: "Kafka broker settings (an in-cluster server.properties or an MSK configuration) set default.replication.factor ≥ minKafkaReplication (3) and min.insync.replicas ≥ minKafkaInsyncReplicas (2) with no unclean leader election; an MSK cluster has at least minKafkaReplication brokers; every declared topic has replication ≥ minKafkaReplication.",
+	Description: "Kafka broker settings (an in-cluster server.properties or an MSK configuration) set default.replication.factor ≥ minKafkaReplication (3; 1 in local, whose one machine runs one node) and min.insync.replicas ≥ minKafkaInsyncReplicas (2; 1 in local) with no unclean leader election; an MSK cluster has at least minKafkaReplication brokers; every declared topic has replication ≥ minKafkaReplication.",
 	Remediation: "Use the kafka component's defaults (3 nodes, replication 3, min.insync.replicas 2) and declare topics without lowering their replication.",
 	Rationale:   "The queue is what 'cushions the database from traffic spikes': the gateway answers 202 Accepted once the record is written, so an acknowledged record must survive a broker's loss. Replication 3 with min ISR 2 and acks=all does; replication 1 loses it.",
 	CheckResource: func(r Resource, t Thresholds) []string {

@@ -61,9 +61,12 @@ type Thresholds struct {
 // Prod is the environment with the strictest defaults.
 const Prod = "prod"
 
+// Local is the laptop environment: one node, one Kafka broker.
+const Local = "local"
+
 // DefaultThresholds returns the platform's thresholds for an environment:
-// the articles' numbers everywhere, and in prod three replicas, a hard
-// zone spread and a Postgres read replica.
+// the articles' numbers everywhere, in prod three replicas, a hard zone
+// spread and a Postgres read replica, and in local a single Kafka node.
 func DefaultThresholds(environment string) Thresholds {
 	t := Thresholds{
 		Environment:               environment,
@@ -85,6 +88,13 @@ func DefaultThresholds(environment string) Thresholds {
 		DefaultPoolSize:           10,
 		KafkaGroupEnv:             "KAFKA_GROUP",
 		KafkaTopicEnv:             "KAFKA_TOPIC",
+	}
+	if environment == Local {
+		// One machine runs the whole stack: a single combined Kafka node
+		// (replication 1) is the only Kafka that fits, and a broker's loss
+		// there is a restart on the same volume, not a lost disk.
+		t.MinKafkaReplication = 1
+		t.MinKafkaInsyncReplicas = 1
 	}
 	if environment == Prod {
 		t.MinReplicas = 3
