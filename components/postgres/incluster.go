@@ -11,12 +11,16 @@ import (
 	"github.com/scaleplane/scaleplane/components/microservice"
 )
 
+// ConfigDir is where the database pods mount the ConfigMap (ConfigFiles).
+const ConfigDir = "/etc/postgresql"
+
 // Paths inside the database pods.
 const (
-	configDir  = "/etc/postgresql"
-	dataMount  = "/var/lib/postgresql/data"
+	configDir = ConfigDir
+	dataMount = "/var/lib/postgresql/data"
+	// pgData is a subdirectory of the volume: initdb wants a 0700
+	// directory of its own, which a volume's root may not be.
 	pgData     = dataMount + "/pgdata"
-	initDir    = "/docker-entrypoint-initdb.d"
 	runDir     = "/var/run/postgresql"
 	configFile = "postgresql.conf"
 	hbaFile    = "pg_hba.conf"
@@ -34,7 +38,6 @@ const (
 // the backends the poolers front.
 func newInCluster(ctx *pulumi.Context, name string, a Args, pw passwords, parent pulumi.ResourceOption) (backend, backend, error) {
 	ns := a.Namespace
-	conf := a.Conf()
 	l := microservice.Labels(name, "database", "")
 	creds := name + "-credentials"
 	if _, err := corev1.NewSecret(ctx, name+"-credentials-secret", &corev1.SecretArgs{
@@ -50,12 +53,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, pw passwords, parent
 	}
 	primaryName, replicaName := name+"-primary", name+"-replica"
 	primaryHost := fmt.Sprintf("%s-0.%s.%s.svc.cluster.local", primaryName, primaryName, ns)
-	files := map[string]string{
-		configFile:           RenderConf(conf),
-		hbaFile:              RenderHBA(conf),
-		InitScriptName:       RenderInitScript(conf),
-		BasebackupScriptName: RenderBasebackupScript(primaryHost, conf),
-	}
+	files := a.ConfigFiles(primaryHost, Port)
 	cm, err := corev1.NewConfigMap(ctx, name+"-config", &corev1.ConfigMapArgs{
 		Metadata: meta(name, ns, l),
 		Data:     pulumi.ToStringMap(files),
@@ -64,7 +62,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, pw passwords, parent
 		return backend{}, backend{}, wrap(name, "config map", err)
 	}
 	sum := microservice.ConfigChecksum(files[configFile], files[hbaFile])
-	serverArgs := []string{"postgres", "-c", "config_file=" + configDir + "/" + configFile, "-c", "hba_file=" + configDir + "/" + hbaFile}
+	serverArgs := append([]string{"postgres"}, ServerArgs()...)
 	rwPooler := microservice.SelectorLabels(name + "-pgbouncer-rw")
 	roPooler := microservice.SelectorLabels(name + "-pgbouncer-ro")
 	primarySel := microservice.SelectorLabels(primaryName)
@@ -72,15 +70,15 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, pw passwords, parent
 
 	primary := dbSet{
 		name: primaryName, selector: primarySel, replicas: 1, image: a.Image, a: a, cm: cm, checksum: sum,
-		command: []string{"docker-entrypoint.sh"}, args: serverArgs,
+		// The component's own start script, not an image's entrypoint:
+		// it initialises an empty volume, then execs postgres serverArgs.
+		command: []string{"sh", configDir + "/" + StartScriptName}, args: serverArgs[1:],
 		env: corev1.EnvVarArray{
 			corev1.EnvVarArgs{Name: pulumi.String("PGDATA"), Value: pulumi.String(pgData)},
-			corev1.EnvVarArgs{Name: pulumi.String("POSTGRES_USER"), Value: pulumi.String("postgres")},
 			secretEnv("POSTGRES_PASSWORD", creds, superuserKey),
 			secretEnv("REPLICATION_PASSWORD", creds, replicationKey),
 			secretEnv("APP_PASSWORD", creds, appKey),
 		},
-		initScripts: true,
 	}
 	if err := primary.declare(ctx, name, "primary", parent); err != nil {
 		return backend{}, backend{}, err
@@ -132,6 +130,26 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, pw passwords, parent
 	return rw, ro, nil
 }
 
+// ConfigFiles are the database pods' ConfigMap, mounted at ConfigDir:
+// postgresql.conf, pg_hba.conf, the primary's start and init scripts and
+// the replicas' base backup script (of the primary at host:port).
+func (a Args) ConfigFiles(primaryHost string, primaryPort int) map[string]string {
+	conf := a.Conf()
+	return map[string]string{
+		configFile:           RenderConf(conf),
+		hbaFile:              RenderHBA(conf),
+		InitScriptName:       RenderInitScript(conf),
+		StartScriptName:      RenderStartScript(configDir + "/" + InitScriptName),
+		BasebackupScriptName: RenderBasebackupScript(primaryHost, primaryPort, conf),
+	}
+}
+
+// ServerArgs are postgres' arguments in both roles (after the start
+// script on the primary): the rendered config files from ConfigDir.
+func ServerArgs() []string {
+	return []string{"-c", "config_file=" + configDir + "/" + configFile, "-c", "hba_file=" + configDir + "/" + hbaFile}
+}
+
 func clusterIPService(ctx *pulumi.Context, resName, objName, ns string, l, selector map[string]string, parent pulumi.ResourceOption) (*corev1.Service, error) {
 	return corev1.NewService(ctx, resName, &corev1.ServiceArgs{
 		Metadata: meta(objName, ns, l),
@@ -147,18 +165,17 @@ func clusterIPService(ctx *pulumi.Context, resName, objName, ns string, l, selec
 
 // dbSet is one StatefulSet of database pods (the primary or the replicas).
 type dbSet struct {
-	name        string
-	selector    map[string]string
-	replicas    int
-	image       string
-	a           Args
-	cm          *corev1.ConfigMap
-	checksum    string
-	command     []string
-	args        []string
-	env         corev1.EnvVarArray
-	initScripts bool
-	basebackup  bool
+	name       string
+	selector   map[string]string
+	replicas   int
+	image      string
+	a          Args
+	cm         *corev1.ConfigMap
+	checksum   string
+	command    []string
+	args       []string
+	env        corev1.EnvVarArray
+	basebackup bool
 }
 
 func (s dbSet) declare(ctx *pulumi.Context, name, role string, parent pulumi.ResourceOption) error {
@@ -192,13 +209,6 @@ func (s dbSet) declare(ctx *pulumi.Context, name, role string, parent pulumi.Res
 		corev1.VolumeMountArgs{Name: pulumi.String("run"), MountPath: pulumi.String(runDir)},
 		corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")},
 		corev1.VolumeMountArgs{Name: pulumi.String("shm"), MountPath: pulumi.String("/dev/shm")},
-	}
-	if s.initScripts {
-		volumes = append(volumes, corev1.VolumeArgs{Name: pulumi.String("init"), ConfigMap: &corev1.ConfigMapVolumeSourceArgs{
-			Name:  cmName,
-			Items: corev1.KeyToPathArray{corev1.KeyToPathArgs{Key: pulumi.String(InitScriptName), Path: pulumi.String(InitScriptName)}},
-		}})
-		mounts = append(mounts, corev1.VolumeMountArgs{Name: pulumi.String("init"), MountPath: pulumi.String(initDir), ReadOnly: pulumi.Bool(true)})
 	}
 	isReady := func(period, failures int) *corev1.ProbeArgs {
 		return &corev1.ProbeArgs{

@@ -10,7 +10,11 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
-// postgresUID is the postgres user of the official Debian-based image.
+// postgresUID runs the database pods: the postgres account of both the
+// official image and the Debian one `scaleplane images build` makes (which
+// pins it to 999 for this reason, internal/images postgresAccount). initdb
+// and the server refuse a uid without a passwd entry, and one uid for both
+// images keeps a volume usable by either.
 const postgresUID = 999
 
 // poolerUID runs PgBouncer; it needs no home, only its mounted files.

@@ -123,6 +123,11 @@ func TestRenderedConfsCarryTheReplicationAndBudgetRules(t *testing.T) {
 		"app = host=postgres-rw.ns.svc.cluster.local port=5432 dbname=app"} {
 		assert.Contains(t, ini, want+"\n", "pgbouncer.ini must contain %q", want)
 	}
+	start := RenderStartScript("/etc/postgresql/" + InitScriptName)
+	for _, want := range []string{"--auth=scram-sha-256", "--pwfile=", "--locale=C.UTF-8", "listen_addresses=''", "sh /etc/postgresql/10-roles.sh", `exec postgres "$@"`} {
+		assert.Contains(t, start, want, "start.sh must contain %q", want)
+	}
+	assert.NotContains(t, start, "$POSTGRES_PASSWORD\" --", "the password never goes on a command line")
 	init := RenderInitScript(c)
 	assert.Contains(t, init, ":'app_password'", "the password is a psql variable from the environment")
 	assert.NotContains(t, init, "app-secret", "no password in the init script")
@@ -165,6 +170,17 @@ func TestInClusterDeclaresPrimaryReplicasAndPoolers(t *testing.T) {
 	pod := replica["spec"].ObjectValue()["template"].ObjectValue()["spec"].ObjectValue()
 	initCmd := pod["initContainers"].ArrayValue()[0].ObjectValue()["command"].ArrayValue()
 	assert.Equal(t, "/etc/postgresql/basebackup.sh", initCmd[1].StringValue(), "replicas bootstrap with the base-backup script")
+	primary := m.named("kubernetes:apps/v1:StatefulSet", "postgres-primary-statefulset")
+	require.NotNil(t, primary, "the primary StatefulSet")
+	pc := primary["spec"].ObjectValue()["template"].ObjectValue()["spec"].ObjectValue()["containers"].ArrayValue()[0].ObjectValue()
+	var cmd []string
+	for _, v := range pc["command"].ArrayValue() {
+		cmd = append(cmd, v.StringValue())
+	}
+	// The component's start script, not an image's docker-entrypoint.sh:
+	// the Debian image has none.
+	assert.Equal(t, []string{"sh", "/etc/postgresql/start.sh"}, cmd, "the primary runs the rendered start script")
+	assert.Equal(t, "-c", pc["args"].ArrayValue()[0].StringValue(), "its args are postgres' (the script execs postgres \"$@\")")
 	for _, s := range sets {
 		c := s.Inputs["spec"].ObjectValue()["template"].ObjectValue()["spec"].ObjectValue()["containers"].ArrayValue()[0].ObjectValue()
 		sc := c["securityContext"].ObjectValue()

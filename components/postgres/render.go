@@ -147,18 +147,20 @@ func RenderPgBouncerIni(p PgBouncer) string {
 	return b.String()
 }
 
-// InitScriptName is the init script the primary's entrypoint runs once,
-// on an empty data directory.
+// InitScriptName is the init script the primary's start script runs once,
+// when it initialises an empty data directory.
 const InitScriptName = "10-roles.sh"
 
 // RenderInitScript renders the script that creates the replication role
 // and the application's role and database. Passwords come from the
-// environment (the Secret) as psql variables, never from the file.
+// environment (the Secret) as psql variables, never from the file; the
+// server, user and password come from libpq's PG* variables, which the
+// start script points at its temporary server.
 func RenderInitScript(c Conf) string {
 	return fmt.Sprintf(`#!/bin/sh
-# 10-roles.sh rendered by scaleplane components/postgres; run once by the image's entrypoint on an empty data directory.
+# 10-roles.sh rendered by scaleplane components/postgres; run once by start.sh on a new cluster.
 set -eu
-psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
+psql -v ON_ERROR_STOP=1 --no-psqlrc --dbname postgres \
   -v repl_password="$REPLICATION_PASSWORD" -v app_password="$APP_PASSWORD" <<'SQL'
 CREATE ROLE %[1]s WITH REPLICATION LOGIN PASSWORD :'repl_password';
 CREATE ROLE %[2]s WITH LOGIN PASSWORD :'app_password';
@@ -167,14 +169,76 @@ SQL
 `, c.ReplicationUser, c.ApplicationUser, c.ApplicationDB)
 }
 
+// StartScriptName is the primary's command (`sh start.sh <postgres args>`).
+const StartScriptName = "start.sh"
+
+// RenderStartScript renders the primary's start script, so the pod needs
+// nothing of an image but PostgreSQL's own programs and sh: the Debian
+// image scaleplane builds has no docker-entrypoint.sh, and the official
+// image runs this as well.
+//
+// A data directory with PG_VERSION is started as it is. Otherwise the
+// cluster is made beside it (PGDATA.initdb): initdb with the superuser
+// postgres, its password from POSTGRES_PASSWORD through a 0600 file in a
+// private mktemp directory (never on a command line), SCRAM for every
+// connection and UTF8 with the C.UTF-8 locale (glibc's built-in one, so no
+// locales package is needed); then a temporary server listening on a unix
+// socket in that private directory only (no TCP client can reach a
+// half-made cluster, and /var/run/postgresql need not be writable) runs the
+// init scripts and stops; only then is the directory renamed to PGDATA.
+// A start that dies half way leaves no PG_VERSION in PGDATA, so the next
+// one starts over instead of serving a cluster without its roles. PGDATA
+// is a subdirectory of the volume: initdb wants a 0700 directory of its
+// own, which a volume's root (maybe 1777, not ours) is not.
+// Finally the script execs postgres with its arguments, so the server is
+// the container's main process and gets its signals.
+func RenderStartScript(initScripts ...string) string {
+	var run strings.Builder
+	for _, s := range initScripts {
+		fmt.Fprintf(&run, "  PGHOST=\"$work\" PGPORT=%d PGUSER=postgres PGPASSWORD=\"$POSTGRES_PASSWORD\" sh %s\n", Port, s)
+	}
+	return fmt.Sprintf(`#!/bin/sh
+# start.sh rendered by scaleplane components/postgres; edit the component, not this file.
+set -eu
+: "${PGDATA:?names the data directory}"
+if [ -s "$PGDATA/PG_VERSION" ]; then
+  echo "start.sh: $PGDATA holds a cluster; starting it as it is"
+else
+  : "${POSTGRES_PASSWORD:?holds the superuser's password}"
+  if [ -d "$PGDATA" ] && [ -n "$(ls -A "$PGDATA")" ]; then
+    echo "start.sh: $PGDATA holds files but no cluster (no PG_VERSION); refusing to initialise over them" >&2
+    exit 1
+  fi
+  staging="$PGDATA.initdb"
+  rm -rf "$staging"
+  work=$(mktemp -d)
+  trap 'pg_ctl -D "$staging" -m immediate -w stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+  (umask 077 && printf '%%s\n' "$POSTGRES_PASSWORD" > "$work/pwfile")
+  echo "start.sh: initialising a cluster in $staging"
+  initdb -D "$staging" --username=postgres --pwfile="$work/pwfile" --auth=scram-sha-256 \
+    --encoding=UTF8 --locale=C.UTF-8
+  rm -f "$work/pwfile"
+  pg_ctl -D "$staging" -w -t 120 -o "-c listen_addresses='' -c unix_socket_directories='$work' -p %[1]d" start
+%[2]s  pg_ctl -D "$staging" -m fast -w -t 120 stop
+  trap - EXIT
+  rm -rf "$work"
+  if [ -d "$PGDATA" ]; then rmdir "$PGDATA"; fi
+  mv "$staging" "$PGDATA"
+  echo "start.sh: initialised $PGDATA"
+fi
+exec postgres "$@"
+`, Port, run.String())
+}
+
 // BasebackupScriptName is the replica init container's script.
 const BasebackupScriptName = "basebackup.sh"
 
 // RenderBasebackupScript renders the replica's bootstrap: on an empty data
 // directory, a base backup of the primary with -R, which writes
 // standby.signal and primary_conninfo so the server starts as a streaming
-// standby. A replica with data starts as it is.
-func RenderBasebackupScript(primaryHost string, c Conf) string {
+// standby. A replica with data starts as it is. The replication password
+// comes from PGPASSWORD.
+func RenderBasebackupScript(primaryHost string, primaryPort int, c Conf) string {
 	return fmt.Sprintf(`#!/bin/sh
 # basebackup.sh rendered by scaleplane components/postgres.
 set -eu
@@ -189,5 +253,5 @@ until pg_isready -h %[1]s -p %[2]d -q; do
 done
 pg_basebackup -h %[1]s -p %[2]d -U %[3]s -D "$PGDATA" -R -X stream -c fast
 chmod 0700 "$PGDATA"
-`, primaryHost, Port, c.ReplicationUser)
+`, primaryHost, primaryPort, c.ReplicationUser)
 }

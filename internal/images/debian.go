@@ -113,13 +113,15 @@ var DebianServers = []DebianSpec{
 	{Name: "haproxy", Packages: []string{"haproxy"}, User: "haproxy",
 		Entrypoint: []string{"/usr/sbin/haproxy"}, Cmd: []string{"-db", "-f", "/etc/haproxy/haproxy.cfg"}},
 	{Name: "pgbouncer", Packages: []string{"pgbouncer"}, User: "postgres",
-		Entrypoint: []string{"/usr/sbin/pgbouncer"}, Cmd: []string{"/etc/pgbouncer/pgbouncer.ini"}, Ports: []string{"6432/tcp"}},
+		Entrypoint: []string{"/usr/sbin/pgbouncer"}, Cmd: []string{"/etc/pgbouncer/pgbouncer.ini"}, Ports: []string{"6432/tcp"},
+		Files: postgresAccount},
 	{Name: "postgresql", Packages: []string{"postgresql-15"}, User: "postgres",
 		Entrypoint: []string{"/usr/lib/postgresql/15/bin/postgres"},
 		Env:        []string{"PATH=/usr/lib/postgresql/15/bin:" + debianPath, "LANG=C.UTF-8", "PGDATA=/var/lib/postgresql/data"},
 		Workdir:    "/var/lib/postgresql", Ports: []string{"5432/tcp"},
-		// The data directory lives on the pod's volume; no cluster in the image.
-		Files: map[string]string{"/etc/postgresql-common/createcluster.d/scaleplane.conf": "create_main_cluster = false\n"},
+		// The data directory lives on the pod's volume; no cluster in the
+		// image. The postgres account is 999:999 (postgresAccount).
+		Files: withPostgresAccount(map[string]string{"/etc/postgresql-common/createcluster.d/scaleplane.conf": "create_main_cluster = false\n"}),
 		// LLVM is only the JIT's (postgresql-15 depends on it): without
 		// llvmjit.so PostgreSQL runs with JIT off, and the image is 130 MB
 		// smaller.
@@ -136,6 +138,91 @@ var DebianServers = []DebianSpec{
 	// above it.
 	{Name: "jre", Packages: []string{"openjdk-17-jre-headless"}, User: "nobody",
 		Entrypoint: []string{"/usr/bin/java"}, Proc: true},
+}
+
+// postgresAccount pre-seeds the postgres account as uid and gid 999 in the
+// PostgreSQL and PgBouncer images, before postgresql-common's postinst runs:
+// it creates the account only when `getent passwd postgres` finds none, so
+// the seeded one is kept. Left to adduser, the uid is the first free system
+// id (100 today), which moves whenever another package creates an account
+// first; 999 is fixed, and it is the uid the official postgres image uses,
+// so components/postgres runs pods as 999 with either image and a volume
+// initialised by one is readable by the other. Pinning it here is simpler
+// than carrying the image's uid into the stack's config. initdb and the
+// server need the running uid in /etc/passwd ("could not look up effective
+// user ID"), so a pod uid without an entry is not an option. The files are
+// bookworm's base-passwd masters (what debootstrap's base holds) plus the
+// one account; only passwd and group are seeded: writeFiles makes files
+// 0644, wrong for shadow, and a system account needs no shadow entry.
+var postgresAccount = map[string]string{
+	"/etc/passwd": `root:x:0:0:root:/root:/bin/bash
+daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
+bin:x:2:2:bin:/bin:/usr/sbin/nologin
+sys:x:3:3:sys:/dev:/usr/sbin/nologin
+sync:x:4:65534:sync:/bin:/bin/sync
+games:x:5:60:games:/usr/games:/usr/sbin/nologin
+man:x:6:12:man:/var/cache/man:/usr/sbin/nologin
+lp:x:7:7:lp:/var/spool/lpd:/usr/sbin/nologin
+mail:x:8:8:mail:/var/mail:/usr/sbin/nologin
+news:x:9:9:news:/var/spool/news:/usr/sbin/nologin
+uucp:x:10:10:uucp:/var/spool/uucp:/usr/sbin/nologin
+proxy:x:13:13:proxy:/bin:/usr/sbin/nologin
+www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin
+backup:x:34:34:backup:/var/backups:/usr/sbin/nologin
+list:x:38:38:Mailing List Manager:/var/list:/usr/sbin/nologin
+irc:x:39:39:ircd:/run/ircd:/usr/sbin/nologin
+_apt:x:42:65534::/nonexistent:/usr/sbin/nologin
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+postgres:x:999:999:PostgreSQL administrator,,,:/var/lib/postgresql:/bin/bash
+`,
+	"/etc/group": `root:x:0:
+daemon:x:1:
+bin:x:2:
+sys:x:3:
+adm:x:4:
+tty:x:5:
+disk:x:6:
+lp:x:7:
+mail:x:8:
+news:x:9:
+uucp:x:10:
+man:x:12:
+proxy:x:13:
+kmem:x:15:
+dialout:x:20:
+fax:x:21:
+voice:x:22:
+cdrom:x:24:
+floppy:x:25:
+tape:x:26:
+sudo:x:27:
+audio:x:29:
+dip:x:30:
+www-data:x:33:
+backup:x:34:
+operator:x:37:
+list:x:38:
+irc:x:39:
+src:x:40:
+shadow:x:42:
+utmp:x:43:
+video:x:44:
+sasl:x:45:
+plugdev:x:46:
+staff:x:50:
+games:x:60:
+users:x:100:
+nogroup:x:65534:
+postgres:x:999:
+`,
+}
+
+// withPostgresAccount adds postgresAccount to a spec's files.
+func withPostgresAccount(files map[string]string) map[string]string {
+	for p, c := range postgresAccount {
+		files[p] = c
+	}
+	return files
 }
 
 // DebianServerSpec returns the spec named name from DebianServers.
