@@ -38,7 +38,12 @@ type DataSettings struct {
 	PostgresStorage   resource.Quantity
 	PgBouncerReplicas microservice.Replicas
 	PgBouncerPoolSize int
-	KafkaNodes        int
+	// PostgresImage and PgBouncerImage are the in-cluster database and
+	// pooler images (local: the Debian-based ones `scaleplane images
+	// build` makes and loads).
+	PostgresImage  string
+	PgBouncerImage string
+	KafkaNodes     int
 	// KafkaImage is the in-cluster Kafka image (local: Debian's JRE and the
 	// Maven Central jars, made by `scaleplane images build`).
 	KafkaImage          string
@@ -78,6 +83,10 @@ func dataKnobs() []Knob {
 			}),
 		secretKnob("redisPassword", "Redis AUTH password (pulumi config set --secret; 16-128 characters, no @ \" / or spaces); empty: derived from the stack in-cluster, generated once on aws and kept in the state.",
 			func(e *Env, v string) error { d(e).RedisPassword = v; return checkPassword(v) }),
+		imageKnob("postgresImage", postgres.DefaultImage, "In-cluster PostgreSQL 15 image (needs sh, mktemp and PostgreSQL's programs on PATH: the pods run the component's own start script, not an image entrypoint; runs as uid 999, which needs a passwd entry); never latest. Under imageRegistry, `scaleplane images build` makes it from Debian's postgresql-15.",
+			func(e *Env, v string) { d(e).PostgresImage = v }),
+		imageKnob("pgbouncerImage", postgres.DefaultPgBouncerImage, "PgBouncer image of the in-cluster poolers (needs pgbouncer on PATH); never latest. Under imageRegistry, `scaleplane images build` makes it from Debian's pgbouncer.",
+			func(e *Env, v string) { d(e).PgBouncerImage = v }),
 		intKnob("postgresReplicas", 1, 0, 5, "Postgres streaming read replicas (RDS read replicas on aws).", func(e *Env, v int) { d(e).PostgresReplicas = v }),
 		quantityKnob("postgresStorage", "10Gi", "Volume of each in-cluster Postgres pod.", func(e *Env, q resource.Quantity) { d(e).PostgresStorage = q }),
 		secretKnob("postgresPassword", "Password of the application's Postgres role (pulumi config set --secret; 16-128 characters, no @ \" / or spaces); empty: derived in-cluster, generated once on aws and kept in the state.",
@@ -110,6 +119,19 @@ func dataKnobs() []Knob {
 	ks = append(ks, res("postgres", "250m", "512Mi", func(s *DataSettings) *microservice.Resources { return &s.PostgresResources })...)
 	ks = append(ks, res("kafka", "250m", "1Gi", func(s *DataSettings) *microservice.Resources { return &s.KafkaResources })...)
 	return ks
+}
+
+// imageKnob is a string knob holding an image reference, refused without
+// an explicit tag or digest, or tagged latest: a pod must run the same
+// image on every node and after every restart.
+func imageKnob(key, def, doc string, set func(*Env, string)) Knob {
+	return stringKnob(key, def, doc, func(e *Env, v string) error {
+		if !microservice.ImageTagged(v) {
+			return errors.New("must carry an explicit tag or digest other than latest")
+		}
+		set(e, v)
+		return nil
+	})
 }
 
 // credential is a knob's password, or, when unset, one derived from the
@@ -226,7 +248,9 @@ func composeData(ctx *pulumi.Context, env *Env, fnd *Foundation, opts ...pulumi.
 		SuperuserPassword:   superuserPassword,
 		ReplicationPassword: replicationPassword,
 		Replicas:            ds.PostgresReplicas,
+		Image:               ds.PostgresImage,
 		Pooler: postgres.PoolerArgs{
+			Image: ds.PgBouncerImage,
 			Resources: microservice.Resources{
 				CPURequest: resource.MustParse("50m"), MemoryRequest: resource.MustParse("32Mi"), MemoryLimit: resource.MustParse("64Mi"),
 			},

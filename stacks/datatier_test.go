@@ -204,3 +204,47 @@ func TestOneKafkaNodeOnlyInLocal(t *testing.T) {
 		assert.Contains(t, err.Error(), "kafkaNodes", "the error names the knob")
 	}
 }
+
+// podImages maps each workload of kind typ (by resource name) to its first
+// container's image.
+func podImages(g *render.Graph, typ string) map[string]string {
+	out := map[string]string{}
+	for _, r := range g.ByType(typ) {
+		spec, _ := r.Inputs["spec"].(map[string]any)
+		tmpl, _ := spec["template"].(map[string]any)
+		pod, _ := tmpl["spec"].(map[string]any)
+		cs, _ := pod["containers"].([]any)
+		if len(cs) > 0 {
+			out[r.Name], _ = cs[0].(map[string]any)["image"].(string)
+		}
+	}
+	return out
+}
+
+// TestPostgresImagesFollowTheKnobs: local runs the Debian-based database
+// and pooler images `scaleplane images build` makes; dev keeps the
+// defaults; a reference without a tag, or latest, is refused naming the key.
+func TestPostgresImagesFollowTheKnobs(t *testing.T) {
+	for stack, want := range map[string][2]string{
+		"local": {"scaleplane.local/postgresql:15.20", "scaleplane.local/pgbouncer:1.18.0"},
+		"dev":   {"postgres:15.10", "ghcr.io/cloudnative-pg/pgbouncer:1.23.0"},
+	} {
+		g, _, err := render.Stack("..", stack)
+		require.NoError(t, err, "render %s", stack)
+		sets := podImages(g, "kubernetes:apps/v1:StatefulSet")
+		for _, name := range []string{"postgres-primary-statefulset", "postgres-replica-statefulset"} {
+			assert.Equal(t, want[0], sets[name], "%s: %s runs postgresImage", stack, name)
+		}
+		deps := podImages(g, "kubernetes:apps/v1:Deployment")
+		for _, name := range []string{"postgres-pgbouncer-rw-deployment", "postgres-pgbouncer-ro-deployment"} {
+			assert.Equal(t, want[1], deps[name], "%s: %s runs pgbouncerImage", stack, name)
+		}
+	}
+	for _, key := range []string{"postgresImage", "pgbouncerImage"} {
+		for _, bad := range []string{"scaleplane.local/postgresql", "scaleplane.local/postgresql:latest"} {
+			_, err := stacks.Parse("local", map[string]string{"environment": "local", key: bad})
+			require.Error(t, err, "%s=%s is refused", key, bad)
+			assert.Contains(t, err.Error(), key, "the error names the knob")
+		}
+	}
+}

@@ -191,7 +191,7 @@ type server struct {
 // registry) is the user's to provide.
 func serverImages(env *stacks.Env) map[string]string {
 	out := map[string]string{}
-	for _, ref := range []string{env.Data.RedisImage, env.Edge.Image} {
+	for _, ref := range []string{env.Data.RedisImage, env.Edge.Image, env.Data.PostgresImage, env.Data.PgBouncerImage} {
 		repo, _, ok := strings.Cut(strings.TrimPrefix(ref, env.ImageRegistry+"/"), ":")
 		if !ok || !strings.HasPrefix(ref, env.ImageRegistry+"/") {
 			continue
