@@ -141,3 +141,40 @@ func TestTraceContextCrossesKafkaHeadersAndReachesLogs(t *testing.T) {
 		t.Errorf("log trace_id = %v, want %s", line["trace_id"], spans[0].SpanContext.TraceID())
 	}
 }
+
+// TestOTLPEndpointIsAURLOrHostPort: the stacks set the endpoint as the
+// specification's URL; the gRPC exporter needs host:port, and the scheme
+// decides TLS. A URL the exporter cannot dial is refused at start.
+func TestOTLPEndpointIsAURLOrHostPort(t *testing.T) {
+	for _, tc := range []struct {
+		value, host string
+		insecure    bool
+		bad         bool
+	}{
+		{"http://otel-collector.scaleplane.svc.cluster.local:4317", "otel-collector.scaleplane.svc.cluster.local:4317", true, false},
+		{"https://collector.example.com:4317", "collector.example.com:4317", false, false},
+		{"collector:4317", "collector:4317", true, false},
+		{"grpc://collector:4317", "", false, true},
+		{"http://collector:4318/v1/traces", "", false, true},
+	} {
+		e := NewEnv(func(k string) (string, bool) {
+			if k == "OTEL_EXPORTER_OTLP_ENDPOINT" {
+				return tc.value, true
+			}
+			return "", false
+		})
+		c := TelemetryFromEnv(e, "gateway")
+		if tc.bad {
+			if err := e.Err(); err == nil || !strings.Contains(err.Error(), "OTEL_EXPORTER_OTLP_ENDPOINT") {
+				t.Errorf("%s: want an error naming the variable, got %v", tc.value, err)
+			}
+			continue
+		}
+		if err := e.Err(); err != nil {
+			t.Errorf("%s: %v", tc.value, err)
+		}
+		if c.OTLPEndpoint != tc.host || c.OTLPInsecure != tc.insecure {
+			t.Errorf("%s: endpoint %q insecure %v, want %q %v", tc.value, c.OTLPEndpoint, c.OTLPInsecure, tc.host, tc.insecure)
+		}
+	}
+}

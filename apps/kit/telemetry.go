@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
@@ -53,6 +54,17 @@ func TelemetryFromEnv(e *Env, service string) TelemetryConfig {
 	c := TelemetryConfig{Service: service}
 	c.OTLPEndpoint = e.String("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 	c.OTLPInsecure = e.Bool("OTEL_EXPORTER_OTLP_INSECURE", true)
+	// The specification makes the endpoint a URL (what the stacks set:
+	// http://otel-collector.<ns>:4317), whose scheme decides TLS; the gRPC
+	// exporter wants host:port, and a bare host:port is accepted too.
+	if scheme, host, ok := strings.Cut(c.OTLPEndpoint, "://"); ok {
+		switch {
+		case (scheme == "http" || scheme == "https") && host != "" && !strings.ContainsAny(host, "/?#"):
+			c.OTLPEndpoint, c.OTLPInsecure = host, scheme == "http"
+		default:
+			e.fail("OTEL_EXPORTER_OTLP_ENDPOINT", c.OTLPEndpoint, "must be host:port or http(s)://host:port (OTLP over gRPC, no path)")
+		}
+	}
 	c.SampleRatio = e.Float("OTEL_TRACES_SAMPLER_ARG", 1, 0, 1)
 	switch lvl := e.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"); lvl {
 	case "debug":

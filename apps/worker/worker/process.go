@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
@@ -70,7 +71,28 @@ VALUES ($1::uuid, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`
 // store inserts the items in one transaction; ON CONFLICT DO NOTHING makes a
 // redelivered record (same id, same idempotency key) a no-op, which is what
 // turns at-least-once delivery into exactly one row.
+//
+// Each record's trace gets a client span of the write: the batch is one
+// transaction, but a registration's trace should show where it was stored.
 func (w *Worker) store(ctx context.Context, items []*item) error {
+	spans := make([]trace.Span, len(items))
+	for i, it := range items {
+		_, spans[i] = w.tracer.Start(it.ctx, "INSERT users", trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(kit.Attr("db.system.name", "postgresql"), kit.Attr("db.operation.name", "INSERT"),
+				kit.Attr("db.collection.name", "users"), attribute.Int("db.operation.batch.size", len(items))))
+	}
+	err := w.insert(ctx, items)
+	for _, s := range spans {
+		if err != nil {
+			s.SetStatus(codes.Error, err.Error())
+		}
+		s.End()
+	}
+	return err
+}
+
+// insert runs the batch of inserts in one transaction.
+func (w *Worker) insert(ctx context.Context, items []*item) error {
 	return pgx.BeginFunc(ctx, w.db, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		for _, it := range items {
