@@ -54,12 +54,12 @@ func TestUpstreamPromtoolBuildsAndKnowsKubernetesDiscovery(t *testing.T) {
 	}
 }
 
-func TestWarmObservabilityReportsBothTools(t *testing.T) {
-	for _, dir := range []func() (string, bool, error){JaegerDir, PromtoolDir} {
+func TestWarmObservabilityReportsEveryTool(t *testing.T) {
+	for _, dir := range []func() (string, bool, error){JaegerDir, PromtoolDir, PrometheusDir, KubeStateMetricsDir} {
 		if _, cached, err := dir(); err != nil {
 			t.Fatalf("cache lookup: %v", err)
 		} else if !cached {
-			t.Skip("the observability tools are not cached yet; TestJaegerBuildsAndRuns and TestUpstreamPromtool... build them")
+			t.Skip("the observability tools are not cached yet; TestJaegerBuildsAndRuns, TestUpstreamPromtool..., TestPrometheus... and TestKubeStateMetrics... build them")
 		}
 	}
 	var logged []string
@@ -67,9 +67,16 @@ func TestWarmObservabilityReportsBothTools(t *testing.T) {
 		logged = append(logged, fmt.Sprintf(format, args...))
 	})
 	if err != nil {
-		t.Fatalf("WarmObservability with both tools cached: %v", err)
+		t.Fatalf("WarmObservability with every tool cached: %v", err)
 	}
-	if len(logged) != 2 || !strings.HasPrefix(logged[0], "jaeger "+JaegerVersion) || !strings.HasPrefix(logged[1], "promtool "+PrometheusModuleVersion) {
-		t.Fatalf("WarmObservability logged %q, want the jaeger then the promtool line", logged)
+	want := []string{"jaeger " + JaegerVersion, "promtool " + PrometheusModuleVersion,
+		"prometheus " + PrometheusModuleVersion, "kube-state-metrics " + KubeStateMetricsVersion}
+	if len(logged) != len(want) {
+		t.Fatalf("WarmObservability logged %q, want lines starting %q", logged, want)
+	}
+	for i := range want {
+		if !strings.HasPrefix(logged[i], want[i]+":") {
+			t.Fatalf("WarmObservability logged %q, want lines starting %q", logged, want)
+		}
 	}
 }

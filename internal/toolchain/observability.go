@@ -2,11 +2,13 @@ package toolchain
 
 import "context"
 
-// WarmObservability builds the observability tools the tests prove the
-// rendered configs with: Jaeger v2 (also the collector that validates and
-// runs the collector config) and the upstream promtool of the in-cluster
-// Prometheus release. Both take tens of minutes of wall time on two busy
-// cores the first time, so CI should warm them before the tests.
+// WarmObservability builds the observability tools: Jaeger v2 (also the
+// collector that validates and runs the collector config), the upstream
+// promtool of the in-cluster Prometheus release that the tests prove the
+// rendered configs with, and the upstream Prometheus server and
+// kube-state-metrics that `images build` puts in the local stack's images.
+// Each takes minutes (Jaeger tens of minutes) of wall time on two busy cores
+// the first time, so CI should warm them before the tests.
 func WarmObservability(ctx context.Context, logf func(format string, args ...any)) error {
 	j, err := Jaeger(ctx)
 	if err != nil {
@@ -18,5 +20,15 @@ func WarmObservability(ctx context.Context, logf func(format string, args ...any
 		return err
 	}
 	logf("promtool %s: %s", PrometheusModuleVersion, p)
+	prom, err := Prometheus(ctx)
+	if err != nil {
+		return err
+	}
+	logf("prometheus %s: %s", prom.Version, prom.Dir)
+	ksm, err := KubeStateMetrics(ctx)
+	if err != nil {
+		return err
+	}
+	logf("kube-state-metrics %s: %s", ksm.Version, ksm.Dir)
 	return nil
 }
