@@ -13,7 +13,6 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/scaleplane/scaleplane/internal/toolchain"
 	"github.com/scaleplane/scaleplane/stacks"
 )
 
@@ -234,45 +233,6 @@ func buildServers(ctx context.Context, env *stacks.Env, log io.Writer) ([]server
 		}
 		out = append(out, sv)
 		fmt.Fprintf(log, "images: %s %s (%s)\n", ref, sv.Digest[:19], sv.DigestRef)
-	}
-	return out, nil
-}
-
-// toolImages are the stack's images of a Go program the toolchain builds
-// from the module proxy (Jaeger), under the stack's registry: reference ->
-// tool name.
-func toolImages(env *stacks.Env) map[string]string {
-	out := map[string]string{}
-	prefix := env.ImageRegistry + "/jaeger:"
-	// Jaeger v2 is an OpenTelemetry Collector distribution: the same binary
-	// runs the stack's collector config (proven by the observability tests).
-	for _, ref := range []string{env.Observability.JaegerImage, env.Observability.CollectorImage} {
-		if strings.HasPrefix(ref, prefix) {
-			out[ref] = "jaeger"
-		}
-	}
-	return out
-}
-
-// buildToolImages makes a one-binary image of each tool the stack points
-// at (the binary is the cached build the real-server tests run too).
-func buildToolImages(ctx context.Context, env *stacks.Env, log io.Writer) ([]server, error) {
-	var out []server
-	for ref, tool := range toolImages(env) {
-		j, err := toolchain.Jaeger(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("images: %s: %w", ref, err)
-		}
-		img, err := FromBinary(Spec{Binary: j.Path, Path: "/app/" + tool})
-		if err != nil {
-			return nil, fmt.Errorf("images: %s: %w", ref, err)
-		}
-		sv, err := tagImage(tool, ref, img)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, sv)
-		fmt.Fprintf(log, "images: %s %s (%s, Jaeger %s from the module proxy)\n", ref, sv.Digest[:19], sv.DigestRef, j.Version)
 	}
 	return out, nil
 }

@@ -1,0 +1,127 @@
+package images
+
+import (
+	"archive/tar"
+	"context"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/scaleplane/scaleplane/internal/toolchain"
+	"github.com/scaleplane/scaleplane/stacks"
+)
+
+func stackEnv(t *testing.T, stack string) *stacks.Env {
+	t.Helper()
+	values, err := stacks.ReadStackConfig("../..", stack)
+	require.NoError(t, err, "reading stack %s", stack)
+	env, err := stacks.Parse(stack, values)
+	require.NoError(t, err, "parsing stack %s", stack)
+	return env
+}
+
+// TestLocalToolImages: the local stack points Jaeger (and the collector),
+// Prometheus and kube-state-metrics at its own registry, with the tags of the
+// releases the toolchain builds, so images build makes all three.
+func TestLocalToolImages(t *testing.T) {
+	got := toolImages(stackEnv(t, "local"))
+	assert.Equal(t, map[string]string{
+		"scaleplane.local/jaeger:v1.76.0":             "jaeger",
+		"scaleplane.local/prometheus:v2.55.1":         "prometheus",
+		"scaleplane.local/kube-state-metrics:v2.16.0": "kube-state-metrics",
+	}, got, "the local stack's tool images")
+	assert.NoError(t, checkToolTags(got), "local's tags are the built releases")
+	// The other stacks pull the public images (or their registry's own).
+	for _, stack := range []string{"dev", "staging", "prod"} {
+		assert.Empty(t, toolImages(stackEnv(t, stack)), "%s makes no tool image", stack)
+	}
+}
+
+func TestToolTagsMatchTheToolchain(t *testing.T) {
+	want := map[string]string{
+		"jaeger":             toolchain.JaegerVersion,
+		"prometheus":         "v" + toolchain.PrometheusRelease,
+		"kube-state-metrics": toolchain.KubeStateMetricsVersion,
+	}
+	require.Len(t, tools, len(want))
+	for _, tool := range tools {
+		assert.Equal(t, want[tool.Name], tool.Tag, "%s's tag", tool.Name)
+	}
+	err := checkToolTags(map[string]string{"scaleplane.local/prometheus:dev": "prometheus"})
+	require.Error(t, err, "a tag that is not the built release is refused")
+	assert.Contains(t, err.Error(), "v2.55.1", "the error names the tag to use")
+}
+
+// TestToolImagesRunTheCachedBinariesAsNonRoot makes the local stack's tool
+// images exactly as images build does (from the cached builds; it skips
+// when one is not cached rather than build it here) and checks each: the
+// binary alone at /app/<name>, byte for byte the cached build, as the
+// entrypoint, run by a numeric non-root user. Prometheus' pod overrides the
+// user with 65534 and fsGroup 65534, which makes the volume its TSDB writes
+// to writable; the image user is the fallback.
+func TestToolImagesRunTheCachedBinariesAsNonRoot(t *testing.T) {
+	for _, dir := range []func() (string, bool, error){toolchain.JaegerDir, toolchain.PrometheusDir, toolchain.KubeStateMetricsDir} {
+		d, cached, err := dir()
+		require.NoError(t, err)
+		if !cached {
+			t.Skipf("%s is not built yet (the toolchain tests or scaleplane warm build it)", d)
+		}
+	}
+	servers, err := buildToolImages(context.Background(), stackEnv(t, "local"), io.Discard)
+	require.NoError(t, err, "making the local tool images")
+	require.Len(t, servers, 3, "one image per tool")
+	for _, sv := range servers {
+		tool, ok := toolByName(sv.Name)
+		require.True(t, ok, "%s is a tool", sv.Name)
+		bin, err := tool.Binary(context.Background())
+		require.NoError(t, err)
+		want, err := os.ReadFile(bin)
+		require.NoError(t, err)
+
+		cf, err := sv.Image.ConfigFile()
+		require.NoError(t, err)
+		uid, gid, ok := strings.Cut(cf.Config.User, ":")
+		require.True(t, ok, "%s: user %q is uid:gid", sv.Ref, cf.Config.User)
+		for _, id := range []string{uid, gid} {
+			n, err := strconv.Atoi(id)
+			require.NoError(t, err, "%s: user %q is numeric (runAsNonRoot needs it)", sv.Ref, cf.Config.User)
+			assert.NotZero(t, n, "%s: not root", sv.Ref)
+		}
+		path := "/app/" + sv.Name
+		assert.Equal(t, []string{path}, cf.Config.Entrypoint, "%s: the binary is the entrypoint", sv.Ref)
+		assert.Equal(t, "/", cf.Config.WorkingDir, "%s: working directory", sv.Ref)
+
+		layers, err := sv.Image.Layers()
+		require.NoError(t, err)
+		require.Len(t, layers, 1, "%s: one layer", sv.Ref)
+		size, err := layers[0].Size()
+		require.NoError(t, err)
+		rc, err := layers[0].Uncompressed()
+		require.NoError(t, err)
+		tr := tar.NewReader(rc)
+		var found bool
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			require.NoError(t, err)
+			if h.Name != strings.TrimPrefix(path, "/") {
+				continue
+			}
+			found = true
+			assert.Equal(t, int64(0o555), h.Mode, "%s: read-only executable", sv.Ref)
+			got, err := io.ReadAll(tr)
+			require.NoError(t, err)
+			assert.True(t, string(got) == string(want), "%s: %s is the cached build %s", sv.Ref, path, bin)
+		}
+		_ = rc.Close()
+		assert.True(t, found, "%s: %s is in the layer", sv.Ref, path)
+		t.Logf("%s: binary %.1f MB, compressed layer %.1f MB", sv.Ref, float64(len(want))/1e6, float64(size)/1e6)
+	}
+}
