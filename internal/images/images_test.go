@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/scaleplane/scaleplane/internal/render"
 	"github.com/scaleplane/scaleplane/stacks"
 )
 
@@ -135,5 +136,49 @@ func TestServerImagesAreThoseUnderTheStacksRegistry(t *testing.T) {
 				t.Errorf("%s: %s built from spec %q, want %q", stack, ref, got[ref], spec)
 			}
 		}
+	}
+}
+
+// TestEveryLocalImageIsBuiltHere renders the local stack and requires every
+// container image of every workload to be one `images build` makes: the
+// embedded node has no registry, so any other reference is a pod that
+// never starts.
+func TestEveryLocalImageIsBuiltHere(t *testing.T) {
+	g, env, err := render.Stack("../..", "local")
+	if err != nil {
+		t.Fatalf("render local: %v", err)
+	}
+	refs, err := Refs("../..", env)
+	if err != nil {
+		t.Fatalf("refs: %v", err)
+	}
+	built := map[string]bool{}
+	for _, r := range refs {
+		built[r] = true
+	}
+	var seen int
+	for _, typ := range []string{"kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:batch/v1:Job"} {
+		for _, r := range g.ByType(typ) {
+			spec, _ := r.Inputs["spec"].(map[string]any)
+			tmpl, _ := spec["template"].(map[string]any)
+			pod, _ := tmpl["spec"].(map[string]any)
+			for _, key := range []string{"initContainers", "containers"} {
+				list, _ := pod[key].([]any)
+				for _, c := range list {
+					c, _ := c.(map[string]any)
+					img, _ := c["image"].(string)
+					seen++
+					if !built[img] {
+						t.Errorf("%s %s: %s %q is not an image images build makes (%v)", typ, r.Name, key, img, refs)
+					}
+					if c["imagePullPolicy"] != "IfNotPresent" {
+						t.Errorf("%s %s: image %q has pull policy %v, want IfNotPresent (no registry to pull from)", typ, r.Name, img, c["imagePullPolicy"])
+					}
+				}
+			}
+		}
+	}
+	if seen < 10 {
+		t.Errorf("found %d container images in the local stack; the walk is broken", seen)
 	}
 }

@@ -155,6 +155,11 @@ func Build(ctx context.Context, o BuildOptions) ([]Service, error) {
 			return nil, err
 		}
 		servers = append(servers, tools...)
+		k, err := buildKafka(ctx, env, o.Log)
+		if err != nil {
+			return nil, err
+		}
+		servers = append(servers, k...)
 	}
 	for _, sv := range servers {
 		built = append(built, sv.Service)
@@ -176,6 +181,32 @@ func Build(ctx context.Context, o BuildOptions) ([]Service, error) {
 		fmt.Fprintf(o.Log, "images: wrote %s\n", file)
 	}
 	return built, nil
+}
+
+// Refs are the references `images build` makes for a stack: one per main
+// package under apps/ and each server, tool and Kafka image under the
+// stack's registry. A stack that refers to anything else on a node without
+// a registry leaves a pod that cannot start.
+func Refs(root string, env *stacks.Env) ([]string, error) {
+	svcs, err := Services(root)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, svc := range svcs {
+		out = append(out, env.Image(svc))
+	}
+	for ref := range serverImages(env) {
+		out = append(out, ref)
+	}
+	for ref := range toolImages(env) {
+		out = append(out, ref)
+	}
+	if strings.HasPrefix(env.Data.KafkaImage, env.ImageRegistry+"/kafka:") {
+		out = append(out, env.Data.KafkaImage)
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 // server is one Debian-based server image the stack points at.
