@@ -38,6 +38,26 @@ func (h *Health) AddCheck(name string, c Check) {
 	h.checks[name] = c
 }
 
+// AddStartupCheck registers a check of a dependency every replica shares
+// (Kafka, Redis): it holds readiness back until it first passes, and from
+// then on a failure no longer makes the pod unready. Otherwise one shared
+// outage makes every replica unready at once, the Service loses all its
+// endpoints, and the edge answers 502/504 even to requests the pods could
+// serve (cached reads) or refuse properly (503 with Retry-After).
+func (h *Health) AddStartupCheck(name string, c Check) {
+	var passed atomic.Bool
+	h.AddCheck(name, func(ctx context.Context) error {
+		if passed.Load() {
+			return nil
+		}
+		err := c(ctx)
+		if err == nil {
+			passed.Store(true)
+		}
+		return err
+	})
+}
+
 // Started marks the service as having finished its start-up.
 func (h *Health) Started() { h.started.Store(true) }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -176,5 +177,31 @@ func TestOTLPEndpointIsAURLOrHostPort(t *testing.T) {
 		if c.OTLPEndpoint != tc.host || c.OTLPInsecure != tc.insecure {
 			t.Errorf("%s: endpoint %q insecure %v, want %q %v", tc.value, c.OTLPEndpoint, c.OTLPInsecure, tc.host, tc.insecure)
 		}
+	}
+}
+
+// TestStartupCheckGatesReadinessOnce: a shared dependency keeps the pod
+// unready until it first answers, and its later outage does not take the
+// pod (and with it every replica) out of its Service.
+func TestStartupCheckGatesReadinessOnce(t *testing.T) {
+	h := NewHealth(time.Second)
+	h.Started()
+	up := false
+	h.AddStartupCheck("kafka", func(context.Context) error {
+		if !up {
+			return errors.New("no broker")
+		}
+		return nil
+	})
+	if failed := h.Ready(context.Background()); failed["kafka"] == "" {
+		t.Fatalf("ready before Kafka ever answered: %v", failed)
+	}
+	up = true
+	if failed := h.Ready(context.Background()); len(failed) != 0 {
+		t.Fatalf("not ready once Kafka answered: %v", failed)
+	}
+	up = false
+	if failed := h.Ready(context.Background()); len(failed) != 0 {
+		t.Fatalf("a later Kafka outage made the pod unready: %v", failed)
 	}
 }

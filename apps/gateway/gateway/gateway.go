@@ -107,8 +107,12 @@ func New(ctx context.Context, cfg Config, tel *kit.Telemetry) (_ *Gateway, err e
 		[]string{"reason"})
 	tel.Metrics.Registry.MustRegister(g.rejected)
 
-	g.health.AddCheck("redis", kit.RedisCheck(g.redis))
-	g.health.AddCheck("kafka", func(ctx context.Context) error { return g.kafka.Ping(ctx) })
+	// Shared by every gateway pod: they gate start-up only (see
+	// AddStartupCheck); afterwards Redis failing is absorbed (the limiter
+	// fails open, the cache falls back to the users service) and Kafka
+	// failing turns registrations into 503s with Retry-After.
+	g.health.AddStartupCheck("redis", kit.RedisCheck(g.redis))
+	g.health.AddStartupCheck("kafka", func(ctx context.Context) error { return g.kafka.Ping(ctx) })
 
 	g.httpSrv = kit.NewHTTPServer(tel.HTTPHandler(g.routes(), "gateway"), cfg.HTTPTimeouts, tel.Metrics, tel.Logger)
 	g.httpSrv.RegisterOnShutdown(g.hub.Close)

@@ -34,9 +34,13 @@ type Config struct {
 	// RetryBase and RetryMax shape the backoff of transient store failures
 	// (the database restarting): retried, never sent to the dead letters.
 	RetryBase, RetryMax time.Duration
-	DrainDelay          time.Duration
-	ShutdownTimeout     time.Duration
-	Telemetry           kit.TelemetryConfig
+	// StoreTimeout bounds one store attempt: a primary that vanished
+	// without closing its connections (a killed pod) would otherwise hold
+	// the batch, and its partitions, until the kernel gives up on TCP.
+	StoreTimeout    time.Duration
+	DrainDelay      time.Duration
+	ShutdownTimeout time.Duration
+	Telemetry       kit.TelemetryConfig
 	// OnStored, when set, is called after a batch's transaction committed
 	// and before its offsets are: the window in which a crash causes a
 	// redelivery. Tests use it to crash there on purpose; ctx is the batch's
@@ -59,14 +63,15 @@ func ConfigFromEnv(e *kit.Env) (Config, error) {
 			Memory:  uint32(e.Int("ARGON2_MEMORY_KIB", int(account.DefaultHashParams.Memory), 8, 1<<22)),
 			Threads: uint8(e.Int("ARGON2_THREADS", int(account.DefaultHashParams.Threads), 1, 255)),
 		},
-		DatabaseRW: e.Required("DATABASE_URL_RW", "Postgres URL of the primary (through PgBouncer)"),
-		MaxConns:   e.Int("DATABASE_MAX_CONNS", 4, 1, 1000),
-		Migrate:    e.Bool("MIGRATE", true),
-		Redis:      kit.RedisFromEnv(e),
-		AdminAddr:  e.Addr("ADMIN_ADDR", ":9092"),
-		RetryBase:  e.Duration("STORE_RETRY_BASE", 100*time.Millisecond, time.Millisecond, time.Minute),
-		RetryMax:   e.Duration("STORE_RETRY_MAX", 5*time.Second, time.Millisecond, 10*time.Minute),
-		Telemetry:  kit.TelemetryFromEnv(e, "worker"),
+		DatabaseRW:   e.Required("DATABASE_URL_RW", "Postgres URL of the primary (through PgBouncer)"),
+		MaxConns:     e.Int("DATABASE_MAX_CONNS", 4, 1, 1000),
+		Migrate:      e.Bool("MIGRATE", true),
+		Redis:        kit.RedisFromEnv(e),
+		AdminAddr:    e.Addr("ADMIN_ADDR", ":9092"),
+		RetryBase:    e.Duration("STORE_RETRY_BASE", 100*time.Millisecond, time.Millisecond, time.Minute),
+		RetryMax:     e.Duration("STORE_RETRY_MAX", 5*time.Second, time.Millisecond, 10*time.Minute),
+		StoreTimeout: e.Duration("STORE_TIMEOUT", 15*time.Second, 100*time.Millisecond, 10*time.Minute),
+		Telemetry:    kit.TelemetryFromEnv(e, "worker"),
 	}
 	c.DrainDelay, c.ShutdownTimeout = kit.LifecycleFromEnv(e)
 	c.DrainDelay = e.Duration("DRAIN_DELAY", 0, 0, time.Minute) // no traffic is routed to a worker

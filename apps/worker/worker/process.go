@@ -116,7 +116,9 @@ func (w *Worker) insert(ctx context.Context, items []*item) error {
 // and full jitter until ctx ends; a poison error is returned at once.
 func (w *Worker) storeWithRetry(ctx context.Context, items []*item) error {
 	for attempt := 0; ; attempt++ {
-		err := w.store(ctx, items)
+		actx, cancel := context.WithTimeout(ctx, w.cfg.StoreTimeout)
+		err := w.store(actx, items)
+		cancel()
 		if err == nil || isPoison(err) || ctx.Err() != nil {
 			return err
 		}
