@@ -265,6 +265,20 @@ func TestDebianImagesRunTheRenderedStartScriptReplicaAndPooler(t *testing.T) {
 	_, err = pgx.Connect(ctx, dsn("postgres", "wrong-password", primaryPort, "postgres"))
 	assert.Error(t, err, "a wrong password is refused")
 
+	// A second pod on the same volume (a force-deleted pod's replacement)
+	// waits for the running postmaster instead of starting beside it.
+	second := pg.run(t, postgres.PostgresUIDForTest, secrets, append(append([]string{"sh", script}, postgres.ServerArgs()...), loopback(realserver.FreePort(t))...)...)
+	require.Eventually(t, func() bool { return strings.Contains(second.output(), "another postmaster holds") }, 20*time.Second, 100*time.Millisecond,
+		"the second start waits for the lock:\n%s", second.output())
+	select {
+	case <-second.done:
+		t.Fatalf("the second start exited instead of waiting:\n%s", second.output())
+	default:
+	}
+	require.NoError(t, second.cmd.Process.Kill(), "stop the waiting start")
+	var one int
+	require.NoError(t, app.QueryRow(ctx, "SELECT 1").Scan(&one), "the first postmaster still serves")
+
 	// The replica: the init container's script, then postgres with the
 	// same config, as the replica pods run them.
 	replicaMount := "/var/lib/postgresql/replica"

@@ -208,6 +208,18 @@ func RenderStartScript(initScripts ...string) string {
 # start.sh rendered by scaleplane components/postgres; edit the component, not this file.
 set -eu
 : "${PGDATA:?names the data directory}"
+# At most one postmaster per data directory. PostgreSQL's postmaster.pid
+# cannot tell: every container's postmaster is PID 1, which it takes for
+# its own. A pod deleted with --force is replaced while its postmaster
+# still runs (two of them on one volume lost committed rows in the
+# deploy suite); this lock, held through fd 9 by the server and its
+# children until the last one exits, makes the replacement wait.
+lock="$(dirname "$PGDATA")/.postmaster.lock"
+exec 9>>"$lock"
+until flock -n 9; do
+  echo "start.sh: another postmaster holds $lock; waiting for it to exit"
+  sleep 1
+done
 if [ -s "$PGDATA/PG_VERSION" ]; then
   echo "start.sh: $PGDATA holds a cluster; starting it as it is"
 else
