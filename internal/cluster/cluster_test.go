@@ -84,6 +84,7 @@ func TestConfigsCarryTheSettingsPodsNeedHere(t *testing.T) {
 	assert.Equal(t, false, kubelet["failCgroupV1"], "these machines run cgroup v1")
 	assert.Equal(t, float64(0), kubelet["readOnlyPort"], "no unauthenticated kubelet port")
 	assert.Equal(t, []any{DNSServiceIP}, kubelet["clusterDNS"], "pods resolve through CoreDNS")
+	assert.Equal(t, float64(100), kubelet["imageGCHighThresholdPercent"], "no image GC: nothing it removes can be pulled back here")
 
 	for name, m := range map[string]string{"coredns": corednsManifest(), "metrics-server": metricsServerManifest()} {
 		for i, doc := range strings.Split(m, "\n---\n") {

@@ -206,7 +206,10 @@ func cniConfig(runDir string) string {
 // kubeletConfig: cgroupfs (no systemd here), cgroup v1 accepted, webhook
 // authentication and authorization so only the API server (and
 // metrics-server through its RBAC) reads the kubelet, no read-only port,
-// and pod logs under the state directory.
+// and pod logs under the state directory. Image garbage collection is off
+// (high threshold 100): this node has no registry, so an image the kubelet
+// removes cannot be pulled back — it removed the pause image once when the
+// shared disk ran full, and no pod could start until the next images build.
 func (c *Cluster) kubeletConfig() string {
 	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -235,8 +238,8 @@ tlsPrivateKeyFile: %q
 podLogsDir: %q
 serializeImagePulls: false
 maxPods: 110
-imageGCHighThresholdPercent: 95
-imageGCLowThresholdPercent: 90
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
 evictionHard:
   memory.available: 200Mi
   nodefs.available: 3%%
