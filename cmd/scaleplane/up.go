@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -193,21 +194,38 @@ func topology(root, stack, dir string) (string, error) {
 	return files.DOT, nil
 }
 
-// howToReach prints the gateway's and the edge's addresses. With the
-// embedded cluster, Service IPs are reachable from this machine through
-// kube-proxy's rules.
+// howToReach prints where the gateway, the edge, Jaeger's UI and
+// Prometheus answer. With the embedded cluster, Service IPs are reachable
+// from this machine through kube-proxy's rules.
 func howToReach(ctx context.Context, w io.Writer, kubectl, kc string, res pulumicli.Result) {
 	ns, _ := res.Outputs["namespace"].(string)
 	if ns == "" {
 		return
 	}
+	// port empty: the Service's first port.
+	type target struct{ label, namespace, service, port, path string }
+	targets := []target{{"gateway", ns, "gateway", "", "/"}, {"edge", ns, fmt.Sprint(res.Outputs["edgeService"]), "", "/"}}
+	// The observability outputs are in-cluster URLs: <service>.<namespace>.svc...
+	for _, o := range []struct{ label, output, path string }{{"jaeger", "jaegerQueryUrl", "/search"}, {"prometheus", "prometheusUrl", "/api/v1/targets"}} {
+		u, err := url.Parse(fmt.Sprint(res.Outputs[o.output]))
+		if err != nil {
+			continue
+		}
+		if parts := strings.Split(u.Hostname(), "."); len(parts) > 2 {
+			targets = append(targets, target{o.label, parts[1], parts[0], u.Port(), o.path})
+		}
+	}
 	fmt.Fprintln(w, "\nreach it:")
-	for _, svc := range []string{"gateway", fmt.Sprint(res.Outputs["edgeService"])} {
-		out, err := runOut(ctx, kubectl, "--kubeconfig", kc, "-n", ns, "get", "service", svc, "-o", `jsonpath={.spec.clusterIP}:{.spec.ports[0].port}`)
+	for _, t := range targets {
+		out, err := runOut(ctx, kubectl, "--kubeconfig", kc, "-n", t.namespace, "get", "service", t.service, "-o", `jsonpath={.spec.clusterIP}:{.spec.ports[0].port}`)
 		if err != nil || strings.HasPrefix(out, "None") || out == "" {
 			continue
 		}
-		fmt.Fprintf(w, "  %-8s curl http://%s/   (from this machine; elsewhere: kubectl -n %s port-forward svc/%s LOCALPORT:%s)\n", svc, out, ns, svc, out[strings.LastIndex(out, ":")+1:])
+		if t.port != "" {
+			out = out[:strings.LastIndex(out, ":")+1] + t.port
+		}
+		fmt.Fprintf(w, "  %-10s curl http://%s%s   (from this machine; elsewhere: kubectl -n %s port-forward svc/%s LOCALPORT:%s)\n",
+			t.label, out, t.path, t.namespace, t.service, out[strings.LastIndex(out, ":")+1:])
 	}
 	fmt.Fprintf(w, "  kubectl: export KUBECONFIG=%s\n", kc)
 }
