@@ -55,7 +55,7 @@ const (
 func checkPostgresPrimaryKilled(t *testing.T, c *stackClient) {
 	domain := fmt.Sprintf("pgkill-%d.it.example.com", time.Now().UnixNano())
 	flow := duringFailure(t, c, domain, func() {
-		k8s.RunKubectl(t, c.app, "delete", "pod", "postgres-primary-0", "--grace-period=1", "--wait=false")
+		k8s.RunKubectlContext(t, t.Context(), c.app, "delete", "pod", "postgres-primary-0", "--grace-period=1", "--wait=false")
 		waitPodBack(t, c, "postgres-primary-0")
 	})
 	assertAllStored(t, c, flow)
@@ -68,7 +68,7 @@ func checkPostgresPrimaryKilled(t *testing.T, c *stackClient) {
 func checkKafkaRestarted(t *testing.T, c *stackClient) {
 	domain := fmt.Sprintf("kafkarestart-%d.it.example.com", time.Now().UnixNano())
 	flow := duringFailure(t, c, domain, func() {
-		k8s.RunKubectl(t, c.app, "delete", "pod", "kafka-0", "--wait=false")
+		k8s.RunKubectlContext(t, t.Context(), c.app, "delete", "pod", "kafka-0", "--wait=false")
 		waitPodBack(t, c, "kafka-0")
 	})
 	assertAllStored(t, c, flow)
@@ -103,7 +103,7 @@ func checkRedisMasterDeleted(t *testing.T, c *stackClient) {
 	flow := flowRegistrations(rctx, c.edge, domain, flowRate/2)
 	time.Sleep(flowBefore)
 	failedAt := time.Now()
-	k8s.RunKubectl(t, c.app, "delete", "pod", master, "--wait=false")
+	k8s.RunKubectlContext(t, t.Context(), c.app, "delete", "pod", master, "--wait=false")
 	_, err = retry.DoWithRetryContextE(t, ctx, "the Redis cluster fails over", redisFormRetries, redisFormInterval, func() (string, error) {
 		if time.Since(failedAt) < 5*time.Second {
 			return "", fmt.Errorf("the deleted master's node timeout has not passed")
