@@ -70,21 +70,10 @@ func FromBinary(spec Spec) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(layerTar)), nil
-	})
+	img, cf, err := appendLayer(empty.Image, layerTar)
 	if err != nil {
-		return nil, fmt.Errorf("images: making layer: %w", err)
+		return nil, err
 	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		return nil, fmt.Errorf("images: appending layer: %w", err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, fmt.Errorf("images: reading config: %w", err)
-	}
-	cf = cf.DeepCopy()
 	cf.OS = "linux"
 	cf.Architecture = "amd64"
 	cf.Created = v1.Time{Time: epoch}
@@ -108,6 +97,26 @@ func FromBinary(spec Spec) (v1.Image, error) {
 		return nil, fmt.Errorf("images: setting config: %w", err)
 	}
 	return img, nil
+}
+
+// appendLayer adds an uncompressed layer tar to base and returns the image
+// with a copy of its config for the caller to edit and set.
+func appendLayer(base v1.Image, layerTar []byte) (v1.Image, *v1.ConfigFile, error) {
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(layerTar)), nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("images: making layer: %w", err)
+	}
+	img, err := mutate.AppendLayers(base, layer)
+	if err != nil {
+		return nil, nil, fmt.Errorf("images: appending layer: %w", err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, nil, fmt.Errorf("images: reading config: %w", err)
+	}
+	return img, cf.DeepCopy(), nil
 }
 
 // binaryLayer is the uncompressed tar of one layer: the binary's parent

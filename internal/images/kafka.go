@@ -13,7 +13,6 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/scaleplane/scaleplane/components/kafka"
 	"github.com/scaleplane/scaleplane/internal/toolchain"
@@ -50,19 +49,6 @@ exec java -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData \
   -cp '/opt/kafka/libs/*' kafka.tools.StorageTool "$@"
 `
 
-// kafkaLog4j sends everything to stdout, where the kubelet keeps it, minus
-// the full config dump every client and server prints at INFO.
-const kafkaLog4j = `status = error
-appender.out.type = Console
-appender.out.name = STDOUT
-appender.out.layout.type = PatternLayout
-appender.out.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.out.ref = STDOUT
-logger.config.name = org.apache.kafka.common.config.AbstractConfig
-logger.config.level = WARN
-`
-
 // KafkaImage makes the in-cluster Kafka image: the Debian base and JRE
 // layers (shared with the other server images), and one layer with the
 // Kafka jars from Maven Central (the cached distribution the real-server
@@ -90,21 +76,10 @@ func KafkaImage(ctx context.Context, opts DebianOptions) (v1.Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("images: kafka: %w", err)
 	}
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(layerTar)), nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("images: kafka: layer: %w", err)
-	}
-	img, err := mutate.AppendLayers(jre.Image, layer)
+	img, cf, err := appendLayer(jre.Image, layerTar)
 	if err != nil {
 		return nil, fmt.Errorf("images: kafka: %w", err)
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, fmt.Errorf("images: kafka: %w", err)
-	}
-	cf = cf.DeepCopy()
 	cf.Config.User = fmt.Sprintf("%d:%d", kafka.UID, kafka.UID)
 	cf.Config.Entrypoint = []string{KafkaHome + "/bin/kafka-server-start.sh"}
 	cf.Config.Cmd = nil
@@ -149,7 +124,7 @@ func kafkaLayer(libDir string, passwd, group []byte) ([]byte, error) {
 		func() error { return file("opt/kafka/bin/kafka-server-start.sh", 0o555, []byte(kafkaServerStart)) },
 		func() error { return file("opt/kafka/bin/kafka-storage.sh", 0o555, []byte(kafkaStorage)) },
 		func() error { return dir("opt/kafka/config", 0o755, 0) },
-		func() error { return file("opt/kafka/config/log4j2.properties", 0o444, []byte(kafkaLog4j)) },
+		func() error { return file("opt/kafka/config/log4j2.properties", 0o444, []byte(toolchain.KafkaLog4j)) },
 		func() error { return dir("opt/kafka/libs", 0o755, 0) },
 	}
 	for _, jar := range jars {

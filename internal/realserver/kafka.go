@@ -43,19 +43,6 @@ var kafkaJVM = []string{
 // kafkaToolJVM is for the short-lived storage format command.
 var kafkaToolJVM = []string{"-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData"}
 
-// kafkaLog4j sends the server's log to stdout (the harness log file) at
-// INFO, minus the full config dump every client and server prints.
-const kafkaLog4j = `status = error
-appender.out.type = Console
-appender.out.name = STDOUT
-appender.out.layout.type = PatternLayout
-appender.out.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.out.ref = STDOUT
-logger.config.name = org.apache.kafka.common.config.AbstractConfig
-logger.config.level = WARN
-`
-
 // kafkaHarnessOnly are keys the harness removes from the rendered text
 // without setting them, because they contradict the ones it sets (a static
 // voter list, one PLAINTEXT listener for brokers).
@@ -140,7 +127,7 @@ func StartKafka(t testing.TB, cfg KafkaConfig) *Kafka {
 			t.Fatalf("realserver: %v", err)
 		}
 		log4j := filepath.Join(n.dir, "log4j2.properties")
-		if err := writeFile(log4j, kafkaLog4j, nil); err != nil {
+		if err := writeFile(log4j, toolchain.KafkaLog4j, nil); err != nil {
 			t.Fatalf("realserver: %v", err)
 		}
 		args := append([]string{java}, kafkaJVM...)

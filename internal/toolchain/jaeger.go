@@ -70,8 +70,11 @@ func Jaeger(ctx context.Context) (JaegerBinary, error) {
 
 // buildReleaseSource builds pkg (a path relative to the module root) of
 // module at version into out. The build runs with nice when it exists, since
-// it competes with tests and other engineers for a couple of cores.
-func buildReleaseSource(ctx context.Context, module, version, pkg, out, ldflags string) error {
+// it competes with tests and other engineers for a couple of cores. extra
+// is more environment for the go command (GONOSUMDB for a module the
+// checksum database cannot vouch for: the go command checks a module's
+// go.mod against it on every read, so download and build both need it).
+func buildReleaseSource(ctx context.Context, module, version, pkg, out, ldflags string, extra ...string) error {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		return fmt.Errorf("the go command is needed to build %s: %w", module, err)
@@ -83,7 +86,7 @@ func buildReleaseSource(ctx context.Context, module, version, pkg, out, ldflags 
 	defer func() { _ = os.RemoveAll(work) }()
 	// A private GOFLAGS: the caller's -mod=mod must not let the build rewrite
 	// the release's go.mod; the release's go.sum is complete.
-	env := append(os.Environ(), "GOFLAGS=-buildvcs=false -mod=readonly", "GOTOOLCHAIN=local", "CGO_ENABLED=0")
+	env := append(append(os.Environ(), "GOFLAGS=-buildvcs=false -mod=readonly", "GOTOOLCHAIN=local", "CGO_ENABLED=0"), extra...)
 
 	var dl bytes.Buffer
 	download := exec.CommandContext(ctx, goBin, "mod", "download", "-json", module+"@"+version)

@@ -43,6 +43,20 @@ type KafkaDist struct {
 	Classpath string
 }
 
+// KafkaLog4j is the log4j2 configuration the servers run with, here and in
+// the Kafka image: everything to stdout at INFO, minus the full config dump
+// every client and server prints.
+const KafkaLog4j = `status = error
+appender.out.type = Console
+appender.out.name = STDOUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = STDOUT
+logger.config.name = org.apache.kafka.common.config.AbstractConfig
+logger.config.level = WARN
+`
+
 // ServerClass is the main class of a Kafka server (broker and/or controller).
 const ServerClass = "kafka.Kafka"
 

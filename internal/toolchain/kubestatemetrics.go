@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 )
 
 // KubeStateMetricsModule is the Go module of kube-state-metrics; its main
@@ -65,9 +64,9 @@ func KubeStateMetrics(ctx context.Context) (KubeStateMetricsBinary, error) {
 			kubeStateMetricsSum, kubeStateMetricsGoModSum, env); err != nil {
 			return err
 		}
-		return buildReleaseSourceEnv(ctx, KubeStateMetricsModule, KubeStateMetricsVersion, ".",
+		return buildReleaseSource(ctx, KubeStateMetricsModule, KubeStateMetricsVersion, ".",
 			filepath.Join(dir, "kube-state-metrics"),
-			"-X github.com/prometheus/common/version.Version="+KubeStateMetricsVersion, env)
+			"-X github.com/prometheus/common/version.Version="+KubeStateMetricsVersion, env...)
 	})
 	if err != nil {
 		return KubeStateMetricsBinary{}, err
@@ -101,55 +100,6 @@ func verifyModuleSums(ctx context.Context, module, version, sum, goModSum string
 	if info.Sum != sum || info.GoModSum != goModSum {
 		return fmt.Errorf("%s@%s: downloaded module hashes %s (zip) and %s (go.mod), pinned %s and %s: refusing to build it",
 			module, version, info.Sum, info.GoModSum, sum, goModSum)
-	}
-	return nil
-}
-
-// buildReleaseSourceEnv is buildReleaseSource (jaeger.go) with extra
-// environment for the go command, for a module the checksum database cannot
-// vouch for (verifyModuleSums must have checked it first): the go command
-// checks a module's go.mod against the database every time it reads it from
-// the module cache, so the download and the build both need GONOSUMDB.
-func buildReleaseSourceEnv(ctx context.Context, module, version, pkg, out, ldflags string, extra []string) error {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return fmt.Errorf("the go command is needed to build %s: %w", module, err)
-	}
-	work, err := os.MkdirTemp("", "scaleplane-build-"+filepath.Base(module)+"-")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = os.RemoveAll(work) }()
-	env := append(append(os.Environ(), "GOFLAGS=-buildvcs=false -mod=readonly", "GOTOOLCHAIN=local", "CGO_ENABLED=0"), extra...)
-
-	var dl bytes.Buffer
-	download := exec.CommandContext(ctx, goBin, "mod", "download", "-json", module+"@"+version)
-	download.Dir, download.Env, download.Stdout, download.Stderr = work, env, &dl, &dl
-	if err := download.Run(); err != nil {
-		return fmt.Errorf("go mod download %s@%s: %w\n%s", module, version, err, tail(dl.String(), 20))
-	}
-	var info struct{ Dir string }
-	if err := json.Unmarshal(dl.Bytes(), &info); err != nil || info.Dir == "" {
-		return fmt.Errorf("go mod download %s@%s: no source directory in %q", module, version, tail(dl.String(), 5))
-	}
-	src := filepath.Join(work, "src")
-	if err := copySourceTree(info.Dir, src); err != nil {
-		return fmt.Errorf("copying %s source: %w", module, err)
-	}
-	args := []string{"build", "-trimpath", "-ldflags", "-s -w " + ldflags, "-o", out, pkg}
-	name := goBin
-	if nice, err := exec.LookPath("nice"); err == nil {
-		args = append([]string{"-n", "10", goBin}, args...)
-		name = nice
-	}
-	var log bytes.Buffer
-	build := exec.CommandContext(ctx, name, args...)
-	build.Dir, build.Env, build.Stdout, build.Stderr = src, env, &log, &log
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("%s (in %s): %w\n%s", strings.Join(build.Args, " "), src, err, tail(log.String(), 40))
-	}
-	if !regularFile(out) {
-		return fmt.Errorf("go build finished but %s is missing", out)
 	}
 	return nil
 }
