@@ -5,9 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -245,13 +247,8 @@ var serverAliases = map[string]string{"edge-nginx": "nginx", "edge-haproxy": "ha
 // server images and tags each with the stack's reference and its digest.
 func buildServers(ctx context.Context, env *stacks.Env, log io.Writer) ([]server, error) {
 	refs := serverImages(env)
-	keys := make([]string, 0, len(refs))
-	for ref := range refs {
-		keys = append(keys, ref)
-	}
-	sort.Strings(keys)
 	var out []server
-	for _, ref := range keys {
+	for _, ref := range slices.Sorted(maps.Keys(refs)) {
 		spec, _ := DebianServerSpec(refs[ref])
 		fmt.Fprintf(log, "images: %s from Debian's %s (cached after the first build)\n", ref, strings.Join(spec.Packages, ", "))
 		img, err := DebianServer(ctx, DebianOptions{Log: log}, spec)

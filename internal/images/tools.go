@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -116,13 +118,8 @@ func buildToolImages(ctx context.Context, env *stacks.Env, log io.Writer) ([]ser
 	if err := checkToolTags(refs); err != nil {
 		return nil, err
 	}
-	keys := make([]string, 0, len(refs))
-	for ref := range refs {
-		keys = append(keys, ref)
-	}
-	sort.Strings(keys)
 	var out []server
-	for _, ref := range keys {
+	for _, ref := range slices.Sorted(maps.Keys(refs)) {
 		t, _ := toolByName(refs[ref])
 		bin, err := t.Binary(ctx)
 		if err != nil {
