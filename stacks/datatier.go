@@ -296,6 +296,8 @@ func composeData(ctx *pulumi.Context, env *Env, fnd *Foundation, opts ...pulumi.
 	ctx.Export("postgresReadOnly", pg.ReadOnlyEndpoint)
 	ctx.Export("postgresMaxConnections", pg.MaxConnections)
 	ctx.Export("kafkaBrokers", k.Brokers)
+	// The summary says when acknowledged records live on one broker.
+	ctx.Export("kafkaReplication", pulumi.Int(kafka.Args{Nodes: ds.KafkaNodes}.ReplicationFactor()))
 	return DataEndpoints{
 		KafkaBrokers:     k.Brokers,
 		RedisAddrs:       r.Addrs,

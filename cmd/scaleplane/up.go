@@ -121,6 +121,9 @@ func runEngine(op string, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	res.Print(stdout)
+	if rf, ok := res.Outputs["kafkaReplication"].(float64); ok && rf == 1 {
+		fmt.Fprintln(stdout, "kafka: one combined broker+controller node, replication 1 (local only): while it restarts, registrations are refused with 503, none accepted is lost")
+	}
 	if picture != "" {
 		fmt.Fprintf(stdout, "topology: %s\n", picture)
 	}

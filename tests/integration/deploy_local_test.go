@@ -88,6 +88,7 @@ func TestDeployLocalStack(t *testing.T) {
 		t.Logf("pulumi up of local: %s, %d resource kinds, changes %v", time.Since(begin).Round(time.Second), len(res.Kinds), res.Changes)
 		assert.Greater(t, res.Changes["create"], 0, "the first up creates resources")
 		assert.Equal(t, ns, res.Outputs["namespace"], "the stack exports its namespace")
+		assert.Equal(t, float64(1), res.Outputs["kafkaReplication"], "local runs one Kafka node, and the summary says so")
 	})
 
 	test_structure.RunTestStage(t, "validate", func() {
