@@ -110,7 +110,7 @@ func TestServicesListsMainPackagesOnly(t *testing.T) {
 func TestServerImagesAreThoseUnderTheStacksRegistry(t *testing.T) {
 	for stack, want := range map[string]map[string]string{
 		"local": {"scaleplane.local/redis:7.0.15": "redis", "scaleplane.local/edge-nginx:dev": "nginx", "scaleplane.local/jaeger:v1.76.0": "jaeger",
-			"scaleplane.local/prometheus:v2.55.1": "prometheus", "scaleplane.local/kube-state-metrics:v2.16.0": "kube-state-metrics",
+			"scaleplane.local/otelcol:v0.165.0": "otelcol", "scaleplane.local/prometheus:v2.55.1": "prometheus", "scaleplane.local/kube-state-metrics:v2.16.0": "kube-state-metrics",
 			"scaleplane.local/postgresql:15.20": "postgresql", "scaleplane.local/pgbouncer:1.18.0": "pgbouncer"},
 		// prod's edge is under its own registry: images build makes it (to
 		// push); Redis is ElastiCache there.

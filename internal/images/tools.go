@@ -36,11 +36,22 @@ var tools = []toolImage{
 		Name: "jaeger", Tag: toolchain.JaegerVersion,
 		What: "Jaeger " + toolchain.JaegerVersion + " (release " + toolchain.JaegerReleaseV2 + ")",
 		// Jaeger v2 is an OpenTelemetry Collector distribution: the same
-		// binary runs the stack's collector config (proven by the
-		// observability tests).
+		// binary can run the stack's collector config too (proven by the
+		// observability tests), should a stack point collectorImage at it.
 		Refs: func(o stacks.ObservabilitySettings) []string { return []string{o.JaegerImage, o.CollectorImage} },
 		Binary: func(ctx context.Context) (string, error) {
 			b, err := toolchain.Jaeger(ctx)
+			return b.Path, err
+		},
+	},
+	{
+		// The collector distribution the OpenTelemetry Collector Builder
+		// makes with exactly the components of the rendered config.
+		Name: "otelcol", Tag: toolchain.OtelcolVersion,
+		What: "OpenTelemetry Collector " + toolchain.OtelcolDistribution + " (builder " + toolchain.OtelcolVersion + ")",
+		Refs: func(o stacks.ObservabilitySettings) []string { return []string{o.CollectorImage} },
+		Binary: func(ctx context.Context) (string, error) {
+			b, err := toolchain.Otelcol(ctx)
 			return b.Path, err
 		},
 	},
@@ -78,7 +89,8 @@ func toolByName(name string) (toolImage, bool) {
 }
 
 // toolImages are the stack's images of a Go program the toolchain builds
-// from the module proxy (Jaeger, Prometheus, kube-state-metrics), under the
+// from the module proxy (Jaeger, the collector, Prometheus,
+// kube-state-metrics), under the
 // stack's registry: reference -> tool name. Any other reference (a public
 // image, another registry) is the user's to provide.
 func toolImages(env *stacks.Env) map[string]string {

@@ -25,13 +25,14 @@ func stackEnv(t *testing.T, stack string) *stacks.Env {
 	return env
 }
 
-// TestLocalToolImages: the local stack points Jaeger (and the collector),
+// TestLocalToolImages: the local stack points Jaeger, the collector,
 // Prometheus and kube-state-metrics at its own registry, with the tags of the
-// releases the toolchain builds, so images build makes all three.
+// releases the toolchain builds, so images build makes all four.
 func TestLocalToolImages(t *testing.T) {
 	got := toolImages(stackEnv(t, "local"))
 	assert.Equal(t, map[string]string{
 		"scaleplane.local/jaeger:v1.76.0":             "jaeger",
+		"scaleplane.local/otelcol:v0.165.0":           "otelcol",
 		"scaleplane.local/prometheus:v2.55.1":         "prometheus",
 		"scaleplane.local/kube-state-metrics:v2.16.0": "kube-state-metrics",
 	}, got, "the local stack's tool images")
@@ -45,6 +46,7 @@ func TestLocalToolImages(t *testing.T) {
 func TestToolTagsMatchTheToolchain(t *testing.T) {
 	want := map[string]string{
 		"jaeger":             toolchain.JaegerVersion,
+		"otelcol":            toolchain.OtelcolVersion,
 		"prometheus":         "v" + toolchain.PrometheusRelease,
 		"kube-state-metrics": toolchain.KubeStateMetricsVersion,
 	}
@@ -55,6 +57,8 @@ func TestToolTagsMatchTheToolchain(t *testing.T) {
 	err := checkToolTags(map[string]string{"scaleplane.local/prometheus:dev": "prometheus"})
 	require.Error(t, err, "a tag that is not the built release is refused")
 	assert.Contains(t, err.Error(), "v2.55.1", "the error names the tag to use")
+	assert.NoError(t, checkToolTags(map[string]string{"scaleplane.local/otelcol:v0.165.0": "otelcol"}), "the collector's tag is the builder's release")
+	assert.Error(t, checkToolTags(map[string]string{"scaleplane.local/otelcol:v1.76.0": "otelcol"}), "Jaeger's tag on the collector is refused")
 }
 
 // TestToolImagesRunTheCachedBinariesAsNonRoot makes the local stack's tool
@@ -65,7 +69,7 @@ func TestToolTagsMatchTheToolchain(t *testing.T) {
 // user with 65534 and fsGroup 65534, which makes the volume its TSDB writes
 // to writable; the image user is the fallback.
 func TestToolImagesRunTheCachedBinariesAsNonRoot(t *testing.T) {
-	for _, dir := range []func() (string, bool, error){toolchain.JaegerDir, toolchain.PrometheusDir, toolchain.KubeStateMetricsDir} {
+	for _, dir := range []func() (string, bool, error){toolchain.JaegerDir, toolchain.OtelcolDir, toolchain.PrometheusDir, toolchain.KubeStateMetricsDir} {
 		d, cached, err := dir()
 		require.NoError(t, err)
 		if !cached {
@@ -74,7 +78,7 @@ func TestToolImagesRunTheCachedBinariesAsNonRoot(t *testing.T) {
 	}
 	servers, err := buildToolImages(context.Background(), stackEnv(t, "local"), io.Discard)
 	require.NoError(t, err, "making the local tool images")
-	require.Len(t, servers, 3, "one image per tool")
+	require.Len(t, servers, 4, "one image per tool")
 	for _, sv := range servers {
 		tool, ok := toolByName(sv.Name)
 		require.True(t, ok, "%s is a tool", sv.Name)
