@@ -69,7 +69,7 @@ func TestWarmObservabilityReportsEveryTool(t *testing.T) {
 	if err != nil {
 		t.Fatalf("WarmObservability with every tool cached: %v", err)
 	}
-	want := []string{"jaeger " + JaegerVersion, "promtool " + PrometheusModuleVersion,
+	want := []string{"jaeger " + JaegerVersion, "otelcol " + OtelcolVersion, "promtool " + PrometheusModuleVersion,
 		"prometheus " + PrometheusModuleVersion, "kube-state-metrics " + KubeStateMetricsVersion}
 	if len(logged) != len(want) {
 		t.Fatalf("WarmObservability logged %q, want lines starting %q", logged, want)

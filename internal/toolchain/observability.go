@@ -2,8 +2,9 @@ package toolchain
 
 import "context"
 
-// WarmObservability builds the observability tools: Jaeger v2 (also the
-// collector that validates and runs the collector config), the upstream
+// WarmObservability builds the observability tools: Jaeger v2 (also a
+// collector that validates and runs the collector config), the local
+// stack's collector built with the OpenTelemetry Collector Builder, the upstream
 // promtool of the in-cluster Prometheus release that the tests prove the
 // rendered configs with, and the upstream Prometheus server and
 // kube-state-metrics that `images build` puts in the local stack's images.
@@ -15,6 +16,11 @@ func WarmObservability(ctx context.Context, logf func(format string, args ...any
 		return err
 	}
 	logf("jaeger %s: %s", j.Version, j.Dir)
+	oc, err := Otelcol(ctx)
+	if err != nil {
+		return err
+	}
+	logf("otelcol %s: %s", oc.Version, oc.Dir)
 	p, err := Promtool(ctx)
 	if err != nil {
 		return err
