@@ -83,7 +83,7 @@ func dataKnobs() []Knob {
 			}),
 		secretKnob("redisPassword", "Redis AUTH password (pulumi config set --secret; 16-128 characters, no @ \" / or spaces); empty: derived from the stack in-cluster, generated once on aws and kept in the state.",
 			func(e *Env, v string) error { d(e).RedisPassword = v; return checkPassword(v) }),
-		imageKnob("postgresImage", postgres.DefaultImage, "In-cluster PostgreSQL 15 image (needs sh, mktemp and PostgreSQL's programs on PATH: the pods run the component's own start script, not an image entrypoint; runs as uid 999, which needs a passwd entry); never latest. Under imageRegistry, `scaleplane images build` makes it from Debian's postgresql-15.",
+		imageKnob("postgresImage", postgres.DefaultImage, "In-cluster PostgreSQL 15 image (needs sh, mktemp, flock and PostgreSQL's programs on PATH: the pods run the component's own start script, not an image entrypoint; runs as uid 999, which needs a passwd entry); never latest. Under imageRegistry, `scaleplane images build` makes it from Debian's postgresql-15.",
 			func(e *Env, v string) { d(e).PostgresImage = v }),
 		imageKnob("pgbouncerImage", postgres.DefaultPgBouncerImage, "PgBouncer image of the in-cluster poolers (needs pgbouncer on PATH); never latest. Under imageRegistry, `scaleplane images build` makes it from Debian's pgbouncer.",
 			func(e *Env, v string) { d(e).PgBouncerImage = v }),

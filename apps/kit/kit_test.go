@@ -155,6 +155,7 @@ func TestOTLPEndpointIsAURLOrHostPort(t *testing.T) {
 		{"http://otel-collector.scaleplane.svc.cluster.local:4317", "otel-collector.scaleplane.svc.cluster.local:4317", true, false},
 		{"https://collector.example.com:4317", "collector.example.com:4317", false, false},
 		{"collector:4317", "collector:4317", true, false},
+		{"http://collector:4317/", "collector:4317", true, false},
 		{"grpc://collector:4317", "", false, true},
 		{"http://collector:4318/v1/traces", "", false, true},
 	} {

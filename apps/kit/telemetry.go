@@ -58,6 +58,7 @@ func TelemetryFromEnv(e *Env, service string) TelemetryConfig {
 	// http://otel-collector.<ns>:4317), whose scheme decides TLS; the gRPC
 	// exporter wants host:port, and a bare host:port is accepted too.
 	if scheme, host, ok := strings.Cut(c.OTLPEndpoint, "://"); ok {
+		host = strings.TrimSuffix(host, "/")
 		switch {
 		case (scheme == "http" || scheme == "https") && host != "" && !strings.ContainsAny(host, "/?#"):
 			c.OTLPEndpoint, c.OTLPInsecure = host, scheme == "http"

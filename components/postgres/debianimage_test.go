@@ -279,7 +279,7 @@ func TestDebianImagesRunTheRenderedStartScriptReplicaAndPooler(t *testing.T) {
 	var one int
 	require.NoError(t, app.QueryRow(ctx, "SELECT 1").Scan(&one), "the first postmaster still serves")
 
-	// The replica: the init container's script, then postgres with the
+	// The replica: the init container's script, then start.sh with the
 	// same config, as the replica pods run them.
 	replicaMount := "/var/lib/postgresql/replica"
 	pg.volume(t, replicaMount)
@@ -287,7 +287,7 @@ func TestDebianImagesRunTheRenderedStartScriptReplicaAndPooler(t *testing.T) {
 	began = time.Now()
 	pg.run(t, postgres.PostgresUIDForTest, replicaEnv, "sh", path.Join(postgres.ConfigDir, postgres.BasebackupScriptName)).wait(t, 2*time.Minute)
 	basebackup := time.Since(began)
-	replica := pg.run(t, postgres.PostgresUIDForTest, replicaEnv, append(append([]string{"postgres"}, postgres.ServerArgs()...), loopback(replicaPort)...)...)
+	replica := pg.run(t, postgres.PostgresUIDForTest, replicaEnv, append(append([]string{"sh", script}, postgres.ServerArgs()...), loopback(replicaPort)...)...)
 	ro := waitLogin(t, replica, dsn(conf.ApplicationUser, debAppPassword, replicaPort, conf.ApplicationDB), time.Minute)
 	var inRecovery bool
 	var kept int

@@ -103,7 +103,10 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, pw passwords, parent
 	}
 	replica := dbSet{
 		name: replicaName, selector: replicaSel, replicas: a.Replicas, image: a.Image, a: a, cm: cm, checksum: sum,
-		command: []string{"postgres"}, args: serverArgs[1:],
+		// start.sh too: the base backup leaves PG_VERSION, so it only takes
+		// the volume's lock (a force-deleted replica's replacement waits)
+		// and starts the standby.
+		command: []string{"sh", configDir + "/" + StartScriptName}, args: serverArgs[1:],
 		env: corev1.EnvVarArray{
 			corev1.EnvVarArgs{Name: pulumi.String("PGDATA"), Value: pulumi.String(pgData)},
 			// The WAL receiver's libpq reads it when primary_conninfo has none.

@@ -214,6 +214,7 @@ set -eu
 # still runs (two of them on one volume lost committed rows in the
 # deploy suite); this lock, held through fd 9 by the server and its
 # children until the last one exits, makes the replacement wait.
+command -v flock >/dev/null || { echo "start.sh: flock (util-linux) is missing from the image" >&2; exit 1; }
 lock="$(dirname "$PGDATA")/.postmaster.lock"
 exec 9>>"$lock"
 until flock -n 9; do

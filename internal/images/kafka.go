@@ -171,8 +171,13 @@ func withoutEntry(file []byte, name string) []byte {
 // user's to provide.
 func buildKafka(ctx context.Context, env *stacks.Env, log io.Writer) ([]server, error) {
 	ref := env.Data.KafkaImage
-	if !strings.HasPrefix(ref, env.ImageRegistry+"/kafka:") {
+	tag, ok := strings.CutPrefix(ref, env.ImageRegistry+"/kafka:")
+	if !ok {
 		return nil, nil
+	}
+	if tag != toolchain.KafkaVersion {
+		// The image would carry another release's name.
+		return nil, fmt.Errorf("images: %s: the Kafka image built here is release %s; tag it %s", ref, toolchain.KafkaVersion, toolchain.KafkaVersion)
 	}
 	fmt.Fprintf(log, "images: %s from Debian's JRE and the Kafka %s jars of Maven Central\n", ref, toolchain.KafkaVersion)
 	img, err := KafkaImage(ctx, DebianOptions{Log: log})

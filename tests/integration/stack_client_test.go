@@ -160,8 +160,10 @@ func register(ctx context.Context, base, email string, hdr map[string]string) (i
 type registrations struct {
 	domain string
 	mu     sync.Mutex
-	// accepted are the emails answered 202; refused counts other answers
-	// and transport errors by kind.
+	// tried are the emails sent (a request cut off by the flow's end may
+	// still have reached Kafka); accepted those answered 202; refused
+	// counts other answers and transport errors by kind.
+	tried    map[string]bool
 	accepted map[string]bool
 	refused  map[string]int
 	sent     int
@@ -171,7 +173,7 @@ type registrations struct {
 // flowRegistrations sends about perSecond registrations a second from a
 // few clients until ctx ends; Wait returns once they have stopped.
 func flowRegistrations(ctx context.Context, base, domain string, perSecond int) *registrations {
-	r := &registrations{domain: domain, accepted: map[string]bool{}, refused: map[string]int{}}
+	r := &registrations{domain: domain, tried: map[string]bool{}, accepted: map[string]bool{}, refused: map[string]int{}}
 	const clients = 4
 	pause := time.Duration(clients) * time.Second / time.Duration(perSecond)
 	for w := range clients {
@@ -180,17 +182,22 @@ func flowRegistrations(ctx context.Context, base, domain string, perSecond int) 
 			defer r.wg.Done()
 			for i := 0; ctx.Err() == nil; i++ {
 				email := fmt.Sprintf("u%d-%05d@%s", w, i, domain)
+				r.mu.Lock()
+				r.tried[email] = true
+				r.mu.Unlock()
 				status, _, err := register(ctx, base, email, map[string]string{"Idempotency-Key": "it-" + email})
 				r.mu.Lock()
-				r.sent++
 				switch {
 				case err != nil && ctx.Err() != nil:
-					r.sent--
+					// Cut off by the flow's end: tried, not counted as sent.
 				case err != nil:
+					r.sent++
 					r.refused["error"]++
 				case status == http.StatusAccepted:
+					r.sent++
 					r.accepted[email] = true
 				default:
+					r.sent++
 					r.refused[fmt.Sprint(status)]++
 				}
 				r.mu.Unlock()

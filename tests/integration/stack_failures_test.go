@@ -151,8 +151,8 @@ func duringFailure(t *testing.T, c *stackClient, domain string, failure func()) 
 }
 
 // assertAllStored waits until every accepted registration of the flow is
-// a row on the primary, exactly once, and that no row exists for an email
-// the flow never sent.
+// a row on the primary, and requires that no row exists for an email the
+// flow never sent.
 func assertAllStored(t *testing.T, c *stackClient, flow *registrations) {
 	t.Helper()
 	ctx := t.Context()
@@ -175,10 +175,12 @@ func assertAllStored(t *testing.T, c *stackClient, flow *registrations) {
 		return "", nil
 	})
 	require.NoError(t, err, "no accepted registration is lost (%s)", flow)
-	for e, n := range stored {
-		assert.Equal(t, 1, n, "%s is stored exactly once", e)
+	// A second row per email or idempotency key cannot exist (UNIQUE
+	// constraints; a redelivered record is ON CONFLICT DO NOTHING): what
+	// can go wrong is a lost one (above) or one from nowhere (here).
+	for e := range stored {
+		assert.True(t, flow.tried[e], "%s is stored but was never sent", e)
 	}
-	assert.LessOrEqual(t, len(stored), flow.sent, "no row appears for a registration never sent")
 	t.Logf("%d accepted, %d stored (a 503'd request may still have been written: its client retries with the same key)", len(flow.accepted), len(stored))
 }
 
