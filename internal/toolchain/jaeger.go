@@ -103,20 +103,28 @@ func buildReleaseSource(ctx context.Context, module, version, pkg, out, ldflags 
 		return fmt.Errorf("copying %s source: %w", module, err)
 	}
 
-	args := []string{"build", "-trimpath", "-ldflags", "-s -w " + ldflags, "-o", out, pkg}
-	name := goBin
-	if nice, err := exec.LookPath("nice"); err == nil {
-		args = append([]string{"-n", "10", goBin}, args...)
-		name = nice
-	}
-	var log bytes.Buffer
-	build := exec.CommandContext(ctx, name, args...)
-	build.Dir, build.Env, build.Stdout, build.Stderr = src, env, &log, &log
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("%s (in %s): %w\n%s", strings.Join(build.Args, " "), src, err, tail(log.String(), 40))
+	if err := runNiced(ctx, src, env, goBin, "build", "-trimpath", "-ldflags", "-s -w "+ldflags, "-o", out, pkg); err != nil {
+		return err
 	}
 	if !regularFile(out) {
 		return fmt.Errorf("go build finished but %s is missing", out)
+	}
+	return nil
+}
+
+// runNiced runs name in dir under nice when there is one (the builds
+// compete with tests for a couple of cores) and returns the output's tail
+// in its error.
+func runNiced(ctx context.Context, dir string, env []string, name string, args ...string) error {
+	if nice, err := exec.LookPath("nice"); err == nil {
+		args = append([]string{"-n", "10", name}, args...)
+		name = nice
+	}
+	var log bytes.Buffer
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = dir, env, &log, &log
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s (in %s): %w\n%s", strings.Join(cmd.Args, " "), dir, err, tail(log.String(), 40))
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package toolchain
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -108,25 +107,12 @@ func buildOtelcol(ctx context.Context, out string) error {
 	}
 	defer func() { _ = os.RemoveAll(work) }()
 	base := append(os.Environ(), "GOTOOLCHAIN=local", "CGO_ENABLED=0")
-	run := func(dir string, env []string, name string, args ...string) error {
-		if nice, err := exec.LookPath("nice"); err == nil {
-			args = append([]string{"-n", "10", name}, args...)
-			name = nice
-		}
-		var log bytes.Buffer
-		cmd := exec.CommandContext(ctx, name, args...)
-		cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = dir, env, &log, &log
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("%s (in %s): %w\n%s", strings.Join(cmd.Args, " "), dir, err, tail(log.String(), 40))
-		}
-		return nil
-	}
 
 	// The builder runs go get and go mod tidy in the sources it generates,
 	// which -mod=readonly would refuse; installing it (a pkg@version
 	// install) ignores any go.mod.
 	gen := slices.Concat(base, []string{"GOFLAGS=-buildvcs=false", "GOBIN=" + filepath.Join(work, "bin")})
-	if err := run(work, gen, goBin, "install", "-trimpath", OtelcolBuilderModule+"@"+OtelcolVersion); err != nil {
+	if err := runNiced(ctx, work, gen, goBin, "install", "-trimpath", OtelcolBuilderModule+"@"+OtelcolVersion); err != nil {
 		return err
 	}
 	manifest := filepath.Join(work, "manifest.yaml")
@@ -134,14 +120,14 @@ func buildOtelcol(ctx context.Context, out string) error {
 	if err := os.WriteFile(manifest, []byte(otelcolManifest(src)), 0o644); err != nil {
 		return err
 	}
-	if err := run(work, gen, filepath.Join(work, "bin", "builder"), "--config="+manifest, "--skip-compilation"); err != nil {
+	if err := runNiced(ctx, work, gen, filepath.Join(work, "bin", "builder"), "--config="+manifest, "--skip-compilation"); err != nil {
 		return err
 	}
 
 	// The generated go.mod and go.sum are complete (the builder tidied
 	// them); the build must not change them.
 	env := slices.Concat(base, []string{"GOFLAGS=-buildvcs=false -mod=readonly"})
-	if err := run(src, env, goBin, "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "."); err != nil {
+	if err := runNiced(ctx, src, env, goBin, "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "."); err != nil {
 		return err
 	}
 	if !regularFile(out) {
