@@ -166,12 +166,18 @@ func withoutEntry(file []byte, name string) []byte {
 	return out
 }
 
-// buildKafka makes the Kafka image when the stack points at one under its
-// own registry (`<imageRegistry>/kafka:<tag>`); any other reference is the
-// user's to provide.
+// kafkaImageRef returns the stack's Kafka image and its tag when it is one
+// under the stack's own registry (`<imageRegistry>/kafka:<tag>`), which
+// images build makes; any other reference is the user's to provide.
+func kafkaImageRef(env *stacks.Env) (ref, tag string, ok bool) {
+	ref = env.Data.KafkaImage
+	tag, ok = strings.CutPrefix(ref, env.ImageRegistry+"/kafka:")
+	return ref, tag, ok
+}
+
+// buildKafka makes the stack's Kafka image when kafkaImageRef names one.
 func buildKafka(ctx context.Context, env *stacks.Env, log io.Writer) ([]server, error) {
-	ref := env.Data.KafkaImage
-	tag, ok := strings.CutPrefix(ref, env.ImageRegistry+"/kafka:")
+	ref, tag, ok := kafkaImageRef(env)
 	if !ok {
 		return nil, nil
 	}

@@ -204,8 +204,8 @@ func Refs(root string, env *stacks.Env) ([]string, error) {
 	for ref := range toolImages(env) {
 		out = append(out, ref)
 	}
-	if strings.HasPrefix(env.Data.KafkaImage, env.ImageRegistry+"/kafka:") {
-		out = append(out, env.Data.KafkaImage)
+	if ref, _, ok := kafkaImageRef(env); ok {
+		out = append(out, ref)
 	}
 	sort.Strings(out)
 	return out, nil
