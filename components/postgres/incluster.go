@@ -26,9 +26,10 @@ const (
 	hbaFile    = "pg_hba.conf"
 )
 
-// Keys of the credentials Secret ("<name>-credentials").
+// Keys of the credentials Secret ("<name>-credentials"). SuperuserKey is
+// exported for operators and tests that log in as postgres.
 const (
-	superuserKey   = "superuser-password"
+	SuperuserKey   = "superuser-password"
 	replicationKey = "replication-password"
 	appKey         = "app-password"
 )
@@ -44,7 +45,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, pw passwords, parent
 		Metadata: meta(creds, ns, l),
 		Type:     pulumi.String("Opaque"),
 		StringData: pulumi.StringMap{
-			superuserKey:   pw.superuser,
+			SuperuserKey:   pw.superuser,
 			replicationKey: pw.replication,
 			appKey:         pw.app,
 		},
@@ -75,7 +76,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, pw passwords, parent
 		command: []string{"sh", configDir + "/" + StartScriptName}, args: serverArgs[1:],
 		env: corev1.EnvVarArray{
 			corev1.EnvVarArgs{Name: pulumi.String("PGDATA"), Value: pulumi.String(pgData)},
-			secretEnv("POSTGRES_PASSWORD", creds, superuserKey),
+			secretEnv("POSTGRES_PASSWORD", creds, SuperuserKey),
 			secretEnv("REPLICATION_PASSWORD", creds, replicationKey),
 			secretEnv("APP_PASSWORD", creds, appKey),
 		},

@@ -52,7 +52,7 @@ func assertReplicaStreams(t *testing.T, c *stackClient) {
 	t.Helper()
 	ctx := t.Context()
 	url := fmt.Sprintf("postgres://postgres:%s@%s:%d/postgres?sslmode=disable&connect_timeout=5",
-		c.secret("postgres-credentials", "superuser-password"), c.clusterIP(c.app, "postgres-rw"), postgres.Port)
+		c.secret("postgres-credentials", postgres.SuperuserKey), c.clusterIP(c.app, "postgres-rw"), postgres.Port)
 	out, err := retry.DoWithRetryContextE(t, ctx, "the replica streams from the primary", replicaRetries, replicaInterval, func() (string, error) {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
