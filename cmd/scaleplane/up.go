@@ -25,7 +25,7 @@ import (
 type engineFlags struct {
 	stack, root, kubeconfig, policyPack, out *string
 	wait                                     *time.Duration
-	await, noPolicy                          *bool
+	await, noPolicy, checkpoints             *bool
 }
 
 func newEngineFlags(fs *flag.FlagSet) engineFlags {
@@ -38,6 +38,8 @@ func newEngineFlags(fs *flag.FlagSet) engineFlags {
 		out:        fs.String("out", "", "up, preview: where the topology picture and manifests go (default out/<stack>)"),
 		wait:       fs.Duration("wait", 5*time.Minute, "up: how long to wait for the workloads' rollouts (0: do not wait)"),
 		await:      fs.Bool("await", false, "up: let the kubernetes provider wait for each workload itself (all-or-nothing, 10 minutes each)"),
+		checkpoints: fs.Bool("checkpoints", false, "write the state after every step also for the local environment "+
+			"(slower; by default local writes it once, when the update ends, even on failure or Ctrl-C)"),
 	}
 }
 
@@ -95,7 +97,7 @@ func runEngine(op string, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	o := pulumicli.Options{Root: *f.root, StackFile: *f.stack, Kubeconfig: kc, BackendDir: backend, Progress: stderr, Await: *f.await}
+	o := pulumicli.Options{Root: *f.root, StackFile: *f.stack, Kubeconfig: kc, BackendDir: backend, Progress: stderr, Await: *f.await, Checkpoints: *f.checkpoints}
 	var picture string
 	if op != "destroy" {
 		// The engine runs the policy pack on every resource, so a mandatory

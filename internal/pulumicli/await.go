@@ -1,14 +1,12 @@
 package pulumicli
 
 import (
-	"encoding/json"
 	"reflect"
 	"strings"
 
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/scaleplane/scaleplane/internal/cluster"
 	"github.com/scaleplane/scaleplane/stacks"
 )
 
@@ -86,36 +84,4 @@ func annotate(in metav1.ObjectMetaPtrInput) metav1.ObjectMetaPtrInput {
 		}).(pulumi.StringMapOutput)
 	}
 	return &m
-}
-
-// workloadsOf lists the Deployments and StatefulSets in an exported state.
-func workloadsOf(deployment json.RawMessage) ([]cluster.Workload, error) {
-	var state struct {
-		Resources []struct {
-			Type    string `json:"type"`
-			Outputs struct {
-				Metadata struct {
-					Name      string `json:"name"`
-					Namespace string `json:"namespace"`
-				} `json:"metadata"`
-			} `json:"outputs"`
-		} `json:"resources"`
-	}
-	if err := json.Unmarshal(deployment, &state); err != nil {
-		return nil, err
-	}
-	var out []cluster.Workload
-	for _, r := range state.Resources {
-		kind := ""
-		switch r.Type {
-		case "kubernetes:apps/v1:Deployment":
-			kind = "Deployment"
-		case "kubernetes:apps/v1:StatefulSet":
-			kind = "StatefulSet"
-		default:
-			continue
-		}
-		out = append(out, cluster.Workload{Kind: kind, Namespace: r.Outputs.Metadata.Namespace, Name: r.Outputs.Metadata.Name})
-	}
-	return out, nil
 }

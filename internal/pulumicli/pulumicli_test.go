@@ -1,21 +1,29 @@
 package pulumicli
 
 import (
-	"encoding/json"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/blang/semver"
 	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/tokens"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/workspace"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/scaleplane/scaleplane/internal/cluster"
+	"github.com/scaleplane/scaleplane/stacks"
 )
 
 // recorder is a Pulumi mock that keeps the inputs of every resource.
@@ -84,17 +92,91 @@ func TestSkipAwaitAnnotatesKubernetesObjects(t *testing.T) {
 	assert.False(t, hasMeta, "resources of other providers are untouched")
 }
 
-func TestWorkloadsOfReadsDeploymentsAndStatefulSets(t *testing.T) {
-	state := map[string]any{"resources": []map[string]any{
-		{"type": "kubernetes:apps/v1:Deployment", "outputs": map[string]any{"metadata": map[string]any{"name": "gateway", "namespace": "sp"}}},
-		{"type": "kubernetes:apps/v1:StatefulSet", "outputs": map[string]any{"metadata": map[string]any{"name": "redis", "namespace": "sp"}}},
-		{"type": "kubernetes:core/v1:Service", "outputs": map[string]any{"metadata": map[string]any{"name": "gateway", "namespace": "sp"}}},
-	}}
-	raw, err := json.Marshal(state)
-	require.NoError(t, err, "marshal")
-	ws, err := workloadsOf(raw)
-	require.NoError(t, err, "workloadsOf")
-	assert.Equal(t, []cluster.Workload{{Kind: "Deployment", Namespace: "sp", Name: "gateway"}, {Kind: "StatefulSet", Namespace: "sp", Name: "redis"}}, ws, "only workloads, with kind, namespace and name")
+func TestResourcesFollowTheSteps(t *testing.T) {
+	step := func(op apitype.OpType, urn, typ, name string) apitype.StepEventMetadata {
+		m := apitype.StepEventMetadata{Op: op, URN: urn}
+		if op != apitype.OpDelete {
+			m.New = &apitype.StepEventStateMetadata{Type: typ, URN: urn,
+				Outputs: map[string]any{"metadata": map[string]any{"name": name, "namespace": "sp"}}}
+		}
+		return m
+	}
+	r := &resources{byURN: map[string]resourceSeen{}}
+	for _, m := range []apitype.StepEventMetadata{
+		{Op: apitype.OpSame, URN: "stack", New: &apitype.StepEventStateMetadata{Type: "pulumi:pulumi:Stack"}},
+		step(apitype.OpCreate, "gw", "kubernetes:apps/v1:Deployment", "gateway"),
+		step(apitype.OpSame, "redis", "kubernetes:apps/v1:StatefulSet", "redis"),
+		step(apitype.OpUpdate, "svc", "kubernetes:core/v1:Service", "gateway"),
+		// A replacement: the new object, then the old one's deletion under
+		// the same URN, which must not drop it.
+		step(apitype.OpCreateReplacement, "pg", "kubernetes:apps/v1:StatefulSet", "postgres"),
+		step(apitype.OpReplace, "pg", "kubernetes:apps/v1:StatefulSet", "postgres"),
+		step(apitype.OpDeleteReplaced, "pg", "kubernetes:apps/v1:StatefulSet", "postgres"),
+		// Something the program no longer declares.
+		step(apitype.OpSame, "old", "kubernetes:apps/v1:Deployment", "old"),
+		step(apitype.OpDelete, "old", "", ""),
+	} {
+		r.record(m)
+	}
+	assert.Equal(t, map[string]int{"pulumi:pulumi:Stack": 1, "kubernetes:apps/v1:Deployment": 1, "kubernetes:apps/v1:StatefulSet": 2, "kubernetes:core/v1:Service": 1},
+		r.kinds(), "every declared resource once; the deleted one gone, the replaced one kept")
+	assert.Equal(t, []cluster.Workload{{Kind: "Deployment", Namespace: "sp", Name: "gateway"}, {Kind: "StatefulSet", Namespace: "sp", Name: "postgres"}, {Kind: "StatefulSet", Namespace: "sp", Name: "redis"}},
+		r.workloads(), "only workloads, sorted, with kind, namespace and name")
+}
+
+func TestCheckpointsAreSkippedOnlyForLocal(t *testing.T) {
+	for _, tc := range []struct {
+		environment string
+		keep        bool
+		skipped     bool
+	}{
+		{"local", false, true},
+		{"local", true, false},
+		{"dev", false, false},
+		{"prod", false, false},
+	} {
+		vars := cliEnv(Options{BackendDir: "/state", Checkpoints: tc.keep}, tc.environment, "pass", "/bin")
+		_, skipped := vars["PULUMI_SKIP_CHECKPOINTS"]
+		assert.Equal(t, tc.skipped, skipped, "%s (Checkpoints %v): checkpoints skipped", tc.environment, tc.keep)
+		assert.Equal(t, "file:///state", vars["PULUMI_BACKEND_URL"], "%s: the file backend", tc.environment)
+	}
+}
+
+// fakeCLI answers every CLI run with success, so a real LocalWorkspace can
+// be driven without the Pulumi CLI.
+type fakeCLI struct{}
+
+func (fakeCLI) Run(context.Context, string, io.Reader, []io.Writer, []io.Writer, []string, ...string) (string, string, int, error) {
+	return "", "", 0, nil
+}
+
+func (fakeCLI) Version() semver.Version { return semver.MustParse("3.274.1") }
+
+func TestWriteConfigKeepsExactlyTheStackFileValues(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	proj := workspace.Project{Name: tokens.PackageName(stacks.Project), Runtime: workspace.NewProjectRuntimeInfo("go", nil)}
+	ws, err := auto.NewLocalWorkspace(ctx, auto.WorkDir(dir), auto.Project(proj), auto.Pulumi(fakeCLI{}))
+	require.NoError(t, err, "workspace")
+	st, err := auto.NewStack(ctx, "local", ws)
+	require.NoError(t, err, "stack")
+	// What the CLI leaves after `stack init` and an earlier run: the salt,
+	// a key since removed from the stack file, and another namespace's key.
+	settings := "encryptionsalt: v1:abc\nconfig:\n  scaleplane:namespace: old\n  scaleplane:removedKnob: \"1\"\n  kubernetes:context: kind\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "Pulumi.local.yaml"), []byte(settings), 0o600), "settings file")
+
+	require.NoError(t, writeConfig(ctx, st, map[string]string{"namespace": "sp", "kafkaNodes": "1"}), "writeConfig")
+	got, err := ws.StackSettings(ctx, "local")
+	require.NoError(t, err, "read the settings back")
+	assert.Equal(t, "v1:abc", got.EncryptionSalt, "the passphrase salt is kept")
+	values := map[string]string{}
+	for k, v := range got.Config {
+		s, err := v.Value(nil)
+		require.NoError(t, err, "value of %s", k)
+		values[k.String()] = s
+	}
+	assert.Equal(t, map[string]string{"scaleplane:namespace": "sp", "scaleplane:kafkaNodes": "1", "kubernetes:context": "kind"}, values,
+		"the stack file's values replace the old ones; a removed knob is gone, another namespace's key stays")
 }
 
 func TestPassphraseIsCreatedOnceAndKept(t *testing.T) {
