@@ -443,7 +443,11 @@ func RemoveStack(ctx context.Context, o Options) error {
 
 // Print writes the summary: changes, resources per kind and outputs.
 func (r Result) Print(w io.Writer) {
-	fmt.Fprintf(w, "\n%s of stack %s done in %s\n", r.Operation, r.Stack, r.Duration.Round(time.Second))
+	fmt.Fprintf(w, "\n%s of stack %s done in %s", r.Operation, r.Stack, r.Duration.Round(100*time.Millisecond))
+	if r.Update > 0 {
+		fmt.Fprintf(w, " (pulumi up %s, the rest stack selection and reading back outputs and history)", r.Update.Round(100*time.Millisecond))
+	}
+	fmt.Fprintln(w)
 	if len(r.Changes) > 0 {
 		fmt.Fprintf(w, "changes: %s\n", sortedCounts(r.Changes, ", "))
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/blang/semver"
 	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
@@ -218,6 +219,15 @@ func TestSummaryReportsPolicyResults(t *testing.T) {
 	}
 	if strings.Contains(b.String(), "more detail") {
 		t.Errorf("summary shows only a message's first line:\n%s", b.String())
+	}
+	if strings.Contains(b.String(), "pulumi up ") {
+		t.Errorf("without a timed update the summary names none:\n%s", b.String())
+	}
+	r.Update, r.Duration = 3400*time.Millisecond, 6*time.Second
+	b.Reset()
+	r.Print(&b)
+	if want := "up of stack local done in 6s (pulumi up 3.4s,"; !strings.Contains(b.String(), want) {
+		t.Errorf("summary lacks %q:\n%s", want, b.String())
 	}
 	r.Policy = nil
 	b.Reset()
