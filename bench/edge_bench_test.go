@@ -186,12 +186,19 @@ func pin(t *testing.T, pid, core int) {
 
 // pinSelf moves every thread of this test process to one core (for a load
 // generator running in-process) and returns the function that undoes it.
+// GOMAXPROCS follows to 1: the runtime sized it from the affinity at start
+// and does not shrink it, and two Ps on one core are two threads the kernel
+// time-slices, so a goroutine ready on the descheduled one (a response
+// that arrived, a request that is due) waits milliseconds for its thread,
+// which an open-loop generator would report as the server's latency.
 func pinSelf(t *testing.T, core int) func() {
 	t.Helper()
 	self := strconv.Itoa(os.Getpid())
 	out, err := exec.Command("taskset", "-a", "-p", "-c", strconv.Itoa(core), self).CombinedOutput()
 	require.NoError(t, err, "pin this process to core %d: %s", core, out)
+	procs := runtime.GOMAXPROCS(1)
 	return func() {
+		runtime.GOMAXPROCS(procs)
 		out, err := exec.Command("taskset", "-a", "-p", "-c", fmt.Sprintf("0-%d", runtime.NumCPU()-1), self).CombinedOutput()
 		require.NoError(t, err, "unpin this process: %s", out)
 	}
