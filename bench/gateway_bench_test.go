@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scaleplane/scaleplane/apps/account"
+	"github.com/scaleplane/scaleplane/components/microservice"
 	"github.com/scaleplane/scaleplane/internal/realserver"
 )
 
@@ -85,7 +86,7 @@ func TestGatewayVsNode(t *testing.T) {
 				"HTTP_ADDR=127.0.0.1:" + strconv.Itoa(port), "ADMIN_ADDR=127.0.0.1:" + strconv.Itoa(admin),
 				"KAFKA_BROKERS=" + strings.Join(kafka.Brokers(), ","), "REDIS_ADDRS=" + rds.Addr(), "REDIS_CLUSTER=false",
 				"USERS_ADDR=127.0.0.1:1", "RATE_LIMIT_RATE=" + rateLimitRate, "RATE_LIMIT_BURST=" + rateLimitBurst,
-				"CACHE_L1_TTL=1h", "GOMAXPROCS=1", "LOG_LEVEL=warn", "OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_TRACES_SAMPLER_ARG=0",
+				"CACHE_L1_TTL=1h", "GOMAXPROCS=1", "GOGC=" + microservice.GoGC, "LOG_LEVEL=warn", "OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_TRACES_SAMPLER_ARG=0",
 			}, logDir, fmt.Sprintf("http://127.0.0.1:%d/readyz", admin), gatewayBin)
 			require.NoError(t, err, "start the gateway")
 			return s

@@ -179,6 +179,7 @@ func (e *Env) service(name, component string, a microservice.Args) *microservice
 	a.Shutdown = e.Shutdown
 	a.ZoneSpreadRequired = e.ZoneSpreadRequired
 	a.GoRuntime = true
+	a.GoGC = microservice.GoGC
 	a.OTLPEndpoint = e.CollectorEndpoint()
 	a.MetricsPort = a.Ports[len(a.Ports)-1].Name
 	return &a

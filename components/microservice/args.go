@@ -111,6 +111,9 @@ type Args struct {
 	// GoRuntime adds GOMEMLIMIT and GOMAXPROCS derived from the resources:
 	// Go's answer to Node's --max-old-space-size and one process per core.
 	GoRuntime bool
+	// GoGC is the GOGC set with GoRuntime; empty keeps the runtime's
+	// default (the collector: its memory_limiter counts garbage too).
+	GoGC string
 	// MetricsPort names the port Prometheus scrapes at /metrics; empty
 	// means the service exposes no metrics.
 	MetricsPort string
@@ -250,6 +253,15 @@ func GoMemLimit(limit resource.Quantity) string {
 	const mib = 1 << 20
 	return fmt.Sprintf("%dMiB", int64(float64(limit.Value())*GoMemLimitRatio)/mib)
 }
+
+// GoGC is the application services' GOGC (Args.GoGC). Their live heap is a few MiB, so at the
+// default of 100 the collector ran dozens of times a second under load
+// (on the gateway's cached GET, assists and mark work were about a tenth
+// of the CPU); 400 lets the heap grow to five times the live data before a
+// cycle, still tens of MiB, and GOMEMLIMIT stays the bound that matters:
+// near it the collector runs as often as needed whatever GOGC says.
+// The benchmarks start the services with this value too.
+const GoGC = "400"
 
 // GoMemLimitRatio is the share of the container's memory limit given to the Go heap target.
 const GoMemLimitRatio = 0.9

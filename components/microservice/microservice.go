@@ -369,6 +369,9 @@ func (a *Args) containerEnv(name string) corev1.EnvVarArray {
 	set := func(k, v string) { env[k] = pulumi.String(v) }
 	if a.GoRuntime {
 		set("GOMEMLIMIT", GoMemLimit(a.Resources.MemoryLimit))
+		if a.GoGC != "" {
+			set("GOGC", a.GoGC)
+		}
 		set("GOMAXPROCS", strconv.Itoa(GoMaxProcs(a.Resources)))
 	}
 	// The services' kit drains for at most SHUTDOWN_TIMEOUT after SIGTERM;

@@ -140,7 +140,9 @@ func TestMicroserviceDeclaresEveryScalingObject(t *testing.T) {
 }
 
 func TestDeploymentCarriesTheRuntimeRules(t *testing.T) {
-	m := deploy(t, validArgs())
+	a := validArgs()
+	a.GoGC = GoGC
+	m := deploy(t, a)
 	dep := m.byTok["kubernetes:apps/v1:Deployment"][0]
 	assert.Equal(t, "gateway", get(dep, "metadata", "name"), "explicit metadata.name")
 	pod := get(dep, "spec", "template", "spec")
@@ -149,6 +151,7 @@ func TestDeploymentCarriesTheRuntimeRules(t *testing.T) {
 	env := envOf(c)
 	assert.Equal(t, "230MiB", env["GOMEMLIMIT"], "GOMEMLIMIT is 90 % of the 256Mi limit")
 	assert.Equal(t, "2", env["GOMAXPROCS"], "GOMAXPROCS is the CPU limit 1500m rounded up")
+	assert.Equal(t, GoGC, env["GOGC"], "GOGC trades a little heap for fewer collections")
 	assert.Equal(t, "http://otel-collector.apps:4317", env["OTEL_EXPORTER_OTLP_ENDPOINT"], "traces go to the collector")
 	assert.Equal(t, "gateway", env["OTEL_SERVICE_NAME"], "service name for traces")
 	assert.Equal(t, "20s", env["SHUTDOWN_TIMEOUT"], "the app learns its drain budget")

@@ -15,11 +15,26 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/scaleplane/scaleplane/apps/account"
+	"github.com/scaleplane/scaleplane/apps/gateway/internal/cache"
 	"github.com/scaleplane/scaleplane/apps/gateway/internal/register"
 	"github.com/scaleplane/scaleplane/apps/gateway/internal/resilience"
 	"github.com/scaleplane/scaleplane/apps/gateway/internal/session"
 	"github.com/scaleplane/scaleplane/apps/kit"
 )
+
+// Header values set on every profile answer, allocated once and shared:
+// net/http only reads them, and Header.Set or Add replace or copy a full
+// slice rather than write into it.
+var (
+	jsonContentType = []string{"application/json"}
+	cacheHeader     = map[cache.Source][]string{}
+)
+
+func init() {
+	for _, s := range []cache.Source{cache.L1, cache.L2, cache.L2Stale, cache.Loaded, cache.Fallback} {
+		cacheHeader[s] = []string{string(s)}
+	}
+}
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -121,8 +136,9 @@ func (g *Gateway) profile(w http.ResponseWriter, r *http.Request, id string) {
 	v, src, err := g.cache.Get(r.Context(), id)
 	switch {
 	case err == nil:
-		w.Header().Set("X-Cache", string(src))
-		w.Header().Set("Content-Type", "application/json")
+		h := w.Header()
+		h["X-Cache"] = cacheHeader[src]
+		h["Content-Type"] = jsonContentType
 		_, _ = w.Write(v)
 	case errors.Is(err, resilience.ErrNotFound):
 		writeError(w, http.StatusNotFound, "user not found")

@@ -23,6 +23,9 @@ var (
 	brPool   = sync.Pool{New: func() any { return brotli.NewWriterLevel(io.Discard, 4) }}
 )
 
+// varyAcceptEncoding is the Vary value of every response, allocated once.
+var varyAcceptEncoding = []string{"Accept-Encoding"}
+
 // Negotiate picks "br", "gzip" or "" from an Accept-Encoding value,
 // honouring q=0 exclusions and preferring Brotli at equal weight.
 func Negotiate(accept string) string {
@@ -56,7 +59,13 @@ func compressible(contentType string) bool {
 // Handler compresses next's responses when the client accepts it.
 func Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Add("Vary", "Accept-Encoding")
+		if h := w.Header(); h["Vary"] == nil {
+			// Shared and never modified in place: Header.Add on it appends
+			// to a full slice, which copies.
+			h["Vary"] = varyAcceptEncoding
+		} else {
+			h.Add("Vary", "Accept-Encoding")
+		}
 		enc := Negotiate(r.Header.Get("Accept-Encoding"))
 		if enc == "" || r.Method == http.MethodHead {
 			next.ServeHTTP(w, r)

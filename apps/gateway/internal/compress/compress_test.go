@@ -69,3 +69,26 @@ func TestHandlerCompressesLargeJSONOnly(t *testing.T) {
 		t.Errorf("Vary lacks Accept-Encoding: caches would mix encodings")
 	}
 }
+
+// TestVaryAddsToEarlierValues: the shared Vary value must not replace or be
+// changed by what an outer handler or a later one sets.
+func TestVaryAddsToEarlierValues(t *testing.T) {
+	h := Handler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Add("Vary", "Cookie")
+		_, _ = w.Write([]byte("{}"))
+	}))
+	rec := httptest.NewRecorder()
+	rec.Header().Set("Vary", "Origin")
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	if got := rec.Header().Values("Vary"); strings.Join(got, ",") != "Origin,Accept-Encoding,Cookie" {
+		t.Errorf("Vary %q, want Origin, Accept-Encoding, Cookie", got)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	if got := rec.Header().Values("Vary"); strings.Join(got, ",") != "Accept-Encoding,Cookie" {
+		t.Errorf("Vary %q, want Accept-Encoding, Cookie", got)
+	}
+	if strings.Join(varyAcceptEncoding, ",") != "Accept-Encoding" {
+		t.Errorf("the shared Vary value was modified: %q", varyAcceptEncoding)
+	}
+}

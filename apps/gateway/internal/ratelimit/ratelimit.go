@@ -50,8 +50,10 @@ type Limiter struct {
 	redis  redis.UniversalClient
 	limit  Limit
 	prefix string
-	// limitHeader and policyHeader are the same on every response.
-	limitHeader, policyHeader string
+	// limitHeader and policyHeader are the same on every response; they
+	// are set as shared slices (header values are never modified in
+	// place) so that a request allocates none for them.
+	limitHeader, policyHeader []string
 
 	mu       sync.Mutex
 	pending  []*call
@@ -73,8 +75,8 @@ const maxBatch = 256
 // New returns a limiter for lim, namespacing keys with prefix.
 func New(rdb redis.UniversalClient, lim Limit, prefix string) *Limiter {
 	return &Limiter{redis: rdb, limit: lim, prefix: prefix,
-		limitHeader:  strconv.Itoa(lim.Burst),
-		policyHeader: fmt.Sprintf("%d;w=%d;burst=%d", lim.Rate, ceilSeconds(lim.Period), lim.Burst)}
+		limitHeader:  []string{strconv.Itoa(lim.Burst)},
+		policyHeader: []string{fmt.Sprintf("%d;w=%d;burst=%d", lim.Rate, ceilSeconds(lim.Period), lim.Burst)}}
 }
 
 // Allow spends one request for key. It waits for its batch's round trip or
@@ -191,10 +193,10 @@ func (l *Limiter) Middleware(keyOf func(*http.Request) string, onError func(*htt
 			return
 		}
 		h := w.Header()
-		h.Set("RateLimit-Limit", l.limitHeader)
+		h["Ratelimit-Limit"] = l.limitHeader // canonical forms of RateLimit-*
 		h.Set("RateLimit-Remaining", strconv.Itoa(res.Remaining))
 		h.Set("RateLimit-Reset", strconv.Itoa(ceilSeconds(res.ResetAfter)))
-		h.Set("RateLimit-Policy", l.policyHeader)
+		h["Ratelimit-Policy"] = l.policyHeader
 		if !res.Allowed {
 			h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(res.RetryAfter))))
 			h.Set("Content-Type", "application/json")

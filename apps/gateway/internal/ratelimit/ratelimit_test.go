@@ -102,6 +102,7 @@ func TestMiddlewareAnswers429WithHeadersAndFailsOpen(t *testing.T) {
 	assert.NotEmpty(t, last.Header().Get("Retry-After"), "429 carries Retry-After")
 	assert.Equal(t, "0", last.Header().Get("RateLimit-Remaining"), "nothing left")
 	assert.Equal(t, "1;w=60;burst=2", last.Header().Get("RateLimit-Policy"), "policy header")
+	assert.Equal(t, "2", last.Header().Get("RateLimit-Limit"), "limit header")
 
 	dead := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", realserver.FreePort(t)), MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
 	defer func() { _ = dead.Close() }()
