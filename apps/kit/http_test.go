@@ -1,0 +1,151 @@
+package kit
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// tracedMux is what a service serves: a mux of routes behind HTTPHandler.
+// Each handler reports the span context it ran in.
+func tracedMux(t *testing.T, ratio float64) (*Telemetry, *tracetest.InMemoryExporter, http.Handler, *trace.SpanContext) {
+	t.Helper()
+	exp := tracetest.NewInMemoryExporter()
+	tel, err := NewTelemetry(context.Background(), TelemetryConfig{Service: "t", SampleRatio: ratio, Exporter: exp})
+	if err != nil {
+		t.Fatalf("NewTelemetry: %v", err)
+	}
+	var seen trace.SpanContext
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/users/{id}", func(w http.ResponseWriter, r *http.Request) {
+		seen = trace.SpanContextFromContext(r.Context())
+		_, _ = w.Write([]byte("{}"))
+	})
+	mux.HandleFunc("GET /fail", func(w http.ResponseWriter, r *http.Request) {
+		seen = trace.SpanContextFromContext(r.Context())
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		seen = trace.SpanContextFromContext(r.Context())
+	})
+	return tel, exp, tel.HTTPHandler(mux, "t"), &seen
+}
+
+func flushed(t *testing.T, tel *Telemetry, exp *tracetest.InMemoryExporter) tracetest.SpanStubs {
+	t.Helper()
+	if err := tel.sdk.ForceFlush(context.Background()); err != nil {
+		t.Fatalf("ForceFlush: %v", err)
+	}
+	return exp.GetSpans()
+}
+
+func TestSampledRequestIsAServerSpanNamedByRouteChildOfTheCaller(t *testing.T) {
+	tel, exp, h, _ := tracedMux(t, 1)
+	const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	req := httptest.NewRequest("GET", "/v1/users/42", nil)
+	req.Header.Set("traceparent", parent)
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	req = httptest.NewRequest("GET", "/fail", nil)
+	h.ServeHTTP(httptest.NewRecorder(), req)
+
+	spans := flushed(t, tel, exp)
+	if len(spans) != 2 {
+		t.Fatalf("want 2 spans, got %d", len(spans))
+	}
+	s := spans[0]
+	if s.Name != "GET /v1/users/{id}" || s.SpanKind != trace.SpanKindServer {
+		t.Errorf("span %q kind %v, want the route pattern and server kind", s.Name, s.SpanKind)
+	}
+	if s.Parent.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || s.Parent.SpanID().String() != "00f067aa0ba902b7" {
+		t.Errorf("parent %v, want the caller's traceparent", s.Parent)
+	}
+	attrs := map[attribute.Key]attribute.Value{}
+	for _, a := range s.Attributes {
+		attrs[a.Key] = a.Value
+	}
+	for k, want := range map[attribute.Key]string{"http.route": "/v1/users/{id}", "http.request.method": "GET", "url.path": "/v1/users/42"} {
+		if attrs[k].AsString() != want {
+			t.Errorf("%s = %q, want %q", k, attrs[k].AsString(), want)
+		}
+	}
+	if attrs["http.response.status_code"].AsInt64() != 200 {
+		t.Errorf("status code attribute %v, want 200", attrs["http.response.status_code"])
+	}
+	if spans[1].Status.Code != codes.Error || spans[1].Name != "GET /fail" {
+		t.Errorf("a 503 span is %q with status %v, want an error", spans[1].Name, spans[1].Status)
+	}
+}
+
+func TestUnsampledRequestStillCarriesTheTraceContext(t *testing.T) {
+	tel, exp, h, seen := tracedMux(t, 0)
+	// A new trace the sampler drops: the handler still has a valid span
+	// context, so logs and downstream calls carry a trace id.
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/v1/users/42", nil))
+	if !seen.IsValid() || seen.IsSampled() {
+		t.Errorf("handler span context %v, want valid and not sampled", *seen)
+	}
+	// A caller's unsampled trace is continued, not restarted.
+	req := httptest.NewRequest("GET", "/v1/users/42", nil)
+	req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	if seen.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Errorf("trace id %s, want the caller's", seen.TraceID())
+	}
+	// A caller's sampled trace is recorded whatever the ratio (parent based).
+	req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	if spans := flushed(t, tel, exp); len(spans) != 1 || spans[0].Name != "GET /v1/users/{id}" {
+		t.Errorf("want only the sampled caller's span, got %d spans", len(spans))
+	}
+}
+
+func TestProbesAreNotTraced(t *testing.T) {
+	tel, exp, h, seen := tracedMux(t, 1)
+	req := httptest.NewRequest("GET", "/readyz", nil)
+	req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	if seen.IsValid() {
+		t.Errorf("a probe ran in span context %v", *seen)
+	}
+	if spans := flushed(t, tel, exp); len(spans) != 0 {
+		t.Errorf("probes make no spans, got %d", len(spans))
+	}
+}
+
+func TestRouteCountsByRouteMethodAndCode(t *testing.T) {
+	m := NewMetrics()
+	code := http.StatusOK
+	h := m.Route("GET /x/{id}", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if code != http.StatusOK {
+			w.WriteHeader(code)
+		}
+	}))
+	for _, c := range []struct {
+		method string
+		code   int
+	}{{"GET", 200}, {"GET", 200}, {"GET", 404}, {"HEAD", 200}} {
+		code = c.code
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(c.method, "/x/1", nil))
+	}
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`http_server_requests_total{code="200",method="GET",route="GET /x/{id}"} 2`,
+		`http_server_requests_total{code="404",method="GET",route="GET /x/{id}"} 1`,
+		`http_server_requests_total{code="200",method="HEAD",route="GET /x/{id}"} 1`,
+		`http_server_request_duration_seconds_count{method="GET",route="GET /x/{id}"} 3`,
+		`http_server_request_duration_seconds_count{method="HEAD",route="GET /x/{id}"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
