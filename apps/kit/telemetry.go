@@ -184,6 +184,8 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 // final name and the status writer are paid for only when the span records.
 func (t *Telemetry) HTTPHandler(h http.Handler, operation string) http.Handler {
 	tracer := t.Tracer.Tracer("scaleplane/kit/http")
+	// Built once: an option is an interface value, boxed anew on each call.
+	server := trace.WithSpanKind(trace.SpanKindServer)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isProbe(r.URL.Path) {
 			h.ServeHTTP(w, r)
@@ -192,7 +194,7 @@ func (t *Telemetry) HTTPHandler(h http.Handler, operation string) http.Handler {
 		ctx := t.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 		// The sampler sees the operation; the route is only known once the
 		// mux has matched, so a recorded span is renamed below.
-		ctx, span := tracer.Start(ctx, operation, trace.WithSpanKind(trace.SpanKindServer))
+		ctx, span := tracer.Start(ctx, operation, server)
 		defer span.End()
 		r = r.WithContext(ctx)
 		if !span.IsRecording() {

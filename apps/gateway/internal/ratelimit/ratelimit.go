@@ -40,16 +40,21 @@ type Result struct {
 }
 
 // Limiter decides per key. Concurrent decisions share one round trip:
-// each still runs the GCRA script atomically on Redis, but the scripts of
-// every request waiting at that moment go out as one pipeline (one write
-// and one read system call for the batch instead of one pair each). On a
-// cached GET the rate-limit round trip is most of the gateway's CPU; the
-// articles' Node.js design gets the same effect from ioredis' automatic
-// pipelining.
+// every request waiting at that moment is decided by one run of the GCRA
+// script, atomic on Redis, which takes the batch's keys in arrival order and
+// decides a repeated key's requests one after the other, as separate runs
+// would. On a cached GET the rate-limit round trip is most of the gateway's
+// CPU; the articles' Node.js design gets part of this effect from ioredis'
+// automatic pipelining.
 type Limiter struct {
 	redis  redis.UniversalClient
 	limit  Limit
 	prefix string
+	// oneNode is set for a client of a single Redis node, which accepts a
+	// script over keys of any slot; a cluster (or any sharding client) needs
+	// a script's keys on one node, so there a batch runs the script once per
+	// distinct key, all in one pipeline.
+	oneNode bool
 	// limitHeader and policyHeader are the same on every response; they
 	// are set as shared slices (header values are never modified in
 	// place) so that a request allocates none for them.
@@ -60,21 +65,29 @@ type Limiter struct {
 	flushing bool // a flusher goroutine owns the pending queue
 }
 
-// call is one Allow waiting for its batch.
+// call is one Allow waiting for its batch. Calls are pooled: Allow returns
+// one to callPool only after the flusher has answered it, never when its
+// caller gives up first, since the flusher still writes into it then.
 type call struct {
-	key  string
-	res  Result
-	err  error
+	key string
+	res Result
+	err error
+	// done receives one value once res and err are set: buffered, so that
+	// answering a caller that left never blocks the flusher, and drained by
+	// the caller, so that the call can be reused (a closed channel cannot).
 	done chan struct{}
 }
 
-// maxBatch bounds one pipeline, so a burst of arrivals cannot make one
-// round trip (and the first caller's wait) arbitrarily long.
+var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
+
+// maxBatch bounds one batch, so a burst of arrivals cannot make one round
+// trip (and the first caller's wait) arbitrarily long.
 const maxBatch = 256
 
 // New returns a limiter for lim, namespacing keys with prefix.
 func New(rdb redis.UniversalClient, lim Limit, prefix string) *Limiter {
-	return &Limiter{redis: rdb, limit: lim, prefix: prefix,
+	_, oneNode := rdb.(*redis.Client)
+	return &Limiter{redis: rdb, limit: lim, prefix: prefix, oneNode: oneNode,
 		limitHeader:  []string{strconv.Itoa(lim.Burst)},
 		policyHeader: []string{fmt.Sprintf("%d;w=%d;burst=%d", lim.Rate, ceilSeconds(lim.Period), lim.Burst)}}
 }
@@ -82,7 +95,8 @@ func New(rdb redis.UniversalClient, lim Limit, prefix string) *Limiter {
 // Allow spends one request for key. It waits for its batch's round trip or
 // for ctx, whichever ends first.
 func (l *Limiter) Allow(ctx context.Context, key string) (Result, error) {
-	c := &call{key: l.prefix + "{" + key + "}", done: make(chan struct{})}
+	c := callPool.Get().(*call)
+	c.key = l.prefix + "{" + key + "}"
 	l.mu.Lock()
 	l.pending = append(l.pending, c)
 	if !l.flushing {
@@ -94,13 +108,18 @@ func (l *Limiter) Allow(ctx context.Context, key string) (Result, error) {
 	l.mu.Unlock()
 	select {
 	case <-c.done:
-		return c.res, c.err
+		res, err := c.res, c.err
+		*c = call{done: c.done}
+		callPool.Put(c)
+		return res, err
 	case <-ctx.Done():
+		// c stays with the flusher, which will still answer it; the
+		// garbage collector takes it afterwards.
 		return Result{}, fmt.Errorf("rate limit: %w", ctx.Err())
 	}
 }
 
-// flush sends what is pending as one pipeline, answers its callers and
+// flush decides what is pending in one round trip, answers its callers and
 // repeats until nothing is pending.
 func (l *Limiter) flush() {
 	for {
@@ -121,15 +140,16 @@ func (l *Limiter) flush() {
 		l.mu.Unlock()
 		l.run(batch)
 		for _, c := range batch {
-			close(c.done)
+			c.done <- struct{}{}
 		}
 	}
 }
 
-// run evaluates the script for every call of batch in one pipeline. Redis
-// may not know the script (a restart, a failover to a fresh replica,
-// SCRIPT FLUSH): the calls it refused with NOSCRIPT are sent again with the
-// script's source, which also loads it.
+// run decides every call of batch: one script run on a single node, one per
+// distinct key (in one pipeline) on a cluster. Redis may not know the
+// script (a restart, a failover to a fresh replica, SCRIPT FLUSH): the runs
+// it refused with NOSCRIPT are sent again with the script's source, which
+// also loads it.
 func (l *Limiter) run(batch []*call) {
 	// The callers' contexts differ; the client's read and write timeouts
 	// bound the round trip, and a caller whose context ends stops waiting.
@@ -138,13 +158,34 @@ func (l *Limiter) run(batch []*call) {
 	// config refuses such a limit; this keeps the script sound anyway).
 	interval := max(1, l.limit.Period.Microseconds()/int64(l.limit.Rate))
 	args := []any{interval, l.limit.Burst, 1}
-	cmds := make([]*redis.Cmd, len(batch))
-	_, _ = l.redis.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, c := range batch {
-			cmds[i] = gcra.EvalSha(ctx, p, []string{c.key}, args...)
+	groups := l.group(batch)
+	keys := make([][]string, len(groups))
+	for i, g := range groups {
+		keys[i] = make([]string, len(g))
+		for j, c := range g {
+			keys[i][j] = c.key
 		}
-		return nil
-	})
+	}
+	cmds := make([]*redis.Cmd, len(groups))
+	eval := func(script func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd, which []int) {
+		if len(which) == 1 {
+			// A single command (every batch on one node) needs none of a
+			// pipeline's bookkeeping.
+			cmds[which[0]] = script(ctx, l.redis, keys[which[0]], args...)
+			return
+		}
+		_, _ = l.redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, i := range which {
+				cmds[i] = script(ctx, p, keys[i], args...)
+			}
+			return nil
+		})
+	}
+	all := make([]int, len(groups))
+	for i := range all {
+		all[i] = i
+	}
+	eval(gcra.EvalSha, all)
 	var retry []int
 	for i, cmd := range cmds {
 		if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
@@ -152,33 +193,54 @@ func (l *Limiter) run(batch []*call) {
 		}
 	}
 	if len(retry) > 0 {
-		_, _ = l.redis.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, i := range retry {
-				cmds[i] = gcra.Eval(ctx, p, []string{batch[i].key}, args...)
-			}
-			return nil
-		})
+		eval(gcra.Eval, retry)
 	}
-	for i, c := range batch {
-		c.res, c.err = decode(cmds[i])
+	for i, g := range groups {
+		decode(cmds[i], g)
 	}
 }
 
-// decode reads the script's {allowed, remaining, retry_after_us, reset_after_us}.
-func decode(cmd *redis.Cmd) (Result, error) {
+// group splits batch into the calls that one script run may decide
+// together: all of them on a single node, those of one key on a cluster.
+// The order of arrival is kept within a group.
+func (l *Limiter) group(batch []*call) [][]*call {
+	if l.oneNode || len(batch) == 1 {
+		return [][]*call{batch}
+	}
+	var groups [][]*call
+	index := make(map[string]int, len(batch))
+	for _, c := range batch {
+		i, ok := index[c.key]
+		if !ok {
+			i = len(groups)
+			index[c.key] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], c)
+	}
+	return groups
+}
+
+// decode answers the calls of one script run from its reply: for each call,
+// in order, {allowed, remaining, retry_after_us, reset_after_us}.
+func decode(cmd *redis.Cmd, calls []*call) {
 	res, err := cmd.Int64Slice()
-	if err != nil {
-		return Result{}, fmt.Errorf("rate limit script: %w", err)
+	if err == nil && len(res) != 4*len(calls) {
+		err = fmt.Errorf("%d values for %d requests, want 4 each", len(res), len(calls))
 	}
-	if len(res) != 4 {
-		return Result{}, fmt.Errorf("rate limit script: %d values, want 4", len(res))
+	for i, c := range calls {
+		if err != nil {
+			c.res, c.err = Result{}, fmt.Errorf("rate limit script: %w", err)
+			continue
+		}
+		r := res[4*i : 4*i+4]
+		c.res = Result{
+			Allowed:    r[0] == 1,
+			Remaining:  int(r[1]),
+			RetryAfter: time.Duration(r[2]) * time.Microsecond,
+			ResetAfter: time.Duration(r[3]) * time.Microsecond,
+		}
 	}
-	return Result{
-		Allowed:    res[0] == 1,
-		Remaining:  int(res[1]),
-		RetryAfter: time.Duration(res[2]) * time.Microsecond,
-		ResetAfter: time.Duration(res[3]) * time.Microsecond,
-	}, nil
 }
 
 // Middleware answers 429 with Retry-After and RateLimit-* headers when the
@@ -194,8 +256,11 @@ func (l *Limiter) Middleware(keyOf func(*http.Request) string, onError func(*htt
 		}
 		h := w.Header()
 		h["Ratelimit-Limit"] = l.limitHeader // canonical forms of RateLimit-*
-		h.Set("RateLimit-Remaining", strconv.Itoa(res.Remaining))
-		h.Set("RateLimit-Reset", strconv.Itoa(ceilSeconds(res.ResetAfter)))
+		// One allocation for both per-request values; each is capped at
+		// its own element so that an Add copies rather than overwrites.
+		vals := []string{strconv.Itoa(res.Remaining), strconv.Itoa(ceilSeconds(res.ResetAfter))}
+		h["Ratelimit-Remaining"] = vals[0:1:1]
+		h["Ratelimit-Reset"] = vals[1:2:2]
 		h["Ratelimit-Policy"] = l.policyHeader
 		if !res.Allowed {
 			h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(res.RetryAfter))))

@@ -27,42 +27,97 @@ func newRedis(t *testing.T) *redis.Client {
 	return c
 }
 
+// shardedClient hides that the client is a single node, so the limiter
+// takes the path of a cluster: one script run per distinct key of a batch.
+type shardedClient struct{ *redis.Client }
+
 // TestConcurrentCallersShareTheLimitExactly sends 300 concurrent requests
 // for one key and 300 spread over 30 keys through one limiter, so they are
-// batched into pipelines: the shared key admits exactly its burst (each
-// script still runs atomically) and every caller gets its own key's answer.
+// batched: the shared key admits exactly its burst (each script run is
+// atomic, a key repeated in a batch is decided request after request) and
+// every caller gets its own key's answer. Both the single-node path (one
+// run for the whole batch) and the cluster path (one run per key) are
+// checked.
 func TestConcurrentCallersShareTheLimitExactly(t *testing.T) {
 	t.Parallel()
 	rdb := newRedis(t)
-	const burst = 50
-	l := ratelimit.New(rdb, ratelimit.Limit{Rate: 1, Period: time.Hour, Burst: burst}, "rl:")
-	var allowedHot, allowedSpread atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, 600)
-	for i := range 600 {
-		wg.Go(func() {
-			key, counter := "hot", &allowedHot
-			if i%2 == 1 {
-				key, counter = fmt.Sprintf("client-%d", i%30), &allowedSpread
+	for name, client := range map[string]redis.UniversalClient{"one node": rdb, "cluster": shardedClient{rdb}} {
+		t.Run(name, func(t *testing.T) {
+			const burst = 50
+			l := ratelimit.New(client, ratelimit.Limit{Rate: 1, Period: time.Hour, Burst: burst}, "rl:"+name+":")
+			var allowedHot, allowedSpread atomic.Int64
+			var wg sync.WaitGroup
+			errs := make(chan error, 600)
+			for i := range 600 {
+				wg.Go(func() {
+					key, counter := "hot", &allowedHot
+					if i%2 == 1 {
+						key, counter = fmt.Sprintf("client-%d", i%30), &allowedSpread
+					}
+					res, err := l.Allow(context.Background(), key)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if res.Allowed {
+						counter.Add(1)
+					}
+				})
 			}
-			res, err := l.Allow(context.Background(), key)
-			if err != nil {
-				errs <- err
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				require.NoError(t, err, "Allow against a healthy Redis")
+			}
+			assert.Equal(t, int64(burst), allowedHot.Load(), "one key admits exactly its burst however the calls were batched")
+			// 300 calls over 15 odd-numbered keys: 20 each, all within the burst of 50.
+			assert.Equal(t, int64(300), allowedSpread.Load(), "keys under their burst are all admitted: answers reach their own callers")
+		})
+	}
+}
+
+// TestCallersWhoGiveUpDoNotCorruptOthers: calls are pooled, and a caller
+// whose context ends before its batch is answered leaves its call with the
+// flusher, which writes the answer into it later. Were that call reused at
+// once, another caller would read the stale answer, race with the flusher
+// (which -race reports) or stall it. Callers with cancelled contexts ask for an
+// exhausted key while the others ask for fresh keys, so any answer that
+// reaches the wrong caller is a denial where an admission was due.
+func TestCallersWhoGiveUpDoNotCorruptOthers(t *testing.T) {
+	t.Parallel()
+	rdb := newRedis(t)
+	const burst = 5
+	l := ratelimit.New(rdb, ratelimit.Limit{Rate: 1, Period: time.Hour, Burst: burst}, "rl:")
+	for range burst {
+		_, err := l.Allow(context.Background(), "exhausted")
+		require.NoError(t, err, "spend the exhausted key")
+	}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	var wrong atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 4000 {
+		wg.Go(func() {
+			if i%2 == 0 {
+				_, _ = l.Allow(gone, "exhausted")
 				return
 			}
-			if res.Allowed {
-				counter.Add(1)
+			res, err := l.Allow(context.Background(), fmt.Sprintf("fresh-%d", i))
+			if err != nil || !res.Allowed || res.Remaining != burst-1 {
+				wrong.Add(1)
 			}
 		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		require.NoError(t, err, "Allow against a healthy Redis")
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(30 * time.Second):
+		// A call reused while the flusher still owed it an answer gets two
+		// answers, and the second blocks the flusher for good.
+		t.Fatal("callers still waiting after 30 s: the flusher is stuck")
 	}
-	assert.Equal(t, int64(burst), allowedHot.Load(), "one key admits exactly its burst however the calls were batched")
-	// 300 calls over 15 odd-numbered keys: 20 each, all within the burst of 50.
-	assert.Equal(t, int64(300), allowedSpread.Load(), "keys under their burst are all admitted: answers reach their own callers")
+	assert.Zero(t, wrong.Load(), "every caller with a fresh key was admitted with its own remaining count")
 }
 
 // TestLimiterReloadsAFlushedScript: after SCRIPT FLUSH (as after a restart
