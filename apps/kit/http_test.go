@@ -8,7 +8,9 @@ import (
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -147,5 +149,37 @@ func TestRouteCountsByRouteMethodAndCode(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+// TestTraceHeadersAreFoundWhateverTheirSpelling: the extraction carrier
+// looks the W3C headers up under their canonical forms and every other key
+// as Header.Get would, so a caller's trace state and baggage still arrive.
+func TestTraceHeadersAreFoundWhateverTheirSpelling(t *testing.T) {
+	h := http.Header{}
+	h.Set("TRACEPARENT", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	h.Set("tracestate", "vendor=x")
+	h.Add("Baggage", "a=1")
+	h.Add("baggage", "b=2")
+	h.Set("X-Other", "y")
+	c := requestCarrier(h)
+	if c.Get("traceparent") != h.Get("Traceparent") || c.Get("tracestate") != "vendor=x" || c.Get("x-other") != "y" {
+		t.Errorf("Get: %q %q %q", c.Get("traceparent"), c.Get("tracestate"), c.Get("x-other"))
+	}
+	if got := c.Values("baggage"); len(got) != 2 || got[0] != "a=1" || got[1] != "b=2" {
+		t.Errorf("Values(baggage) = %q, want both values", got)
+	}
+	if c.Get("baggage") != "a=1" || c.Get("nothing") != "" || len(c.Values("tracestate")) != 1 {
+		t.Errorf("Get(baggage) = %q, Get(nothing) = %q", c.Get("baggage"), c.Get("nothing"))
+	}
+	tel := NoopTelemetry("t")
+	tel.Propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	ctx := tel.Propagator.Extract(context.Background(), c)
+	sc := trace.SpanContextFromContext(ctx)
+	if sc.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || sc.TraceState().Get("vendor") != "x" {
+		t.Errorf("span context %v, want the caller's trace and its state", sc)
+	}
+	if b := baggage.FromContext(ctx); b.Member("a").Value() != "1" || b.Member("b").Value() != "2" {
+		t.Errorf("baggage %v, want both members", b)
 	}
 }

@@ -101,12 +101,12 @@ func (m *Metrics) Route(pattern string, h http.Handler) http.Handler {
 		methodDuration = m.httpDuration.WithLabelValues(pattern, method)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
+		start := time.Since(epoch)
 		m.httpInflight.Inc()
 		defer m.httpInflight.Dec()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		h.ServeHTTP(sw, r)
-		d := time.Since(start).Seconds()
+		d := (time.Since(epoch) - start).Seconds()
 		if r.Method == method {
 			if sw.code == http.StatusOK {
 				okCount.Inc()
@@ -120,6 +120,12 @@ func (m *Metrics) Route(pattern string, h http.Handler) http.Handler {
 		m.httpDuration.WithLabelValues(pattern, r.Method).Observe(d)
 	})
 }
+
+// epoch is what Route measures from: time.Since of a time with a monotonic
+// reading reads only the monotonic clock, where time.Now reads the wall
+// clock too, so a request's duration costs two clock reads instead of
+// three.
+var epoch = time.Now()
 
 // ConnState counts open HTTP connections; set it as http.Server.ConnState.
 func (m *Metrics) ConnState(_ net.Conn, s http.ConnState) {

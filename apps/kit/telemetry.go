@@ -191,7 +191,7 @@ func (t *Telemetry) HTTPHandler(h http.Handler, operation string) http.Handler {
 			h.ServeHTTP(w, r)
 			return
 		}
-		ctx := t.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx := t.Propagator.Extract(r.Context(), requestCarrier(r.Header))
 		// The sampler sees the operation; the route is only known once the
 		// mux has matched, so a recorded span is renamed below.
 		ctx, span := tracer.Start(ctx, operation, server)
@@ -216,6 +216,48 @@ func (t *Telemetry) HTTPHandler(h http.Handler, operation string) http.Handler {
 		}
 	})
 }
+
+// requestCarrier is propagation.HeaderCarrier for extraction, with the
+// W3C headers the propagators read looked up under their canonical forms.
+// They ask in lower case ("traceparent", "baggage"), which Header.Get
+// canonicalizes anew on every call, allocating each time: on a cached GET
+// that was about 1 % of the gateway's CPU, for headers most requests lack.
+type requestCarrier http.Header
+
+// canonicalTraceHeader is the canonical form of a header the propagators
+// read, if key is one of them.
+func canonicalTraceHeader(key string) (string, bool) {
+	switch key {
+	case "traceparent":
+		return "Traceparent", true
+	case "tracestate":
+		return "Tracestate", true
+	case "baggage":
+		return "Baggage", true
+	}
+	return "", false
+}
+
+func (c requestCarrier) Get(key string) string {
+	if k, ok := canonicalTraceHeader(key); ok {
+		if v := c[k]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	return propagation.HeaderCarrier(c).Get(key)
+}
+
+func (c requestCarrier) Values(key string) []string {
+	if k, ok := canonicalTraceHeader(key); ok {
+		return c[k]
+	}
+	return propagation.HeaderCarrier(c).Values(key)
+}
+
+func (c requestCarrier) Set(key, value string) { propagation.HeaderCarrier(c).Set(key, value) }
+
+func (c requestCarrier) Keys() []string { return propagation.HeaderCarrier(c).Keys() }
 
 // requestAttrs are the HTTP semantic-convention attributes of a server
 // span that are known before the handler runs.

@@ -15,6 +15,7 @@ func TestNegotiate(t *testing.T) {
 	for accept, want := range map[string]string{
 		"": "", "gzip": "gzip", "br, gzip": "br", "gzip;q=1, br;q=0.5": "gzip", "br;q=0, gzip": "gzip",
 		"identity": "", "GZIP;q=0.8, deflate": "gzip", "*": "",
+		"gzip,": "gzip", ",br": "br", " br ; q=0.5 , gzip ;q=0.9": "gzip", "deflate, Br": "br", ",": "",
 	} {
 		if got := Negotiate(accept); got != want {
 			t.Errorf("Negotiate(%q) = %q, want %q", accept, got, want)

@@ -92,8 +92,10 @@ func TestCallersWhoGiveUpDoNotCorruptOthers(t *testing.T) {
 		_, err := l.Allow(context.Background(), "exhausted")
 		require.NoError(t, err, "spend the exhausted key")
 	}
-	gone, cancel := context.WithCancel(context.Background())
-	cancel()
+	// An expired deadline: a context without one is refused before its
+	// call joins a batch, so it would never leave a call behind.
+	gone, cancel := context.WithDeadline(context.Background(), time.Now())
+	defer cancel()
 	var wrong atomic.Int64
 	var wg sync.WaitGroup
 	for i := range 4000 {
@@ -156,6 +158,7 @@ func TestMiddlewareAnswers429WithHeadersAndFailsOpen(t *testing.T) {
 	assert.Equal(t, []int{204, 204, 429}, codes, "burst of 2, then 429")
 	assert.NotEmpty(t, last.Header().Get("Retry-After"), "429 carries Retry-After")
 	assert.Equal(t, "0", last.Header().Get("RateLimit-Remaining"), "nothing left")
+	assert.Equal(t, "120", last.Header().Get("RateLimit-Reset"), "full again after the two spent 60 s intervals, rounded up")
 	assert.Equal(t, "1;w=60;burst=2", last.Header().Get("RateLimit-Policy"), "policy header")
 	assert.Equal(t, "2", last.Header().Get("RateLimit-Limit"), "limit header")
 
@@ -195,4 +198,61 @@ func TestAllowStopsWaitingWhenTheCallerGivesUp(t *testing.T) {
 	_, err = l.Allow(ctx, "k")
 	require.ErrorIs(t, err, context.DeadlineExceeded, "the caller's deadline ends the wait")
 	assert.Less(t, time.Since(start), 5*time.Second, "returned on the caller's deadline, not the server's 10 s read timeout")
+}
+
+// TestMiddlewareCountersAreSeparateValues: RateLimit-Remaining and
+// RateLimit-Reset share one allocation; each must still read, and grow
+// through Header.Add, as its own value.
+func TestMiddlewareCountersAreSeparateValues(t *testing.T) {
+	t.Parallel()
+	rdb := newRedis(t)
+	l := ratelimit.New(rdb, ratelimit.Limit{Rate: 10, Period: time.Second, Burst: 12345}, "rl:")
+	h := l.Middleware(func(*http.Request) string { return "client" }, func(*http.Request, error) { t.Error("limiter failed") },
+		http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Add("RateLimit-Remaining", "x")
+			w.WriteHeader(http.StatusNoContent)
+		}))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	assert.Equal(t, []string{"12344", "x"}, rec.Header().Values("RateLimit-Remaining"), "remaining, then the handler's own value")
+	assert.Equal(t, []string{"1"}, rec.Header().Values("RateLimit-Reset"), "0.1 s until full, rounded up, untouched by the Add")
+}
+
+// TestAllowWithoutDeadline: a context without a deadline is refused if
+// already ended, and otherwise waits for its decision: a caller cancelled
+// while waiting (an HTTP client that left) gets the round trip's outcome,
+// bounded by the client's read timeout, not a cancellation error.
+func TestAllowWithoutDeadline(t *testing.T) {
+	t.Parallel()
+	rdb := newRedis(t)
+	l := ratelimit.New(rdb, ratelimit.Limit{Rate: 1, Period: time.Hour, Burst: 3}, "rl:")
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := l.Allow(gone, "k")
+	require.ErrorIs(t, err, context.Canceled, "an ended context is refused")
+	res, err := l.Allow(context.Background(), "k")
+	require.NoError(t, err)
+	assert.Equal(t, 2, res.Remaining, "the refused call spent nothing")
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err, "listen")
+	defer func() { _ = ln.Close() }()
+	go func() { // accepts and never answers, as a stalled node would
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { _ = c.Close() })
+		}
+	}()
+	slow := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1, ReadTimeout: 300 * time.Millisecond})
+	defer func() { _ = slow.Close() }()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	start := time.Now()
+	_, err = ratelimit.New(slow, ratelimit.Limit{Rate: 1, Period: time.Second, Burst: 1}, "rl:").Allow(ctx, "k")
+	require.Error(t, err, "the stalled round trip fails")
+	assert.NotErrorIs(t, err, context.Canceled, "the wait ended with the round trip, not the cancellation")
+	assert.GreaterOrEqual(t, time.Since(start), 250*time.Millisecond, "bounded by the read timeout")
 }
