@@ -177,10 +177,26 @@ func TestMiddlewareAnswers429WithHeadersAndFailsOpen(t *testing.T) {
 // returns at once even while its batch is stuck on a silent server.
 func TestAllowStopsWaitingWhenTheCallerGivesUp(t *testing.T) {
 	t.Parallel()
+	addr := silentServer(t)
+	slow := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ReadTimeout: 10 * time.Second, WriteTimeout: time.Second})
+	defer func() { _ = slow.Close() }()
+	l := ratelimit.New(slow, ratelimit.Limit{Rate: 1, Period: time.Second, Burst: 1}, "rl:")
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := l.Allow(ctx, "k")
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the caller's deadline ends the wait")
+	assert.Less(t, time.Since(start), 5*time.Second, "returned on the caller's deadline, not the server's 10 s read timeout")
+}
+
+// silentServer accepts connections and never answers, as a stalled Redis
+// node would; it returns its address.
+func silentServer(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err, "listen")
-	defer func() { _ = ln.Close() }()
-	go func() { // accepts and never answers, as a stalled node would
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
@@ -189,15 +205,7 @@ func TestAllowStopsWaitingWhenTheCallerGivesUp(t *testing.T) {
 			t.Cleanup(func() { _ = c.Close() })
 		}
 	}()
-	slow := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1, ReadTimeout: 10 * time.Second, WriteTimeout: time.Second})
-	defer func() { _ = slow.Close() }()
-	l := ratelimit.New(slow, ratelimit.Limit{Rate: 1, Period: time.Second, Burst: 1}, "rl:")
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	_, err = l.Allow(ctx, "k")
-	require.ErrorIs(t, err, context.DeadlineExceeded, "the caller's deadline ends the wait")
-	assert.Less(t, time.Since(start), 5*time.Second, "returned on the caller's deadline, not the server's 10 s read timeout")
+	return ln.Addr().String()
 }
 
 // TestMiddlewareCountersAreSeparateValues: RateLimit-Remaining and
@@ -231,22 +239,11 @@ func TestAllowWithoutDeadline(t *testing.T) {
 	_, err := l.Allow(gone, "k")
 	require.ErrorIs(t, err, context.Canceled, "an ended context is refused")
 	res, err := l.Allow(context.Background(), "k")
-	require.NoError(t, err)
+	require.NoError(t, err, "a live context is decided")
 	assert.Equal(t, 2, res.Remaining, "the refused call spent nothing")
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err, "listen")
-	defer func() { _ = ln.Close() }()
-	go func() { // accepts and never answers, as a stalled node would
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			t.Cleanup(func() { _ = c.Close() })
-		}
-	}()
-	slow := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1, ReadTimeout: 300 * time.Millisecond})
+	addr := silentServer(t)
+	slow := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ReadTimeout: 300 * time.Millisecond})
 	defer func() { _ = slow.Close() }()
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
