@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/blang/semver"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/events"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
@@ -294,7 +295,14 @@ func writeConfig(ctx context.Context, st auto.Stack, values map[string]string) e
 	ws := st.Workspace()
 	settings, err := ws.StackSettings(ctx, st.Name())
 	if err != nil {
-		return err
+		// No settings file: the stack lives on in the backend but its work
+		// directory was removed. The CLI writes a new file, taking the
+		// passphrase salt from the stack's state; nothing stale can be in it.
+		all := auto.ConfigMap{}
+		for k, v := range values {
+			all[stacks.Project+":"+k] = auto.ConfigValue{Value: v}
+		}
+		return st.SetAllConfig(ctx, all)
 	}
 	cfg := config.Map{}
 	for k, v := range settings.Config {
@@ -419,6 +427,10 @@ func Destroy(ctx context.Context, o Options) (Result, error) {
 	return r, nil
 }
 
+// removeBackupsSince is the first Pulumi CLI whose `stack rm` takes
+// --remove-backups (pulumi/pulumi#20203).
+var removeBackupsSince = semver.Version{Major: 3, Minor: 188}
+
 // RemoveStack deletes the stack's (empty) state from the backend with its
 // backups, so a test leaves nothing behind: the file backend otherwise
 // keeps a copy of every update's state per removed stack (0.9 MB each for
@@ -430,6 +442,10 @@ func RemoveStack(ctx context.Context, o Options) error {
 		return err
 	}
 	ws := st.Workspace()
+	if o.cli.Version().LT(removeBackupsSince) {
+		// A user's older CLI has no --remove-backups: remove the stack alone.
+		return ws.RemoveStack(ctx, o.StackName)
+	}
 	var env []string
 	for k, v := range ws.GetEnvVars() {
 		env = append(env, k+"="+v)

@@ -143,15 +143,33 @@ func TestCheckpointsAreSkippedOnlyForLocal(t *testing.T) {
 	}
 }
 
-// fakeCLI answers every CLI run with success, so a real LocalWorkspace can
-// be driven without the Pulumi CLI.
-type fakeCLI struct{}
+// fakeCLI answers every CLI run with success and keeps the arguments, so
+// a real LocalWorkspace can be driven without the Pulumi CLI.
+type fakeCLI struct{ runs *[][]string }
 
-func (fakeCLI) Run(context.Context, string, io.Reader, []io.Writer, []io.Writer, []string, ...string) (string, string, int, error) {
+func (f fakeCLI) Run(_ context.Context, _ string, _ io.Reader, _, _ []io.Writer, _ []string, args ...string) (string, string, int, error) {
+	if f.runs != nil {
+		*f.runs = append(*f.runs, args)
+	}
 	return "", "", 0, nil
 }
 
 func (fakeCLI) Version() semver.Version { return semver.MustParse("3.274.1") }
+
+func TestWriteConfigWithoutASettingsFileAsksTheCLI(t *testing.T) {
+	ctx := context.Background()
+	var runs [][]string
+	proj := workspace.Project{Name: tokens.PackageName(stacks.Project), Runtime: workspace.NewProjectRuntimeInfo("go", nil)}
+	ws, err := auto.NewLocalWorkspace(ctx, auto.WorkDir(t.TempDir()), auto.Project(proj), auto.Pulumi(fakeCLI{runs: &runs}))
+	require.NoError(t, err, "workspace")
+	st, err := auto.SelectStack(ctx, "local", ws)
+	require.NoError(t, err, "stack")
+	runs = nil
+	require.NoError(t, writeConfig(ctx, st, map[string]string{"namespace": "sp"}), "writeConfig without a settings file")
+	require.Len(t, runs, 1, "one CLI run writes the file")
+	assert.Equal(t, []string{"config", "set-all", "--stack", "local", "--plaintext", "scaleplane:namespace=sp"}, runs[0][:6],
+		"the CLI sets the stack file's values (it also takes the salt from the state)")
+}
 
 func TestWriteConfigKeepsExactlyTheStackFileValues(t *testing.T) {
 	ctx := context.Background()
