@@ -122,3 +122,20 @@ func TestUnescapeMount(t *testing.T) {
 	assert.Equal(t, "/a b/c", unescapeMount(`/a\040b/c`), "mountinfo escapes spaces as \\040")
 	assert.Equal(t, "/plain", unescapeMount("/plain"), "plain paths are unchanged")
 }
+
+func TestAllBoundOnlyWhenEveryClaimIsBound(t *testing.T) {
+	phases := map[string]string{"data-0": "Bound", "logs-0": "Pending"}
+	for _, tc := range []struct {
+		claims []string
+		want   bool
+	}{
+		{[]string{"data-0"}, true},
+		{[]string{"data-0", "logs-0"}, false},
+		{[]string{"data-0", "missing"}, false},
+		{nil, false},
+	} {
+		if got := allBound(tc.claims, phases); got != tc.want {
+			t.Errorf("allBound(%v) = %v, want %v", tc.claims, got, tc.want)
+		}
+	}
+}

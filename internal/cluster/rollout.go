@@ -381,6 +381,48 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// claimPhases maps the namespace's volume claims to their phase.
+func (r Rollouts) claimPhases(ctx context.Context, ns string) (map[string]string, error) {
+	var list struct {
+		Items []struct {
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+			Status struct {
+				Phase string `json:"phase"`
+			} `json:"status"`
+		} `json:"items"`
+	}
+	if err := r.getJSON(ctx, &list, "-n", ns, "get", "persistentvolumeclaims"); err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(list.Items))
+	for _, c := range list.Items {
+		out[c.Metadata.Name] = c.Status.Phase
+	}
+	return out, nil
+}
+
+// allBound is whether a pod has claims and every one of them exists and
+// is bound.
+func allBound(claims []string, phases map[string]string) bool {
+	for _, c := range claims {
+		if phases[c] != "Bound" {
+			return false
+		}
+	}
+	return len(claims) > 0
+}
+
+// deletePod deletes a pod without waiting for it to go.
+func (r Rollouts) deletePod(ctx context.Context, ns, name string) error {
+	out, err := exec.CommandContext(ctx, r.Kubectl, "--kubeconfig", r.Kubeconfig, "-n", ns, "delete", "pod", name, "--wait=false", "--ignore-not-found").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("kubectl delete pod %s/%s: %w: %s", ns, name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
 // podProblems summarises the waiting reasons of the workload's pods, and
 // reports what the pods are missing for good: images the kubelet could not
 // get, volume claims nobody provisions.
@@ -392,6 +434,16 @@ func (r Rollouts) podProblems(ctx context.Context, ns string, sel map[string]str
 	sort.Strings(parts)
 	var pods struct {
 		Items []struct {
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+			Spec struct {
+				Volumes []struct {
+					PersistentVolumeClaim *struct {
+						ClaimName string `json:"claimName"`
+					} `json:"persistentVolumeClaim"`
+				} `json:"volumes"`
+			} `json:"spec"`
 			Status struct {
 				Conditions []struct {
 					Type    string `json:"type"`
@@ -414,6 +466,7 @@ func (r Rollouts) podProblems(ctx context.Context, ns string, sel map[string]str
 		return nil, nil, err
 	}
 	seen := map[string]bool{}
+	var phases map[string]string // the namespace's claims, read once when needed
 	for _, p := range pods.Items {
 		for _, c := range p.Status.Conditions {
 			// A claim nobody provisions keeps the pod unschedulable for
@@ -421,6 +474,32 @@ func (r Rollouts) podProblems(ctx context.Context, ns string, sel map[string]str
 			// embedded cluster's provisioner binds its class's claims
 			// within seconds; another class may have no provisioner.)
 			if c.Type == "PodScheduled" && c.Status == "False" && strings.Contains(c.Message, "PersistentVolumeClaim") {
+				if phases == nil {
+					if phases, err = r.claimPhases(ctx, ns); err != nil {
+						return nil, nil, err
+					}
+				}
+				var claims []string
+				for _, v := range p.Spec.Volumes {
+					if v.PersistentVolumeClaim != nil {
+						claims = append(claims, v.PersistentVolumeClaim.ClaimName)
+					}
+				}
+				if allBound(claims, phases) {
+					// The claims were bound after the scheduler's last try,
+					// and it may not try again for minutes (seen on the
+					// embedded cluster: no retry after the binding event).
+					// The pod never ran: deleting it lets its controller
+					// make one the scheduler places at once.
+					msg := "pod " + p.Metadata.Name + " recreated: its claims were bound after the scheduler gave up on it"
+					if err := r.deletePod(ctx, ns, p.Metadata.Name); err != nil {
+						// Not allowed to delete pods: the scheduler's own
+						// periodic retry is left to place it.
+						msg = "pod " + p.Metadata.Name + " waits for the scheduler to retry (its claims are bound): " + firstLine(err.Error())
+					}
+					problems = append(problems, msg)
+					continue
+				}
 				b := "volume claims unbound (no provisioner for their class?): " + firstLine(c.Message)
 				if !seen[b] {
 					seen[b] = true
