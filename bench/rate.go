@@ -140,7 +140,9 @@ func (c *rawConn) exchange(req []byte) (code int, keep bool, err error) {
 	if err != nil {
 		return 0, false, errMalformed
 	}
-	length, chunked, keep := -1, false, true
+	// HTTP/1.1 keeps the connection unless told otherwise; HTTP/1.0 closes
+	// it unless told otherwise.
+	length, chunked, keep := -1, false, line[7] == '1'
 	for {
 		line, err := c.r.ReadSlice('\n')
 		if err != nil {
@@ -163,7 +165,7 @@ func (c *rawConn) exchange(req []byte) (code int, keep bool, err error) {
 		case bytes.EqualFold(name, headerTE):
 			chunked = bytes.EqualFold(value, []byte("chunked"))
 		case bytes.EqualFold(name, headerConn):
-			keep = !bytes.EqualFold(value, []byte("close"))
+			keep = bytes.EqualFold(value, []byte("keep-alive")) || keep && !bytes.EqualFold(value, []byte("close"))
 		}
 	}
 	switch {
