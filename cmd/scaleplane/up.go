@@ -9,8 +9,10 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/scaleplane/scaleplane/internal/analyzer"
@@ -39,7 +41,7 @@ func newEngineFlags(fs *flag.FlagSet) engineFlags {
 		wait:       fs.Duration("wait", 5*time.Minute, "up: how long to wait for the workloads' rollouts (0: do not wait)"),
 		await:      fs.Bool("await", false, "up: let the kubernetes provider wait for each workload itself (all-or-nothing, 10 minutes each)"),
 		checkpoints: fs.Bool("checkpoints", false, "write the state after every step also for the local environment "+
-			"(slower; by default local writes it once, when the update ends, even on failure or Ctrl-C)"),
+			"(slower; by default local writes it once, when the update ends, even on failure or a first Ctrl-C)"),
 	}
 }
 
@@ -110,14 +112,16 @@ func runEngine(op string, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	fmt.Fprintf(stderr, "%s of stack %s on %s (state: %s)\n", op, *f.stack, kc, backend)
+	engineCtx, stopEngine := engineContext()
+	defer stopEngine()
 	var res pulumicli.Result
 	switch op {
 	case "up":
-		res, err = pulumicli.Up(ctx, o)
+		res, err = pulumicli.Up(engineCtx, o)
 	case "preview":
-		res, err = pulumicli.Preview(ctx, o)
+		res, err = pulumicli.Preview(engineCtx, o)
 	case "destroy":
-		res, err = pulumicli.Destroy(ctx, o)
+		res, err = pulumicli.Destroy(engineCtx, o)
 	}
 	if err != nil {
 		return err
@@ -153,6 +157,42 @@ func runEngine(op string, args []string, stdout, stderr io.Writer) error {
 	}
 	howToReach(ctx, stdout, kubectl, kc, res)
 	return werr
+}
+
+// engineContext is what the Pulumi CLI runs under. A Ctrl-C at the
+// terminal reaches the CLI directly (it runs in scaleplane's process group),
+// and the CLI answers a first interrupt by finishing its in-flight steps and
+// writing the state. Cancelling the context too would send it a second
+// interrupt, which it takes as "terminate now", and the Automation API
+// kills it 10 s later: the local environment, which writes its state only
+// when an update ends, would lose the run's steps. So an interrupt cancels
+// the context only the second time (the user will not wait); a SIGTERM,
+// sent to scaleplane alone, cancels it at once, which the CLI receives as
+// its first interrupt.
+func engineContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		for interrupts := 0; ; {
+			select {
+			case sig := <-sigs:
+				if sig == os.Interrupt {
+					if interrupts++; interrupts < 2 {
+						continue
+					}
+				}
+				cancel()
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		cancel()
+	}
 }
 
 // policyPacks is the pack the engine runs: the one given, none with

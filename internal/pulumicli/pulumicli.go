@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -93,8 +94,9 @@ type Options struct {
 // rewrites the whole state (0.9 MB for the local stack, about 230 times per
 // update): 8–10 s of a 12 s first `pulumi up` of local, against 2 s
 // without. The engine still writes the state when an update ends, whether
-// it succeeds, fails or is interrupted with Ctrl-C; only a killed CLI
-// loses the steps of its run, and the objects it created are then unknown
+// it succeeds, fails or is interrupted once (the command passes a second
+// Ctrl-C on, see cmd/scaleplane's engineContext); only a CLI terminated or
+// killed mid-update loses the steps of its run, and the objects it created are then unknown
 // to the state (the next up reports them as already existing). The local
 // environment lives on a disposable cluster that `scaleplane cluster down
 // --purge` resets, so it takes the speed; dev, staging and prod keep every
@@ -154,6 +156,9 @@ func (p *PolicyReport) Mandatory() int {
 // resources. The engine closes the channel when its event stream ends; a
 // CLI that fails before opening the stream never does, so the returned
 // function waits for the close only briefly before reporting what arrived.
+// The resources are complete only when the stream ended within that wait
+// and carried no error (an event the SDK could not read, say): a missed
+// resource-outputs event would drop a workload from the rollout wait.
 func collect(packs int) (chan<- events.EngineEvent, func() (*PolicyReport, *resources)) {
 	ch := make(chan events.EngineEvent)
 	finished := make(chan struct{})
@@ -161,11 +166,14 @@ func collect(packs int) (chan<- events.EngineEvent, func() (*PolicyReport, *reso
 	rep := &PolicyReport{}
 	res := &resources{byURN: map[string]resourceSeen{}}
 	seen := map[string]bool{}
+	broken := false
 	go func() {
 		defer close(finished)
 		for e := range ch {
 			mu.Lock()
 			switch {
+			case e.Error != nil:
+				broken = true
 			case e.PolicyEvent != nil:
 				rep.Violations = append(rep.Violations, *e.PolicyEvent)
 			case e.PolicyAnalyzeSummaryEvent != nil:
@@ -181,19 +189,23 @@ func collect(packs int) (chan<- events.EngineEvent, func() (*PolicyReport, *reso
 		}
 	}()
 	return ch, func() (*PolicyReport, *resources) {
+		ended := true
 		select {
 		case <-finished:
 		case <-time.After(eventStreamGrace):
+			ended = false
 		}
+		// Copies: after a timeout the collector may still be writing.
 		mu.Lock()
 		defer mu.Unlock()
+		got := &resources{byURN: maps.Clone(res.byURN), complete: ended && !broken}
 		if packs == 0 {
-			return nil, res
+			return nil, got
 		}
 		out := *rep
 		out.Packs = slices.Clone(rep.Packs)
 		out.Violations = slices.Clone(rep.Violations)
-		return &out, res
+		return &out, got
 	}
 }
 
@@ -365,6 +377,13 @@ func Up(ctx context.Context, o Options) (Result, error) {
 	policy, seen := collected()
 	if err != nil {
 		return Result{Operation: "up", Stack: o.StackName, Stdout: res.StdOut, Policy: policy}, fmt.Errorf("pulumi up of stack %s: %w", o.StackName, err)
+	}
+	if !seen.complete {
+		// The events missed something: read the state itself (one more CLI
+		// run, which decrypts and prints the whole state).
+		if seen, err = exported(ctx, st); err != nil {
+			return Result{Operation: "up", Stack: o.StackName, Stdout: res.StdOut, Policy: policy}, fmt.Errorf("pulumicli: reading the state of %s: %w", o.StackName, err)
+		}
 	}
 	r := Result{Operation: "up", Stack: o.StackName, Duration: time.Since(begin), Update: o.cli.took("up"), Stdout: res.StdOut, Outputs: map[string]any{},
 		Policy: policy, Kinds: seen.kinds(), Workloads: seen.workloads()}

@@ -2,6 +2,7 @@ package pulumicli
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/events"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/tokens"
@@ -123,6 +125,44 @@ func TestResourcesFollowTheSteps(t *testing.T) {
 		r.kinds(), "every declared resource once; the deleted one gone, the replaced one kept")
 	assert.Equal(t, []cluster.Workload{{Kind: "Deployment", Namespace: "sp", Name: "gateway"}, {Kind: "StatefulSet", Namespace: "sp", Name: "postgres"}, {Kind: "StatefulSet", Namespace: "sp", Name: "redis"}},
 		r.workloads(), "only workloads, sorted, with kind, namespace and name")
+}
+
+// TestResourcesFromEventsAreCompleteOnlyWhenTheStreamEnded: the resources
+// read off the engine's events are trusted only when the stream closed
+// without an error event; otherwise Up reads the state instead.
+func TestResourcesFromEventsAreCompleteOnlyWhenTheStreamEnded(t *testing.T) {
+	outputs := func(urn string) events.EngineEvent {
+		return events.EngineEvent{EngineEvent: apitype.EngineEvent{ResOutputsEvent: &apitype.ResOutputsEvent{
+			Metadata: apitype.StepEventMetadata{Op: apitype.OpCreate, URN: urn, New: &apitype.StepEventStateMetadata{Type: "kubernetes:apps/v1:Deployment"}}}}}
+	}
+	ch, collected := collect(0)
+	ch <- outputs("a")
+	close(ch)
+	_, res := collected()
+	assert.True(t, res.complete, "a stream that ended is complete")
+	assert.Len(t, res.byURN, 1, "its resource is there")
+
+	ch, collected = collect(0)
+	ch <- outputs("a")
+	ch <- events.EngineEvent{Error: errors.New("unreadable event")}
+	close(ch)
+	_, res = collected()
+	assert.False(t, res.complete, "a stream with an error event is not complete")
+}
+
+// TestResourcesFromTheExportedState: the fallback reads the same kinds and
+// workloads from an exported state as the events give.
+func TestResourcesFromTheExportedState(t *testing.T) {
+	r, err := fromState([]byte(`{"resources":[
+		{"urn":"s","type":"pulumi:pulumi:Stack"},
+		{"urn":"d","type":"kubernetes:apps/v1:Deployment","outputs":{"metadata":{"name":"gateway","namespace":"sp"}}},
+		{"urn":"ss","type":"kubernetes:apps/v1:StatefulSet","outputs":{"metadata":{"name":"redis","namespace":"sp"}}}]}`))
+	require.NoError(t, err, "a well-formed state is read")
+	assert.Equal(t, map[string]int{"pulumi:pulumi:Stack": 1, "kubernetes:apps/v1:Deployment": 1, "kubernetes:apps/v1:StatefulSet": 1}, r.kinds(), "every resource counted by type")
+	assert.Equal(t, []cluster.Workload{{Kind: "Deployment", Namespace: "sp", Name: "gateway"}, {Kind: "StatefulSet", Namespace: "sp", Name: "redis"}},
+		r.workloads(), "the workloads with namespace and name")
+	_, err = fromState([]byte(`{"resources":`))
+	assert.Error(t, err, "a truncated state is an error, not an empty stack")
 }
 
 func TestCheckpointsAreSkippedOnlyForLocal(t *testing.T) {

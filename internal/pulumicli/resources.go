@@ -1,8 +1,12 @@
 package pulumicli
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"sort"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 
 	"github.com/scaleplane/scaleplane/internal/cluster"
@@ -14,6 +18,9 @@ import (
 // and prints the whole state (1.4–1.9 s for the local stack).
 type resources struct {
 	byURN map[string]resourceSeen
+	// complete says every step's event arrived; otherwise the state is
+	// read instead (exported).
+	complete bool
 }
 
 // resourceSeen is one resource's type and, for Kubernetes objects, where
@@ -81,4 +88,34 @@ func (r *resources) workloads() []cluster.Workload {
 		return a.Name < b.Name
 	})
 	return out
+}
+
+// exported reads the stack's resources from its state, for when the
+// engine's events are incomplete.
+func exported(ctx context.Context, st auto.Stack) (*resources, error) {
+	dep, err := st.Export(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return fromState(dep.Deployment)
+}
+
+// fromState reads the resources of an exported deployment.
+func fromState(deployment json.RawMessage) (*resources, error) {
+	var state struct {
+		Resources []struct {
+			URN     string         `json:"urn"`
+			Type    string         `json:"type"`
+			Outputs map[string]any `json:"outputs"`
+		} `json:"resources"`
+	}
+	if err := json.Unmarshal(deployment, &state); err != nil {
+		return nil, fmt.Errorf("reading the exported state: %w", err)
+	}
+	r := &resources{byURN: map[string]resourceSeen{}, complete: true}
+	for _, s := range state.Resources {
+		r.record(apitype.StepEventMetadata{Op: apitype.OpSame, URN: s.URN,
+			New: &apitype.StepEventStateMetadata{Type: s.Type, Outputs: s.Outputs}})
+	}
+	return r, nil
 }
