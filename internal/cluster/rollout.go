@@ -414,6 +414,12 @@ func allBound(claims []string, phases map[string]string) bool {
 	return len(claims) > 0
 }
 
+// schedulerRetryGrace is how long a pod whose claims are all bound may stay
+// unschedulable before it is recreated: the scheduler normally retries such
+// a pod within seconds of the binding, and deleting it then would only
+// churn.
+const schedulerRetryGrace = 30 * time.Second
+
 // deletePod deletes a pod without waiting for it to go.
 func (r Rollouts) deletePod(ctx context.Context, ns, name string) error {
 	out, err := exec.CommandContext(ctx, r.Kubectl, "--kubeconfig", r.Kubeconfig, "-n", ns, "delete", "pod", name, "--wait=false", "--ignore-not-found").CombinedOutput()
@@ -446,9 +452,10 @@ func (r Rollouts) podProblems(ctx context.Context, ns string, sel map[string]str
 			} `json:"spec"`
 			Status struct {
 				Conditions []struct {
-					Type    string `json:"type"`
-					Status  string `json:"status"`
-					Message string `json:"message"`
+					Type               string    `json:"type"`
+					Status             string    `json:"status"`
+					Message            string    `json:"message"`
+					LastTransitionTime time.Time `json:"lastTransitionTime"`
 				} `json:"conditions"`
 				ContainerStatuses []struct {
 					Image string `json:"image"`
@@ -475,8 +482,13 @@ func (r Rollouts) podProblems(ctx context.Context, ns string, sel map[string]str
 			// within seconds; another class may have no provisioner.)
 			if c.Type == "PodScheduled" && c.Status == "False" && strings.Contains(c.Message, "PersistentVolumeClaim") {
 				if phases == nil {
-					if phases, err = r.claimPhases(ctx, ns); err != nil {
-						return nil, nil, err
+					var perr error
+					if phases, perr = r.claimPhases(ctx, ns); perr != nil {
+						// Unknown for this look, not missing: the next look
+						// asks again.
+						problems = append(problems, "volume claims unreadable: "+firstLine(perr.Error()))
+						phases = nil
+						continue
 					}
 				}
 				var claims []string
@@ -485,7 +497,11 @@ func (r Rollouts) podProblems(ctx context.Context, ns string, sel map[string]str
 						claims = append(claims, v.PersistentVolumeClaim.ClaimName)
 					}
 				}
-				if allBound(claims, phases) {
+				switch {
+				case allBound(claims, phases) && time.Since(c.LastTransitionTime) < schedulerRetryGrace:
+					problems = append(problems, "pod "+p.Metadata.Name+" waits for the scheduler to retry (its claims are bound)")
+					continue
+				case allBound(claims, phases):
 					// The claims were bound after the scheduler's last try,
 					// and it may not try again for minutes (seen on the
 					// embedded cluster: no retry after the binding event).
