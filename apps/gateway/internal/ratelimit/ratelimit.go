@@ -11,7 +11,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,11 +84,6 @@ var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}
 // trip (and the first caller's wait) arbitrarily long.
 const maxBatch = 256
 
-// maxYields bounds how often a round yields to let callers join: on several
-// processors callers may keep arriving, and the first of them waits for
-// each yield.
-const maxYields = 4
-
 // New returns a limiter for lim, namespacing keys with prefix.
 func New(rdb redis.UniversalClient, lim Limit, prefix string) *Limiter {
 	_, oneNode := rdb.(*redis.Client)
@@ -138,31 +132,6 @@ func (l *Limiter) Allow(ctx context.Context, key string) (Result, error) {
 	}
 }
 
-// gather yields the processor until no more callers join the pending
-// queue, at most maxYields times, so that the next round trip carries every
-// caller that was already runnable. Without it the flusher ran as soon as
-// the caller that started it, or the callers it had just answered, blocked:
-// before the requests already read off other connections reached Allow, so
-// a round trip carried about 3 requests under a full load on one core, and
-// with it about 25, and the limiter's share of a cached GET's CPU fell from
-// about a fifth to under a tenth. Only work that is already runnable goes
-// first, so no caller waits on a timer.
-func (l *Limiter) gather() {
-	l.mu.Lock()
-	n := len(l.pending)
-	l.mu.Unlock()
-	for range maxYields {
-		runtime.Gosched()
-		l.mu.Lock()
-		grew := len(l.pending) > n
-		n = len(l.pending)
-		l.mu.Unlock()
-		if !grew || n >= maxBatch {
-			return
-		}
-	}
-}
-
 // answer reads an answered call and returns it to the pool.
 func (c *call) answer() (Result, error) {
 	res, err := c.res, c.err
@@ -175,7 +144,6 @@ func (c *call) answer() (Result, error) {
 // repeats until nothing is pending.
 func (l *Limiter) flush() {
 	for {
-		l.gather()
 		l.mu.Lock()
 		if len(l.pending) == 0 {
 			l.flushing = false

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -253,45 +252,4 @@ func TestAllowWithoutDeadline(t *testing.T) {
 	require.Error(t, err, "the stalled round trip fails")
 	assert.NotErrorIs(t, err, context.Canceled, "the wait ended with the round trip, not the cancellation")
 	assert.GreaterOrEqual(t, time.Since(start), 250*time.Millisecond, "bounded by the read timeout")
-}
-
-// roundTrips counts the commands and pipelines a client sends.
-type roundTrips struct{ n atomic.Int64 }
-
-func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error { h.n.Add(1); return next(ctx, cmd) }
-}
-
-func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error { h.n.Add(1); return next(ctx, cmds) }
-}
-
-// TestRunnableCallersShareTheFirstRoundTrip: on one processor (a pod with
-// one CPU, the benchmark's GOMAXPROCS=1), callers that are all runnable when
-// the first of them starts the flusher are decided in one round trip, not
-// the first alone and the rest in a second. Not parallel: it sets
-// GOMAXPROCS for the whole process.
-func TestRunnableCallersShareTheFirstRoundTrip(t *testing.T) {
-	rdb := newRedis(t)
-	l := ratelimit.New(rdb, ratelimit.Limit{Rate: 1, Period: time.Hour, Burst: 100}, "rl:")
-	_, err := l.Allow(context.Background(), "warm")
-	require.NoError(t, err, "load the script before counting")
-	hook := &roundTrips{}
-	rdb.AddHook(hook)
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	const callers = 20
-	var wg sync.WaitGroup
-	var failed atomic.Int64
-	for i := range callers {
-		wg.Go(func() {
-			if _, err := l.Allow(context.Background(), fmt.Sprintf("client-%d", i)); err != nil {
-				failed.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	assert.Zero(t, failed.Load(), "every caller decided")
-	assert.Equal(t, int64(1), hook.n.Load(), "%d runnable callers decided in one round trip", callers)
 }
