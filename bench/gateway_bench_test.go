@@ -55,7 +55,9 @@ type variant struct {
 // TestGatewayVsNode runs the Go gateway and the articles' Node.js design
 // (Express single-process and in cluster mode) against the same Redis and
 // the same real Kafka broker, each pinned to one core with wrk on the
-// other, for the cached GET and the 202 POST, and reports the ratios.
+// other, for the cached GET and the 202 POST, and reports the ratios;
+// then Go's net/http alone (bench/gofloor) on the same core, the floor
+// that shows how much of a request the gateway's own work is.
 func TestGatewayVsNode(t *testing.T) {
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Skip("node is not installed; the Node.js reference cannot run")
@@ -72,6 +74,9 @@ func TestGatewayVsNode(t *testing.T) {
 	gatewayBin := filepath.Join(t.TempDir(), "gateway")
 	out, err := exec.Command("go", "build", "-o", gatewayBin, "../apps/gateway").CombinedOutput()
 	require.NoError(t, err, "build the gateway: %s", out)
+	floorBin := filepath.Join(t.TempDir(), "gofloor")
+	out, err = exec.Command("go", "build", "-o", floorBin, "./gofloor").CombinedOutput()
+	require.NoError(t, err, "build the net/http floor: %s", out)
 
 	redisHost, redisPort, _ := strings.Cut(rds.Addr(), ":")
 	nodeEnv := func(port int, workers string) []string {
@@ -103,18 +108,34 @@ func TestGatewayVsNode(t *testing.T) {
 			require.NoError(t, err, "start express in cluster mode")
 			return s
 		}},
+		// Last, so the ratios above keep their rows: what net/http and the
+		// kernel cost per request on this core, with nothing of the gateway.
+		{"Go net/http floor (GOMAXPROCS=1)", "/v1/users/" + userID, "/v1/register", func(t *testing.T, port int) *Server {
+			s, err := StartServer("gofloor", serverCore, []string{"ADDR=127.0.0.1:" + strconv.Itoa(port), "GOMAXPROCS=1"}, logDir,
+				fmt.Sprintf("http://127.0.0.1:%d/healthz", port), floorBin)
+			require.NoError(t, err, "start the net/http floor")
+			return s
+		}},
 	}
 	post := "wrk.method = \"POST\"\nwrk.body = '" + registerBody + "'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
 	var gets, posts []Row
 	var rss []string
+	halfRate := 0 // half the gateway's peak, also offered to the floor
 	for _, v := range variants {
 		port := realserver.FreePort(t)
 		s := v.start(t, port)
 		base := "http://127.0.0.1:" + strconv.Itoa(port)
 		gets = append(gets, measure(t, s, v.name+" GET cached", Load{URL: base + v.getPath, Core: loadCore, Connections: gatewayConns, Duration: gatewayRun}))
-		posts = append(posts, measure(t, s, v.name+" POST 202", Load{URL: base + v.postPath, Core: loadCore, Connections: gatewayConns, Duration: gatewayRun, Script: post}))
+		if len(gets) == len(variants) {
+			// The floor at the gateway's half-load rate: the tail that this
+			// machine, the generator and net/http give any server.
+			lat, failed := FixedRate(context.Background(), base+v.getPath, halfRate, gatewayConns, halfLoadRun)
+			rss = append(rss, fmt.Sprintf("Go net/http floor at the same rate (%d req/s, open loop): p50 %v, p99 %v, p99.9 %v, %d failed",
+				halfRate, Percentile(lat, 50).Round(time.Microsecond), Percentile(lat, 99).Round(time.Microsecond), Percentile(lat, 99.9).Round(time.Microsecond), failed))
+		}
 		if len(gets) == 1 {
 			half := int(gets[0].Result.RPS() / 2)
+			halfRate = half
 			lat, failed := FixedRate(context.Background(), base+v.getPath, half, gatewayConns, halfLoadRun)
 			p99 := Percentile(lat, 99)
 			t.Logf("Go gateway at half its peak (%d req/s): p50 %v p99 %v p99.9 %v, %d failed", half,
@@ -128,6 +149,10 @@ func TestGatewayVsNode(t *testing.T) {
 				t.Errorf("goal missed: p99 %v at half load, goal < %v", p99, halfLoadP99)
 			}
 		}
+		// After the cached reads: the POST run leaves Kafka, on the load
+		// core with Redis and the generator, writing out its records, which
+		// a read at half load would then wait behind.
+		posts = append(posts, measure(t, s, v.name+" POST 202", Load{URL: base + v.postPath, Core: loadCore, Connections: gatewayConns, Duration: gatewayRun, Script: post}))
 		rss = append(rss, fmt.Sprintf("%s: peak RSS %.1f MiB", v.name, float64(s.PeakRSS())/(1<<20)))
 		s.Stop()
 	}
@@ -135,11 +160,14 @@ func TestGatewayVsNode(t *testing.T) {
 		speedup("Go / Express single, requests per core", gets[0], gets[1], getGoal),
 		speedup("Go / Express cluster, requests per core", gets[0], gets[2], getGoal),
 		NewRatio("Express single / Go, CPU µs per request", gets[1], gets[0], 0),
+		NewRatio("Go gateway / net/http floor, CPU µs per request", gets[0], gets[3], 0),
+		NewRatio("Express single / net/http floor, CPU µs per request", gets[1], gets[3], 0),
 	})
 	Record(t, "202 POST /register: Go gateway vs the articles' Express design (one core each)", posts, []Ratio{
 		speedup("Go / Express single, requests per core", posts[0], posts[1], postGoal),
 		speedup("Go / Express cluster, requests per core", posts[0], posts[2], postGoal),
 		NewRatio("Express single / Go, CPU µs per request", posts[1], posts[0], 0),
+		NewRatio("Go gateway / net/http floor, CPU µs per request", posts[0], posts[3], 0),
 	})
 	Note(t, strings.Join(rss, "\n\n"))
 }
