@@ -96,11 +96,11 @@ type Options struct {
 // without. The engine still writes the state when an update ends, whether
 // it succeeds, fails or is interrupted once (the command passes a second
 // Ctrl-C on, see cmd/scaleplane's engineContext); only a CLI terminated or
-// killed mid-update loses the steps of its run, and the objects it created are then unknown
-// to the state (the next up reports them as already existing). The local
-// environment lives on a disposable cluster that `scaleplane cluster down
-// --purge` resets, so it takes the speed; dev, staging and prod keep every
-// checkpoint.
+// killed mid-update loses the steps of its run, and the objects it created
+// are then unknown to the state (the next up reports them as already
+// existing). The local environment lives on a disposable cluster that
+// `scaleplane cluster down --purge` resets, so it takes the speed; dev,
+// staging and prod keep every checkpoint.
 func skipCheckpoints(environment string, keep bool) bool {
 	return environment == "local" && !keep
 }
