@@ -168,7 +168,8 @@ func runEngine(op string, args []string, stdout, stderr io.Writer) error {
 // when an update ends, would lose the run's steps. So an interrupt cancels
 // the context only the second time (the user will not wait); a SIGTERM,
 // sent to scaleplane alone, cancels it at once, which the CLI receives as
-// its first interrupt.
+// its first interrupt, with 10 s to finish before the Automation API kills
+// it (cmd.WaitDelay, not configurable).
 func engineContext() (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)

@@ -417,7 +417,10 @@ func allBound(claims []string, phases map[string]string) bool {
 // schedulerRetryGrace is how long a pod whose claims are all bound may stay
 // unschedulable before it is recreated: the scheduler normally retries such
 // a pod within seconds of the binding, and deleting it then would only
-// churn.
+// churn. It is timed from the pod's first failure to schedule (its
+// PodScheduled condition's transition), as Kubernetes records no time for
+// a claim's binding: a pod whose claims took longer than the grace to bind
+// may be recreated on the first look after, which costs one new pod.
 const schedulerRetryGrace = 30 * time.Second
 
 // deletePod deletes a pod without waiting for it to go.
@@ -474,6 +477,7 @@ func (r Rollouts) podProblems(ctx context.Context, ns string, sel map[string]str
 	}
 	seen := map[string]bool{}
 	var phases map[string]string // the namespace's claims, read once when needed
+	var claimsErr error          // why they could not be read, for this look
 	for _, p := range pods.Items {
 		for _, c := range p.Status.Conditions {
 			// A claim nobody provisions keeps the pod unschedulable for
@@ -481,15 +485,17 @@ func (r Rollouts) podProblems(ctx context.Context, ns string, sel map[string]str
 			// embedded cluster's provisioner binds its class's claims
 			// within seconds; another class may have no provisioner.)
 			if c.Type == "PodScheduled" && c.Status == "False" && strings.Contains(c.Message, "PersistentVolumeClaim") {
-				if phases == nil {
-					var perr error
-					if phases, perr = r.claimPhases(ctx, ns); perr != nil {
-						// Unknown for this look, not missing: the next look
-						// asks again.
-						problems = append(problems, "volume claims unreadable: "+firstLine(perr.Error()))
-						phases = nil
-						continue
+				if phases == nil && claimsErr == nil {
+					phases, claimsErr = r.claimPhases(ctx, ns)
+				}
+				if claimsErr != nil {
+					// Unknown for this look, not missing: the next look
+					// asks again.
+					if b := "volume claims unreadable: " + firstLine(claimsErr.Error()); !seen[b] {
+						seen[b] = true
+						problems = append(problems, b)
 					}
+					continue
 				}
 				var claims []string
 				for _, v := range p.Spec.Volumes {

@@ -166,14 +166,16 @@ func collect(packs int) (chan<- events.EngineEvent, func() (*PolicyReport, *reso
 	rep := &PolicyReport{}
 	res := &resources{byURN: map[string]resourceSeen{}}
 	seen := map[string]bool{}
-	broken := false
+	var broken error // the first event the SDK could not read
 	go func() {
 		defer close(finished)
 		for e := range ch {
 			mu.Lock()
 			switch {
 			case e.Error != nil:
-				broken = true
+				if broken == nil {
+					broken = e.Error
+				}
 			case e.PolicyEvent != nil:
 				rep.Violations = append(rep.Violations, *e.PolicyEvent)
 			case e.PolicyAnalyzeSummaryEvent != nil:
@@ -198,7 +200,10 @@ func collect(packs int) (chan<- events.EngineEvent, func() (*PolicyReport, *reso
 		// Copies: after a timeout the collector may still be writing.
 		mu.Lock()
 		defer mu.Unlock()
-		got := &resources{byURN: maps.Clone(res.byURN), complete: ended && !broken}
+		got := &resources{byURN: maps.Clone(res.byURN), missed: broken}
+		if !ended {
+			got.missed = fmt.Errorf("the engine's event stream did not end within %s", eventStreamGrace)
+		}
 		if packs == 0 {
 			return nil, got
 		}
@@ -378,11 +383,12 @@ func Up(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{Operation: "up", Stack: o.StackName, Stdout: res.StdOut, Policy: policy}, fmt.Errorf("pulumi up of stack %s: %w", o.StackName, err)
 	}
-	if !seen.complete {
+	if seen.missed != nil {
 		// The events missed something: read the state itself (one more CLI
 		// run, which decrypts and prints the whole state).
 		if seen, err = exported(ctx, st); err != nil {
-			return Result{Operation: "up", Stack: o.StackName, Stdout: res.StdOut, Policy: policy}, fmt.Errorf("pulumicli: reading the state of %s: %w", o.StackName, err)
+			return Result{Operation: "up", Stack: o.StackName, Stdout: res.StdOut, Policy: policy},
+				fmt.Errorf("pulumi up of stack %s succeeded, but its resources are unknown: the engine's events were incomplete (%v) and reading the state failed: %w", o.StackName, seen.missed, err)
 		}
 	}
 	r := Result{Operation: "up", Stack: o.StackName, Duration: time.Since(begin), Update: o.cli.took("up"), Stdout: res.StdOut, Outputs: map[string]any{},

@@ -139,7 +139,7 @@ func TestResourcesFromEventsAreCompleteOnlyWhenTheStreamEnded(t *testing.T) {
 	ch <- outputs("a")
 	close(ch)
 	_, res := collected()
-	assert.True(t, res.complete, "a stream that ended is complete")
+	assert.NoError(t, res.missed, "a stream that ended is complete")
 	assert.Len(t, res.byURN, 1, "its resource is there")
 
 	ch, collected = collect(0)
@@ -147,7 +147,7 @@ func TestResourcesFromEventsAreCompleteOnlyWhenTheStreamEnded(t *testing.T) {
 	ch <- events.EngineEvent{Error: errors.New("unreadable event")}
 	close(ch)
 	_, res = collected()
-	assert.False(t, res.complete, "a stream with an error event is not complete")
+	assert.ErrorContains(t, res.missed, "unreadable event", "a stream with an error event is not complete, and says why")
 }
 
 // TestResourcesFromTheExportedState: the fallback reads the same kinds and

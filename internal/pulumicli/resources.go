@@ -18,9 +18,9 @@ import (
 // and prints the whole state (1.4–1.9 s for the local stack).
 type resources struct {
 	byURN map[string]resourceSeen
-	// complete says every step's event arrived; otherwise the state is
-	// read instead (exported).
-	complete bool
+	// missed says why not every step's event may have arrived (nil when
+	// they all did); the state is then read instead (exported).
+	missed error
 }
 
 // resourceSeen is one resource's type and, for Kubernetes objects, where
@@ -112,7 +112,7 @@ func fromState(deployment json.RawMessage) (*resources, error) {
 	if err := json.Unmarshal(deployment, &state); err != nil {
 		return nil, fmt.Errorf("reading the exported state: %w", err)
 	}
-	r := &resources{byURN: map[string]resourceSeen{}, complete: true}
+	r := &resources{byURN: map[string]resourceSeen{}}
 	for _, s := range state.Resources {
 		r.record(apitype.StepEventMetadata{Op: apitype.OpSame, URN: s.URN,
 			New: &apitype.StepEventStateMetadata{Type: s.Type, Outputs: s.Outputs}})
