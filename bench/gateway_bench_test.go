@@ -131,18 +131,15 @@ func TestGatewayVsNode(t *testing.T) {
 			// The floor at the gateway's half-load rate: the tail that this
 			// machine, the generator and net/http give any server.
 			lat, failed := FixedRate(context.Background(), base+v.getPath, halfRate, gatewayConns, halfLoadRun)
-			rss = append(rss, fmt.Sprintf("Go net/http floor at the same rate (%d req/s, open loop): p50 %v, p99 %v, p99.9 %v, %d failed",
-				halfRate, Percentile(lat, 50).Round(time.Microsecond), Percentile(lat, 99).Round(time.Microsecond), Percentile(lat, 99.9).Round(time.Microsecond), failed))
+			rss = append(rss, fmt.Sprintf("Go net/http floor at the same rate (%d req/s, open loop): %s, %d failed", halfRate, latencies(lat), failed))
 		}
 		if len(gets) == 1 {
 			half := int(gets[0].Result.RPS() / 2)
 			halfRate = half
 			lat, failed := FixedRate(context.Background(), base+v.getPath, half, gatewayConns, halfLoadRun)
 			p99 := Percentile(lat, 99)
-			t.Logf("Go gateway at half its peak (%d req/s): p50 %v p99 %v p99.9 %v, %d failed", half,
-				Percentile(lat, 50), p99, Percentile(lat, 99.9), failed)
-			rss = append(rss, fmt.Sprintf("Go gateway cached GET at half its peak (%d req/s, open loop): p50 %v, p99 %v, p99.9 %v (goal p99 < %v)",
-				half, Percentile(lat, 50).Round(time.Microsecond), p99.Round(time.Microsecond), Percentile(lat, 99.9).Round(time.Microsecond), halfLoadP99))
+			t.Logf("Go gateway at half its peak (%d req/s): %s, %d failed", half, latencies(lat), failed)
+			rss = append(rss, fmt.Sprintf("Go gateway cached GET at half its peak (%d req/s, open loop): %s (goal p99 < %v)", half, latencies(lat), halfLoadP99))
 			// A failed request leaves no latency: the percentiles of the
 			// ones that succeeded would hide it, or read 0 if none did.
 			assert.Zero(t, failed, "at half load every request answered 200 (%d of %d failed)", failed, failed+len(lat))
@@ -171,6 +168,12 @@ func TestGatewayVsNode(t *testing.T) {
 		NewRatio("Go gateway / net/http floor, CPU µs per request", posts[0], posts[3], 0),
 	})
 	Note(t, strings.Join(rss, "\n\n"))
+}
+
+// latencies summarises sorted latencies as the report prints them.
+func latencies(sorted []time.Duration) string {
+	return fmt.Sprintf("p50 %v, p99 %v, p99.9 %v", Percentile(sorted, 50).Round(time.Microsecond),
+		Percentile(sorted, 99).Round(time.Microsecond), Percentile(sorted, 99.9).Round(time.Microsecond))
 }
 
 // speedup is a throughput ratio that must reach at least goal.

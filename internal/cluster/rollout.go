@@ -503,11 +503,12 @@ func (r Rollouts) podProblems(ctx context.Context, ns string, sel map[string]str
 						claims = append(claims, v.PersistentVolumeClaim.ClaimName)
 					}
 				}
+				bound := allBound(claims, phases)
 				switch {
-				case allBound(claims, phases) && time.Since(c.LastTransitionTime) < schedulerRetryGrace:
+				case bound && time.Since(c.LastTransitionTime) < schedulerRetryGrace:
 					problems = append(problems, "pod "+p.Metadata.Name+" waits for the scheduler to retry (its claims are bound)")
 					continue
-				case allBound(claims, phases):
+				case bound:
 					// The claims were bound after the scheduler's last try,
 					// and it may not try again for minutes (seen on the
 					// embedded cluster: no retry after the binding event).
