@@ -2,6 +2,12 @@
 // so every gateway replica enforces one shared limit. It implements GCRA
 // (the generic cell rate algorithm: a token bucket kept as a single
 // timestamp) in one Lua script, atomic on the key's Redis node.
+//
+// A client busy enough at one replica (leaseMinDemand requests in a
+// leaseSpan) is decided there from a lease: requests taken from its bucket
+// in Redis ahead of need and admitted locally, renewed when half spent, so
+// its requests stop waiting for a round trip each. Every other request is
+// decided in Redis, exactly as the bucket says.
 package ratelimit
 
 import (
@@ -39,13 +45,25 @@ type Result struct {
 	ResetAfter time.Duration // until the bucket is full again
 }
 
-// Limiter decides per key. Concurrent decisions share one round trip:
-// every request waiting at that moment is decided by one run of the GCRA
-// script, atomic on Redis, which takes the batch's keys in arrival order and
-// decides a repeated key's requests one after the other, as separate runs
-// would. On a cached GET the rate-limit round trip is most of the gateway's
-// CPU; the articles' Node.js design gets part of this effect from ioredis'
-// automatic pipelining.
+// The lease rules. A lease is what the client asked of this replica over
+// the last leaseSpan: enough to cover the next one at the same pace. Below
+// leaseMinDemand (800 requests a second at one replica) a round trip per
+// request costs little and nothing is leased. A lease holds at most a tenth
+// of the burst (Limiter.maxLease), and lapses leaseTTL after it was granted:
+// its requests were already taken from the bucket, so spending them later
+// would let a client that paused exceed its burst by up to the lease.
+const (
+	leaseSpan      = 10 * time.Millisecond
+	leaseMinDemand = 8
+	leaseTTL       = 100 * time.Millisecond
+)
+
+// Limiter decides per key. Concurrent asks of Redis share one round trip:
+// every key waiting at that moment is decided by one run of the GCRA
+// script, atomic on Redis. A busy key's requests are admitted from its
+// lease without waiting (see the package doc); the articles' Node.js
+// design instead pays a round trip per request, of which ioredis'
+// automatic pipelining shares the network part.
 type Limiter struct {
 	redis  redis.UniversalClient
 	limit  Limit
@@ -53,23 +71,49 @@ type Limiter struct {
 	// oneNode is set for a client of a single Redis node, which accepts a
 	// script over keys of any slot; a cluster (or any sharding client) needs
 	// a script's keys on one node, so there a batch runs the script once per
-	// distinct key, all in one pipeline.
+	// key, all in one pipeline.
 	oneNode bool
+	// maxLease bounds what a replica holds of one client's burst.
+	maxLease int
 	// limitHeader and policyHeader are the same on every response; they
 	// are set as shared slices (header values are never modified in
 	// place) so that a request allocates none for them.
 	limitHeader, policyHeader []string
 
 	mu       sync.Mutex
-	pending  []*call
-	flushing bool // a flusher goroutine owns the pending queue
+	keys     map[string]*bucket
+	pending  []*bucket // keys with an ask for Redis not yet sent
+	flushing bool      // a flusher goroutine owns the pending queue
+	swept    time.Time
 }
 
-// call is one Allow waiting for its batch. Calls are pooled: Allow returns
-// one to callPool only after the flusher has answered it, never when its
+// bucket is what a replica knows of one key. Its fields are guarded by
+// Limiter.mu, except that redisKey and want are only read by the flusher
+// while asking is set, when nothing else writes them.
+type bucket struct {
+	redisKey string
+	// tokens are leased requests not yet admitted; they lapse at expires.
+	tokens  int
+	expires time.Time
+	// last is Redis' answer to the last ask: what the bucket held beyond
+	// this replica's tokens.
+	last Result
+	// seen counts the key's requests since windowStart, seenBefore those of
+	// the leaseSpan before it: the demand that sizes the next lease.
+	windowStart      time.Time
+	seen, seenBefore int
+	// asking is set while an ask for want requests is pending or in flight;
+	// a key has one at a time, so a batch holds each key once.
+	asking bool
+	want   int
+	// waiters are the requests that found no token, in arrival order.
+	waiters []*call
+}
+
+// call is one Allow waiting for Redis. Calls are pooled: Allow returns one
+// to callPool only after the flusher has answered it, never when its
 // caller gives up first, since the flusher still writes into it then.
 type call struct {
-	key string
 	res Result
 	err error
 	// done receives one value once res and err are set: buffered, so that
@@ -88,6 +132,8 @@ const maxBatch = 256
 func New(rdb redis.UniversalClient, lim Limit, prefix string) *Limiter {
 	_, oneNode := rdb.(*redis.Client)
 	return &Limiter{redis: rdb, limit: lim, prefix: prefix, oneNode: oneNode,
+		maxLease:     lim.Burst / 10,
+		keys:         map[string]*bucket{},
 		limitHeader:  []string{strconv.Itoa(lim.Burst)},
 		policyHeader: []string{fmt.Sprintf("%d;w=%d;burst=%d", lim.Rate, ceilSeconds(lim.Period), lim.Burst)}}
 }
@@ -95,11 +141,10 @@ func New(rdb redis.UniversalClient, lim Limit, prefix string) *Limiter {
 // Allow spends one request for key. A ctx with a deadline ends the wait
 // when it ends, as a stalled round trip may outlast it. A ctx without one
 // (an HTTP request's: cancelled only when the client leaves) is checked
-// before the call joins a batch but not while it waits, which the Redis
-// client's read and write timeouts bound: watching it would create its Done
-// channel on every request, about 1.5 % of the gateway's CPU on a cached
-// GET, and a client that left is better counted than reported as a limiter
-// failure.
+// before the call waits but not while it waits, which the Redis client's
+// read and write timeouts bound: watching it would create its Done channel
+// on every request, about 1.5 % of the gateway's CPU on a cached GET, and a
+// client that left is better counted than reported as a limiter failure.
 func (l *Limiter) Allow(ctx context.Context, key string) (Result, error) {
 	_, hasDeadline := ctx.Deadline()
 	if !hasDeadline {
@@ -107,15 +152,29 @@ func (l *Limiter) Allow(ctx context.Context, key string) (Result, error) {
 			return Result{}, fmt.Errorf("rate limit: %w", err)
 		}
 	}
-	c := callPool.Get().(*call)
-	c.key = l.prefix + "{" + key + "}"
+	now := time.Now()
 	l.mu.Lock()
-	l.pending = append(l.pending, c)
-	if !l.flushing {
-		// The flusher lives only while there is work, so an idle limiter
-		// holds no goroutine and needs no Close.
-		l.flushing = true
-		go l.flush()
+	b := l.keys[key]
+	if b == nil {
+		b = &bucket{redisKey: l.prefix + "{" + key + "}", windowStart: now}
+		l.keys[key] = b
+	}
+	b.count(now)
+	if b.tokens > 0 && now.Before(b.expires) {
+		b.tokens--
+		res := b.admitted()
+		if lease := l.lease(b); !b.asking && lease > 0 && b.tokens <= lease/2 {
+			// Renewed at half, so that a steady client never finds it empty.
+			l.ask(b)
+		}
+		l.mu.Unlock()
+		return res, nil
+	}
+	b.tokens = 0 // lapsed, if any were left
+	c := callPool.Get().(*call)
+	b.waiters = append(b.waiters, c)
+	if !b.asking {
+		l.ask(b)
 	}
 	l.mu.Unlock()
 	if !hasDeadline {
@@ -132,6 +191,46 @@ func (l *Limiter) Allow(ctx context.Context, key string) (Result, error) {
 	}
 }
 
+// count adds a request to the key's demand.
+func (b *bucket) count(now time.Time) {
+	if d := now.Sub(b.windowStart); d >= leaseSpan {
+		b.seenBefore = b.seen
+		if d >= 2*leaseSpan {
+			b.seenBefore = 0 // the last span had none
+		}
+		b.seen, b.windowStart = 0, now
+	}
+	b.seen++
+}
+
+// lease is how many requests beyond its waiters b asks Redis for: none for
+// a key below leaseMinDemand, else its last span's demand up to maxLease.
+func (l *Limiter) lease(b *bucket) int {
+	if b.seenBefore < leaseMinDemand {
+		return 0
+	}
+	return min(b.seenBefore, l.maxLease)
+}
+
+// admitted is the answer to a request admitted now: what Redis holds
+// beyond this replica's tokens, and those tokens.
+func (b *bucket) admitted() Result {
+	return Result{Allowed: true, Remaining: b.last.Remaining + b.tokens, ResetAfter: b.last.ResetAfter}
+}
+
+// ask queues an ask for b's waiters and its lease, starting the flusher if
+// none runs. The flusher lives only while there is work, so an idle
+// limiter holds no goroutine and needs no Close.
+func (l *Limiter) ask(b *bucket) {
+	b.asking = true
+	b.want = max(1, len(b.waiters)+l.lease(b))
+	l.pending = append(l.pending, b)
+	if !l.flushing {
+		l.flushing = true
+		go l.flush()
+	}
+}
+
 // answer reads an answered call and returns it to the pool.
 func (c *call) answer() (Result, error) {
 	res, err := c.res, c.err
@@ -140,7 +239,14 @@ func (c *call) answer() (Result, error) {
 	return res, err
 }
 
-// flush decides what is pending in one round trip, answers its callers and
+// grant is Redis' answer to one key's ask.
+type grant struct {
+	n   int
+	res Result // Remaining, RetryAfter and ResetAfter after the grant
+	err error
+}
+
+// flush sends what is pending in one round trip, settles its keys and
 // repeats until nothing is pending.
 func (l *Limiter) flush() {
 	for {
@@ -159,32 +265,102 @@ func (l *Limiter) flush() {
 			l.pending = nil
 		}
 		l.mu.Unlock()
-		l.run(batch)
-		for _, c := range batch {
+		grants := l.run(batch)
+		now := time.Now()
+		l.mu.Lock()
+		for i, b := range batch {
+			l.settle(b, grants[i], now)
+		}
+		l.sweep(now)
+		l.mu.Unlock()
+	}
+}
+
+// settle applies a grant to b: its waiters are admitted in arrival order
+// while tokens last; the rest are denied if Redis had no more, or else
+// (they arrived after the ask was sent) asked for again.
+func (l *Limiter) settle(b *bucket, g grant, now time.Time) {
+	b.asking = false
+	if g.err != nil {
+		for _, c := range b.waiters {
+			c.res, c.err = Result{}, g.err
 			c.done <- struct{}{}
+		}
+		b.waiters = clearCalls(b.waiters, 0)
+		return
+	}
+	b.last = g.res
+	if g.n > 0 {
+		if !now.Before(b.expires) {
+			b.tokens = 0
+		}
+		b.tokens += g.n
+		b.expires = now.Add(leaseTTL)
+	}
+	served := 0
+	for ; served < len(b.waiters) && b.tokens > 0; served++ {
+		b.tokens--
+		c := b.waiters[served]
+		c.res = b.admitted()
+		c.done <- struct{}{}
+	}
+	if g.n < b.want {
+		for _, c := range b.waiters[served:] {
+			c.res = Result{RetryAfter: g.res.RetryAfter, ResetAfter: g.res.ResetAfter}
+			c.done <- struct{}{}
+		}
+		served = len(b.waiters)
+	}
+	b.waiters = clearCalls(b.waiters, served)
+	if len(b.waiters) > 0 {
+		l.ask(b)
+	}
+}
+
+// clearCalls drops the first n calls, keeping the slice's array without
+// references to them.
+func clearCalls(calls []*call, n int) []*call {
+	rest := copy(calls, calls[n:])
+	clear(calls[rest:])
+	return calls[:rest]
+}
+
+// sweep forgets, once per leaseTTL, the keys with nothing leased, asked or
+// waiting and no demand in the last two spans, so the map holds only the
+// clients of the last moments.
+func (l *Limiter) sweep(now time.Time) {
+	if now.Sub(l.swept) < leaseTTL {
+		return
+	}
+	l.swept = now
+	for k, b := range l.keys {
+		if !b.asking && len(b.waiters) == 0 && (b.tokens == 0 || !now.Before(b.expires)) && now.Sub(b.windowStart) >= 2*leaseSpan {
+			delete(l.keys, k)
 		}
 	}
 }
 
-// run decides every call of batch: one script run on a single node, one per
-// distinct key (in one pipeline) on a cluster. Redis may not know the
+// run asks Redis for every key of batch: one script run on a single node,
+// one per key (in one pipeline) on a cluster. Redis may not know the
 // script (a restart, a failover to a fresh replica, SCRIPT FLUSH): the runs
 // it refused with NOSCRIPT are sent again with the script's source, which
 // also loads it.
-func (l *Limiter) run(batch []*call) {
+func (l *Limiter) run(batch []*bucket) []grant {
 	// The callers' contexts differ; the client's read and write timeouts
 	// bound the round trip, and a caller whose context ends stops waiting.
 	ctx := context.Background()
 	// At least 1 µs: a zero interval would admit everything (the gateway's
 	// config refuses such a limit; this keeps the script sound anyway).
 	interval := max(1, l.limit.Period.Microseconds()/int64(l.limit.Rate))
-	args := []any{interval, l.limit.Burst, 1}
 	groups := l.group(batch)
 	keys := make([][]string, len(groups))
+	args := make([][]any, len(groups))
 	for i, g := range groups {
 		keys[i] = make([]string, len(g))
-		for j, c := range g {
-			keys[i][j] = c.key
+		args[i] = append(make([]any, 0, 2+len(g)), interval, l.limit.Burst)
+		for j, b := range g {
+			keys[i][j] = b.redisKey
+			args[i] = append(args[i], b.want)
 		}
 	}
 	cmds := make([]*redis.Cmd, len(groups))
@@ -192,12 +368,12 @@ func (l *Limiter) run(batch []*call) {
 		if len(which) == 1 {
 			// A single command (every batch on one node) needs none of a
 			// pipeline's bookkeeping.
-			cmds[which[0]] = script(ctx, l.redis, keys[which[0]], args...)
+			cmds[which[0]] = script(ctx, l.redis, keys[which[0]], args[which[0]]...)
 			return
 		}
 		_, _ = l.redis.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, i := range which {
-				cmds[i] = script(ctx, p, keys[i], args...)
+				cmds[i] = script(ctx, p, keys[i], args[i]...)
 			}
 			return nil
 		})
@@ -216,52 +392,48 @@ func (l *Limiter) run(batch []*call) {
 	if len(retry) > 0 {
 		eval(gcra.Eval, retry)
 	}
-	for i, g := range groups {
-		decode(cmds[i], g)
+	grants := make([]grant, 0, len(batch))
+	for i := range groups {
+		grants = append(grants, decode(cmds[i], len(groups[i]))...)
 	}
+	return grants
 }
 
-// group splits batch into the calls that one script run may decide
-// together: all of them on a single node, those of one key on a cluster.
-// The order of arrival is kept within a group.
-func (l *Limiter) group(batch []*call) [][]*call {
+// group splits batch into the keys that one script run may decide
+// together: all of them on a single node, each on its own on a cluster.
+// The batch's order is kept.
+func (l *Limiter) group(batch []*bucket) [][]*bucket {
 	if l.oneNode || len(batch) == 1 {
-		return [][]*call{batch}
+		return [][]*bucket{batch}
 	}
-	var groups [][]*call
-	index := make(map[string]int, len(batch))
-	for _, c := range batch {
-		i, ok := index[c.key]
-		if !ok {
-			i = len(groups)
-			index[c.key] = i
-			groups = append(groups, nil)
-		}
-		groups[i] = append(groups[i], c)
+	groups := make([][]*bucket, len(batch))
+	for i := range batch {
+		groups[i] = batch[i : i+1 : i+1]
 	}
 	return groups
 }
 
-// decode answers the calls of one script run from its reply: for each call,
-// in order, {allowed, remaining, retry_after_us, reset_after_us}.
-func decode(cmd *redis.Cmd, calls []*call) {
+// decode reads the grants of one script run for n keys: for each, in
+// order, {granted, remaining, retry_after_us, reset_after_us}.
+func decode(cmd *redis.Cmd, n int) []grant {
+	grants := make([]grant, n)
 	res, err := cmd.Int64Slice()
-	if err == nil && len(res) != 4*len(calls) {
-		err = fmt.Errorf("%d values for %d requests, want 4 each", len(res), len(calls))
+	if err == nil && len(res) != 4*n {
+		err = fmt.Errorf("%d values for %d keys, want 4 each", len(res), n)
 	}
-	for i, c := range calls {
+	for i := range grants {
 		if err != nil {
-			c.res, c.err = Result{}, fmt.Errorf("rate limit script: %w", err)
+			grants[i].err = fmt.Errorf("rate limit script: %w", err)
 			continue
 		}
 		r := res[4*i : 4*i+4]
-		c.res = Result{
-			Allowed:    r[0] == 1,
+		grants[i] = grant{n: int(r[0]), res: Result{
 			Remaining:  int(r[1]),
 			RetryAfter: time.Duration(r[2]) * time.Microsecond,
 			ResetAfter: time.Duration(r[3]) * time.Microsecond,
-		}
+		}}
 	}
+	return grants
 }
 
 // Middleware answers 429 with Retry-After and RateLimit-* headers when the

@@ -253,3 +253,106 @@ func TestAllowWithoutDeadline(t *testing.T) {
 	assert.NotErrorIs(t, err, context.Canceled, "the wait ended with the round trip, not the cancellation")
 	assert.GreaterOrEqual(t, time.Since(start), 250*time.Millisecond, "bounded by the read timeout")
 }
+
+// scriptRuns counts the GCRA script runs a client sends, pipelined or not.
+type scriptRuns struct{ n atomic.Int64 }
+
+func (h *scriptRuns) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *scriptRuns) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *scriptRuns) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(int64(len(cmds)))
+		return next(ctx, cmds)
+	}
+}
+
+// TestABusyKeyIsAdmittedFromLeases: 20,000 requests of one client as fast
+// as 50 callers can send them are admitted in fewer script runs than
+// batching alone could manage (a run per batch of waiting callers); a
+// quiet key (a request at a time, over the spans) asks for
+// every request.
+func TestABusyKeyIsAdmittedFromLeases(t *testing.T) {
+	t.Parallel()
+	rdb := newRedis(t)
+	runs := &scriptRuns{}
+	rdb.AddHook(runs)
+	l := ratelimit.New(rdb, ratelimit.Limit{Rate: 1000000, Period: time.Second, Burst: 1000000}, "rl:")
+	const callers, each = 50, 400
+	var denied atomic.Int64
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for range each {
+				res, err := l.Allow(context.Background(), "busy")
+				if err != nil || !res.Allowed {
+					denied.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	assert.Zero(t, denied.Load(), "every request is within the limit")
+	asked := runs.n.Load()
+	t.Logf("%d requests, %d script runs", callers*each, asked)
+	// Each caller waits for its answer, so a run without leases decides at
+	// most one request per caller: callers*each/callers runs at least.
+	assert.Less(t, asked, int64(each), "a busy key asks Redis for leases, not for each batch of requests")
+
+	before := runs.n.Load()
+	for range 5 {
+		time.Sleep(25 * time.Millisecond) // over two spans: no demand to lease for
+		_, err := l.Allow(context.Background(), "quiet")
+		require.NoError(t, err, "a quiet key's request")
+	}
+	assert.Equal(t, int64(5), runs.n.Load()-before, "a quiet key asks Redis for each request")
+}
+
+// TestReplicasLeasingOneKeyKeepItsLimit: two limiters (two gateway
+// replicas) flood one client's key, so both lease from its bucket. What
+// they admit stays within the bucket's burst plus its refill over the
+// run, give or take the leases the two may still hold (a tenth of the
+// burst each), and both admit some.
+func TestReplicasLeasingOneKeyKeepItsLimit(t *testing.T) {
+	t.Parallel()
+	rdb := newRedis(t)
+	lim := ratelimit.Limit{Rate: 2000, Period: time.Second, Burst: 200}
+	replicas := []*ratelimit.Limiter{ratelimit.New(rdb, lim, "rl:"), ratelimit.New(rdb, lim, "rl:")}
+	var admitted [2]atomic.Int64
+	var failed atomic.Int64
+	const run = 300 * time.Millisecond
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			for time.Since(start) < run {
+				res, err := replicas[i%2].Allow(context.Background(), "client")
+				if err != nil {
+					failed.Add(1)
+				} else if res.Allowed {
+					admitted[i%2].Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	total := float64(admitted[0].Load() + admitted[1].Load())
+	refill := float64(lim.Rate) * elapsed.Seconds()
+	held := 2 * float64(lim.Burst/10)
+	t.Logf("admitted %v (%d + %d) in %v: burst %d, refill %.0f", total, admitted[0].Load(), admitted[1].Load(), elapsed, lim.Burst, refill)
+	require.Zero(t, failed.Load(), "no Allow failed against a healthy Redis")
+	assert.LessOrEqual(t, total, float64(lim.Burst)+refill+held, "the replicas admit no more than the bucket gave out")
+	// The refill counted from the first request, less 50 ms for the
+	// flood's start and end on a busy machine, and the leases left unspent.
+	assert.GreaterOrEqual(t, total, float64(lim.Burst)+float64(lim.Rate)*(elapsed-50*time.Millisecond).Seconds()-held,
+		"the replicas admit what the bucket gave out, less what they still hold")
+	assert.Positive(t, admitted[0].Load(), "replica A admitted some")
+	assert.Positive(t, admitted[1].Load(), "replica B admitted some")
+}
