@@ -32,7 +32,8 @@ func TestALeaseIsSpentLocallyUntilItLapses(t *testing.T) {
 	require.NoError(t, rdb.Set(ctx, "rl:{c}", tat, 101*time.Hour).Err(), "empty the bucket")
 	// As if a lease of 3 had just been granted.
 	l.mu.Lock()
-	l.keys["c"].tokens, l.keys["c"].expires = 3, time.Now().Add(leaseTTL)
+	b := l.keys["c"]
+	b.tokens, b.expires = 3, time.Now().Add(leaseTTL)
 	l.mu.Unlock()
 	for i := range 3 {
 		res, err := l.Allow(ctx, "c")
@@ -43,10 +44,48 @@ func TestALeaseIsSpentLocallyUntilItLapses(t *testing.T) {
 	require.NoError(t, err, "the request after the lease")
 	assert.False(t, res.Allowed, "the lease spent, Redis decides: its bucket is empty")
 
+	// As if that lease had lapsed unspent. The key's bucket is still the
+	// one above: a sweep forgets only keys quiet for two spans.
 	l.mu.Lock()
-	l.keys["c"].tokens, l.keys["c"].expires = 3, time.Now().Add(-time.Millisecond)
+	require.Same(t, b, l.keys["c"], "the key's bucket is kept between its requests")
+	b.tokens, b.expires = 3, time.Now().Add(-time.Millisecond)
 	l.mu.Unlock()
 	res, err = l.Allow(ctx, "c")
 	require.NoError(t, err, "the request after the lease lapsed")
 	assert.False(t, res.Allowed, "a lapsed lease admits nothing")
+}
+
+// TestARenewalTopsTheLeaseUp: a lease renewed at half asks only for what
+// brings it back to its size, so a replica never holds more than a tenth
+// of the burst, however quickly the renewal comes back.
+func TestARenewalTopsTheLeaseUp(t *testing.T) {
+	t.Parallel()
+	srv := realserver.StartRedis(t, "")
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	l := New(rdb, Limit{Rate: 1, Period: time.Hour, Burst: 200}, "rl:")
+	ctx := context.Background()
+	_, err := l.Allow(ctx, "c")
+	require.NoError(t, err, "the first request creates the key's bucket")
+	// As if the key were busy (the whole lease of 20) and its lease half spent.
+	l.mu.Lock()
+	b := l.keys["c"]
+	b.seenBefore, b.windowStart = 1000, time.Now()
+	b.tokens, b.expires = 11, time.Now().Add(leaseTTL)
+	l.mu.Unlock()
+	res, err := l.Allow(ctx, "c")
+	require.NoError(t, err, "a leased request")
+	require.True(t, res.Allowed, "a leased request is admitted")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l.mu.Lock()
+		asking, tokens := b.asking, b.tokens
+		l.mu.Unlock()
+		if !asking {
+			assert.Equal(t, l.maxLease, tokens, "the renewal tops the lease up to its size (10 left + 10 asked)")
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the renewal was answered within 5 s")
+		time.Sleep(time.Millisecond)
+	}
 }

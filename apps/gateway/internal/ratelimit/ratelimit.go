@@ -49,7 +49,8 @@ type Result struct {
 // the last leaseSpan: enough to cover the next one at the same pace. Below
 // leaseMinDemand (800 requests a second at one replica) a round trip per
 // request costs little and nothing is leased. A lease holds at most a tenth
-// of the burst (Limiter.maxLease), and lapses leaseTTL after it was granted:
+// of the burst (Limiter.maxLease), counting what is unspent and what is
+// asked for, and what is unspent lapses leaseTTL after the key's last grant:
 // its requests were already taken from the bucket, so spending them later
 // would let a client that paused exceed its burst by up to the lease.
 const (
@@ -103,9 +104,11 @@ type bucket struct {
 	windowStart      time.Time
 	seen, seenBefore int
 	// asking is set while an ask for want requests is pending or in flight;
-	// a key has one at a time, so a batch holds each key once.
-	asking bool
-	want   int
+	// a key has one at a time, so a batch holds each key once. The ask is
+	// for the first forWaiters waiters and tops the lease up.
+	asking     bool
+	want       int
+	forWaiters int
 	// waiters are the requests that found no token, in arrival order.
 	waiters []*call
 }
@@ -218,12 +221,13 @@ func (b *bucket) admitted() Result {
 	return Result{Allowed: true, Remaining: b.last.Remaining + b.tokens, ResetAfter: b.last.ResetAfter}
 }
 
-// ask queues an ask for b's waiters and its lease, starting the flusher if
-// none runs. The flusher lives only while there is work, so an idle
-// limiter holds no goroutine and needs no Close.
+// ask queues an ask for b's waiters and what tops its lease up, starting
+// the flusher if none runs. The flusher lives only while there is work, so
+// an idle limiter holds no goroutine and needs no Close.
 func (l *Limiter) ask(b *bucket) {
 	b.asking = true
-	b.want = max(1, len(b.waiters)+l.lease(b))
+	b.forWaiters = len(b.waiters)
+	b.want = max(1, b.forWaiters+max(0, l.lease(b)-b.tokens))
 	l.pending = append(l.pending, b)
 	if !l.flushing {
 		l.flushing = true
@@ -277,16 +281,19 @@ func (l *Limiter) flush() {
 }
 
 // settle applies a grant to b: its waiters are admitted in arrival order
-// while tokens last; the rest are denied if Redis had no more, or else
-// (they arrived after the ask was sent) asked for again.
+// while tokens last. Those the ask was for and Redis had nothing left for
+// are denied; those that arrived after it was sent are asked for anew.
 func (l *Limiter) settle(b *bucket, g grant, now time.Time) {
 	b.asking = false
 	if g.err != nil {
-		for _, c := range b.waiters {
+		for _, c := range b.waiters[:b.forWaiters] {
 			c.res, c.err = Result{}, g.err
 			c.done <- struct{}{}
 		}
-		b.waiters = clearCalls(b.waiters, 0)
+		b.waiters = clearCalls(b.waiters, b.forWaiters)
+		if len(b.waiters) > 0 {
+			l.ask(b)
+		}
 		return
 	}
 	b.last = g.res
@@ -305,11 +312,11 @@ func (l *Limiter) settle(b *bucket, g grant, now time.Time) {
 		c.done <- struct{}{}
 	}
 	if g.n < b.want {
-		for _, c := range b.waiters[served:] {
+		for ; served < b.forWaiters; served++ {
+			c := b.waiters[served]
 			c.res = Result{RetryAfter: g.res.RetryAfter, ResetAfter: g.res.ResetAfter}
 			c.done <- struct{}{}
 		}
-		served = len(b.waiters)
 	}
 	b.waiters = clearCalls(b.waiters, served)
 	if len(b.waiters) > 0 {
