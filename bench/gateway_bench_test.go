@@ -3,6 +3,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -31,6 +32,7 @@ const (
 	gatewayConns   = 50
 	gatewayWarmup  = 3 * time.Second
 	gatewayRun     = 8 * time.Second
+	getRounds      = 3
 	halfLoadRun    = 5 * time.Second
 	registerBody   = `{"email":"ada@example.com","name":"Ada Lovelace","password":"correct horse battery"}`
 	cachedUserName = "Ada Lovelace"
@@ -73,7 +75,8 @@ const (
 // TestGatewayVsNode runs the Go gateway and the articles' Node.js design
 // (Express single-process and in cluster mode) against the same Redis and
 // the same real Kafka broker, each pinned to one core with wrk on the
-// other, for the cached GET and the 202 POST, and reports the ratios;
+// other, for the cached GET (in rounds, every variant in turn) and the 202
+// POST, and reports the ratios;
 // then Go's net/http alone (bench/gofloor) on the same core, the floor
 // that shows how much of a request the gateway's own work is; and last the
 // gateway as prod runs it, on a Redis Cluster (three masters) with
@@ -148,27 +151,56 @@ func TestGatewayVsNode(t *testing.T) {
 				return startGateway(t, port, "REDIS_ADDRS="+strings.Join(cluster.Addrs(), ","), "REDIS_CLUSTER=true", "RATE_LIMIT_TRUST_XFF=true")
 			}},
 	}
-	post := "wrk.method = \"POST\"\nwrk.body = '" + registerBody + "'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
-	var gets, posts []Row
-	var rss []string
+	// Every server runs from the start, idle on the server core but for the
+	// one under load, so that the cached GETs can be measured in rounds,
+	// each variant once per round: the machine's speed drifts by a third
+	// over minutes, and a variant measured a minute after another would
+	// carry that drift into their ratio.
+	servers := make([]*Server, len(variants))
+	bases := make([]string, len(variants))
+	getLoads := make([]Load, len(variants))
 	for i, v := range variants {
 		port := realserver.FreePort(t)
-		s := v.start(t, port)
-		base := "http://127.0.0.1:" + strconv.Itoa(port)
-		getScript, postScript := "", post
+		servers[i] = v.start(t, port)
+		defer servers[i].Stop()
+		bases[i] = "http://127.0.0.1:" + strconv.Itoa(port)
+		getLoads[i] = Load{URL: bases[i] + v.getPath, Core: loadCore, Connections: gatewayConns, Duration: gatewayRun}
 		if v.manyClients {
-			getScript, postScript = manyClientsScript("GET", ""), manyClientsScript("POST", registerBody)
+			getLoads[i].Script = manyClientsScript("GET", "")
 		}
-		gets = append(gets, measure(t, s, v.name+" GET cached", Load{URL: base + v.getPath, Core: loadCore, Connections: gatewayConns, Duration: gatewayRun, Script: getScript}))
-		// Before any POST run: that leaves Kafka, on the load core with
-		// Redis and the generator, writing out its records, which a read at
-		// half load would then wait behind.
-		if i == goRow {
-			rss = append(rss, halfLoad(t, base+v.getPath, variants[floorRow], int(gets[goRow].Result.RPS()/2)))
+		warm(t, v.name, getLoads[i])
+	}
+	rounds := make([][]Row, len(variants))
+	for round := range getRounds {
+		for i, v := range variants {
+			rounds[i] = append(rounds[i], measure(t, servers[i], fmt.Sprintf("%s GET cached, round %d", v.name, round+1), getLoads[i]))
 		}
-		posts = append(posts, measure(t, s, v.name+" POST 202", Load{URL: base + v.postPath, Core: loadCore, Connections: gatewayConns, Duration: gatewayRun, Script: postScript}))
-		rss = append(rss, fmt.Sprintf("%s: peak RSS %.1f MiB", v.name, float64(s.PeakRSS())/(1<<20)))
-		s.Stop()
+	}
+	gets := make([]Row, len(variants))
+	var notes []string
+	for i, v := range variants {
+		gets[i] = medianRow(rounds[i])
+		gets[i].Variant = v.name + " GET cached"
+		notes = append(notes, fmt.Sprintf("- %s: %s", v.name, roundsText(rounds[i])))
+	}
+	rss := []string{fmt.Sprintf("Cached GET, %d rounds of every variant in turn; each table row is the variant's median round by requests per second:\n\n%s",
+		getRounds, strings.Join(notes, "\n"))}
+	// Before any POST run: that leaves Kafka, on the load core with Redis
+	// and the generator, writing out its records, which a read at half load
+	// would then wait behind.
+	rss = append(rss, halfLoad(t, getLoads[goRow].URL, getLoads[floorRow].URL, int(gets[goRow].Result.RPS()/2)))
+	post := "wrk.method = \"POST\"\nwrk.body = '" + registerBody + "'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+	var posts []Row
+	for i, v := range variants {
+		l := Load{URL: bases[i] + v.postPath, Core: loadCore, Connections: gatewayConns, Duration: gatewayRun, Script: post}
+		if v.manyClients {
+			l.Script = manyClientsScript("POST", registerBody)
+		}
+		warm(t, v.name+" POST", l)
+		posts = append(posts, measure(t, servers[i], v.name+" POST 202", l))
+	}
+	for i, v := range variants {
+		rss = append(rss, fmt.Sprintf("%s: peak RSS %.1f MiB", v.name, float64(servers[i].PeakRSS())/(1<<20)))
 	}
 	Record(t, "Cached GET /users/{id}: Go gateway vs the articles' Express design (one core each)", gets, []Ratio{
 		speedup("Go / Express single, requests per core", gets[goRow], gets[expressRow], getGoal),
@@ -195,17 +227,11 @@ const halfLoadRounds = 3
 
 // halfLoad measures the gateway at gatewayURL (warm, and idle otherwise)
 // at rate, half its peak, with the open-loop generator, alternating with
-// floor started beside it on the same core and offered the same rate, so
+// the floor at floorURL, on the same core and offered the same rate, so
 // that both see the machine's same moments. The goal is judged on the
 // median p99 of the gateway's runs; every run is reported.
-func halfLoad(t *testing.T, gatewayURL string, floor variant, rate int) string {
+func halfLoad(t *testing.T, gatewayURL, floorURL string, rate int) string {
 	t.Helper()
-	port := realserver.FreePort(t)
-	fs := floor.start(t, port)
-	defer fs.Stop()
-	floorURL := "http://127.0.0.1:" + strconv.Itoa(port) + floor.getPath
-	_, err := Load{URL: floorURL, Core: loadCore, Connections: gatewayConns, Duration: gatewayWarmup}.Run(context.Background())
-	require.NoError(t, err, "warm up the floor for the half-load runs")
 	var gw, fl []time.Duration
 	var lines []string
 	for round := range halfLoadRounds {
@@ -265,13 +291,35 @@ func speedup(name string, num, den Row, goal float64) Ratio {
 	return Ratio{Name: name, Value: num.Result.RPS() / den.Result.RPS(), Goal: goal, AtLeast: true}
 }
 
-// measure warms the server up, then runs l and reads the server group's CPU time.
+// warm runs l for gatewayWarmup, so that what the server builds on its
+// first requests (connections, caches, JIT-compiled code) is not measured.
+func warm(t *testing.T, name string, l Load) {
+	t.Helper()
+	l.Duration = gatewayWarmup
+	_, err := l.Run(context.Background())
+	require.NoError(t, err, "warm-up %s", name)
+}
+
+// medianRow is the row of the median requests per second (the upper
+// middle of an even count).
+func medianRow(rows []Row) Row {
+	sorted := slices.Clone(rows)
+	slices.SortFunc(sorted, func(a, b Row) int { return cmp.Compare(a.Result.RPS(), b.Result.RPS()) })
+	return sorted[len(sorted)/2]
+}
+
+// roundsText lists the rounds' requests per second and CPU per request.
+func roundsText(rows []Row) string {
+	parts := make([]string, len(rows))
+	for i, r := range rows {
+		parts[i] = fmt.Sprintf("%.0f req/s at %.1f µs", r.Result.RPS(), r.CPUPerRequestMicros())
+	}
+	return strings.Join(parts, ", ")
+}
+
+// measure runs l against a warm server and reads the server group's CPU time.
 func measure(t *testing.T, s *Server, name string, l Load) Row {
 	t.Helper()
-	warm := l
-	warm.Duration = gatewayWarmup
-	_, err := warm.Run(context.Background())
-	require.NoError(t, err, "warm-up %s", name)
 	before, err := GroupCPU(s.Pgid())
 	require.NoError(t, err, "cpu before %s", name)
 	res, err := l.Run(context.Background())

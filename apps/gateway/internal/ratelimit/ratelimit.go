@@ -46,17 +46,20 @@ type Result struct {
 }
 
 // The lease rules. A lease is what the client asked of this replica over
-// the last leaseSpan: enough to cover the next one at the same pace. Below
-// leaseMinDemand (800 requests a second at one replica) a round trip per
-// request costs little and nothing is leased. A lease holds at most a tenth
+// the last leaseSpan: enough to cover the next one at the same pace, so a
+// renewal sent at half has 25 ms to come back. That is long on purpose:
+// the renewal's answer waits for the gateway's own CPU too, and near its
+// peak a 10 ms span, whose renewals had 5 ms, ran dry often enough to show
+// in the half-load p99. Below leaseMinDemand (800 requests a second at one
+// replica) a round trip per request costs little and nothing is leased. A lease holds at most a tenth
 // of the burst (Limiter.maxLease), counting what is unspent and what is
 // asked for, and what is unspent lapses leaseTTL after the key's last grant:
 // its requests were already taken from the bucket, so spending them later
 // would let a client that paused exceed its burst by up to the lease.
 const (
-	leaseSpan      = 10 * time.Millisecond
-	leaseMinDemand = 8
-	leaseTTL       = 100 * time.Millisecond
+	leaseSpan      = 50 * time.Millisecond
+	leaseMinDemand = 40
+	leaseTTL       = 250 * time.Millisecond
 )
 
 // Limiter decides per key. Concurrent asks of Redis share one round trip:
