@@ -18,21 +18,14 @@ import (
 // denies them.
 func TestALeaseIsSpentLocallyUntilItLapses(t *testing.T) {
 	t.Parallel()
-	srv := realserver.StartRedis(t, "")
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	t.Cleanup(func() { _ = rdb.Close() })
-	l := New(rdb, Limit{Rate: 1, Period: time.Hour, Burst: 100}, "rl:")
+	l, rdb, b := limiterWithKey(t, 100)
 	ctx := context.Background()
-	res, err := l.Allow(ctx, "c")
-	require.NoError(t, err, "the first request creates the key's bucket")
-	require.True(t, res.Allowed, "the first request is within the burst")
 	// Empty the bucket in Redis: full again only after the whole burst's
 	// intervals, 100 hours.
 	tat := time.Now().Add(100 * time.Hour).UnixMicro()
 	require.NoError(t, rdb.Set(ctx, "rl:{c}", tat, 101*time.Hour).Err(), "empty the bucket")
 	// As if a lease of 3 had just been granted.
 	l.mu.Lock()
-	b := l.keys["c"]
 	b.tokens, b.expires = 3, time.Now().Add(leaseTTL)
 	l.mu.Unlock()
 	for i := range 3 {
@@ -40,7 +33,7 @@ func TestALeaseIsSpentLocallyUntilItLapses(t *testing.T) {
 		require.NoError(t, err, "leased request %d", i)
 		assert.True(t, res.Allowed, "leased request %d is admitted without Redis", i)
 	}
-	res, err = l.Allow(ctx, "c")
+	res, err := l.Allow(ctx, "c")
 	require.NoError(t, err, "the request after the lease")
 	assert.False(t, res.Allowed, "the lease spent, Redis decides: its bucket is empty")
 
@@ -60,16 +53,10 @@ func TestALeaseIsSpentLocallyUntilItLapses(t *testing.T) {
 // of the burst, however quickly the renewal comes back.
 func TestARenewalTopsTheLeaseUp(t *testing.T) {
 	t.Parallel()
-	srv := realserver.StartRedis(t, "")
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	t.Cleanup(func() { _ = rdb.Close() })
-	l := New(rdb, Limit{Rate: 1, Period: time.Hour, Burst: 200}, "rl:")
+	l, _, b := limiterWithKey(t, 200)
 	ctx := context.Background()
-	_, err := l.Allow(ctx, "c")
-	require.NoError(t, err, "the first request creates the key's bucket")
 	// As if the key were busy (the whole lease of 20) and its lease half spent.
 	l.mu.Lock()
-	b := l.keys["c"]
 	b.seenBefore, b.windowStart = 1000, time.Now()
 	b.tokens, b.expires = 11, time.Now().Add(leaseTTL)
 	l.mu.Unlock()
@@ -88,4 +75,21 @@ func TestARenewalTopsTheLeaseUp(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "the renewal was answered within 5 s")
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// limiterWithKey returns a limiter of burst requests an hour on a Redis of
+// its own, its client, and the bucket of key "c", created by one admitted
+// request.
+func limiterWithKey(t *testing.T, burst int) (*Limiter, *redis.Client, *bucket) {
+	t.Helper()
+	srv := realserver.StartRedis(t, "")
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	l := New(rdb, Limit{Rate: 1, Period: time.Hour, Burst: burst}, "rl:")
+	res, err := l.Allow(context.Background(), "c")
+	require.NoError(t, err, "the first request creates the key's bucket")
+	require.True(t, res.Allowed, "the first request is within the burst")
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l, rdb, l.keys["c"]
 }
