@@ -51,11 +51,12 @@ type Result struct {
 // the renewal's answer waits for the gateway's own CPU too, and near its
 // peak a 10 ms span, whose renewals had 5 ms, ran dry often enough to show
 // in the half-load p99. Below leaseMinDemand (800 requests a second at one
-// replica) a round trip per request costs little and nothing is leased. A lease holds at most a tenth
-// of the burst (Limiter.maxLease), counting what is unspent and what is
-// asked for, and what is unspent lapses leaseTTL after the key's last grant:
-// its requests were already taken from the bucket, so spending them later
-// would let a client that paused exceed its burst by up to the lease.
+// replica) a round trip per request costs little and nothing is leased. A
+// lease holds at most a tenth of the burst (Limiter.maxLease), counting
+// what is unspent and what is asked for, and what is unspent lapses
+// leaseTTL after the key's last grant: its requests were already taken
+// from the bucket, so spending them later would let a client that paused
+// exceed its burst by up to the lease.
 const (
 	leaseSpan      = 50 * time.Millisecond
 	leaseMinDemand = 40
