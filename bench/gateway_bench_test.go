@@ -179,7 +179,8 @@ func TestGatewayVsNode(t *testing.T) {
 	gets := make([]Row, len(variants))
 	var notes []string
 	for i, v := range variants {
-		gets[i] = medianRow(rounds[i])
+		// The median round by requests per second.
+		gets[i] = median(rounds[i], func(a, b Row) int { return cmp.Compare(a.Result.RPS(), b.Result.RPS()) })
 		gets[i].Variant = v.name + " GET cached"
 		notes = append(notes, fmt.Sprintf("- %s: %s", v.name, roundsText(rounds[i])))
 	}
@@ -249,20 +250,13 @@ func halfLoad(t *testing.T, gatewayURL, floorURL string, rate int) string {
 			*m.p99s = append(*m.p99s, Percentile(lat, 99))
 		}
 	}
-	gwMedian, flMedian := median(gw), median(fl)
+	gwMedian, flMedian := median(gw, cmp.Compare[time.Duration]), median(fl, cmp.Compare[time.Duration])
 	if gwMedian >= halfLoadP99 {
 		t.Errorf("goal missed: median p99 %v at half load, goal < %v", gwMedian, halfLoadP99)
 	}
 	return fmt.Sprintf("Cached GET at half the gateway's peak (%d req/s, open loop), %d runs each, the gateway and the net/http floor alternately: "+
 		"the gateway's median p99 %v (goal < %v), the floor's %v.\n\n%s",
 		rate, halfLoadRounds, gwMedian.Round(time.Microsecond), halfLoadP99, flMedian.Round(time.Microsecond), strings.Join(lines, "\n"))
-}
-
-// median is the middle of ds (the upper middle of an even count).
-func median(ds []time.Duration) time.Duration {
-	sorted := slices.Clone(ds)
-	slices.Sort(sorted)
-	return sorted[len(sorted)/2]
 }
 
 // manyClientsScript is wrk Lua that sends method (with body, as JSON, if
@@ -300,11 +294,11 @@ func warm(t *testing.T, name string, l Load) {
 	require.NoError(t, err, "warm-up %s", name)
 }
 
-// medianRow is the row of the median requests per second (the upper
-// middle of an even count).
-func medianRow(rows []Row) Row {
-	sorted := slices.Clone(rows)
-	slices.SortFunc(sorted, func(a, b Row) int { return cmp.Compare(a.Result.RPS(), b.Result.RPS()) })
+// median is the middle of xs in the order of compare (the upper middle of
+// an even count).
+func median[T any](xs []T, compare func(a, b T) int) T {
+	sorted := slices.Clone(xs)
+	slices.SortFunc(sorted, compare)
 	return sorted[len(sorted)/2]
 }
 

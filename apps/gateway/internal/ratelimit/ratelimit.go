@@ -289,37 +289,34 @@ func (l *Limiter) flush() {
 // are denied; those that arrived after it was sent are asked for anew.
 func (l *Limiter) settle(b *bucket, g grant, now time.Time) {
 	b.asking = false
+	served := 0
 	if g.err != nil {
-		for _, c := range b.waiters[:b.forWaiters] {
+		for ; served < b.forWaiters; served++ {
+			c := b.waiters[served]
 			c.res, c.err = Result{}, g.err
 			c.done <- struct{}{}
 		}
-		b.waiters = clearCalls(b.waiters, b.forWaiters)
-		if len(b.waiters) > 0 {
-			l.ask(b)
+	} else {
+		b.last = g.res
+		if g.n > 0 {
+			if !now.Before(b.expires) {
+				b.tokens = 0
+			}
+			b.tokens += g.n
+			b.expires = now.Add(leaseTTL)
 		}
-		return
-	}
-	b.last = g.res
-	if g.n > 0 {
-		if !now.Before(b.expires) {
-			b.tokens = 0
-		}
-		b.tokens += g.n
-		b.expires = now.Add(leaseTTL)
-	}
-	served := 0
-	for ; served < len(b.waiters) && b.tokens > 0; served++ {
-		b.tokens--
-		c := b.waiters[served]
-		c.res = b.admitted()
-		c.done <- struct{}{}
-	}
-	if g.n < b.want {
-		for ; served < b.forWaiters; served++ {
+		for ; served < len(b.waiters) && b.tokens > 0; served++ {
+			b.tokens--
 			c := b.waiters[served]
-			c.res = Result{RetryAfter: g.res.RetryAfter, ResetAfter: g.res.ResetAfter}
+			c.res = b.admitted()
 			c.done <- struct{}{}
+		}
+		if g.n < b.want {
+			for ; served < b.forWaiters; served++ {
+				c := b.waiters[served]
+				c.res = Result{RetryAfter: g.res.RetryAfter, ResetAfter: g.res.ResetAfter}
+				c.done <- struct{}{}
+			}
 		}
 	}
 	b.waiters = clearCalls(b.waiters, served)
