@@ -240,7 +240,8 @@ func halfLoad(t *testing.T, gatewayURL, floorURL string, rate int) string {
 			name, url string
 			p99s      *[]time.Duration
 		}{{"Go gateway", gatewayURL, &gw}, {"Go net/http floor", floorURL, &fl}} {
-			lat, failed := FixedRate(context.Background(), m.url, rate, gatewayConns, halfLoadRun)
+			lat, failed, err := FixedRate(context.Background(), m.url, rate, gatewayConns, halfLoadRun)
+			require.NoError(t, err, "%s at half load", m.name)
 			line := fmt.Sprintf("%s, run %d: %s, %d failed", m.name, round+1, latencies(lat), failed)
 			t.Log(line)
 			lines = append(lines, "- "+line)
