@@ -3,10 +3,12 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os/exec"
 	"runtime"
 	"slices"
 	"strconv"
@@ -14,6 +16,50 @@ import (
 
 	"golang.org/x/sys/unix"
 )
+
+// OpenLoad is one open-loop run of the openloop command (bench/openloop,
+// built to Bin): Rate GETs a second for Duration against URL over at most
+// Connections, the command pinned to Core as wrk is.
+type OpenLoad struct {
+	Bin         string
+	URL         string
+	Core        int
+	Rate        int
+	Connections int
+	Duration    time.Duration
+}
+
+// OpenResult is what an open-loop run measured: how many requests were
+// answered 200 and how many not, and the percentiles of the 200s'
+// latencies, counted from when each was due.
+type OpenResult struct {
+	Answered int           `json:"answered"`
+	Failed   int           `json:"failed"`
+	P50      time.Duration `json:"p50"`
+	P99      time.Duration `json:"p99"`
+	P999     time.Duration `json:"p999"`
+}
+
+// Run runs the command and reads its result.
+func (l OpenLoad) Run(ctx context.Context) (OpenResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.Duration+answerWait+30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "taskset", "-c", strconv.Itoa(l.Core), l.Bin, "-url", l.URL, "-rate", strconv.Itoa(l.Rate),
+		"-conns", strconv.Itoa(l.Connections), "-duration", l.Duration.String())
+	out, err := cmd.Output()
+	if err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return OpenResult{}, fmt.Errorf("openloop %s: %w: %s", l.URL, err, exit.Stderr)
+		}
+		return OpenResult{}, fmt.Errorf("openloop %s: %w", l.URL, err)
+	}
+	var r OpenResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		return OpenResult{}, fmt.Errorf("openloop %s: its output %q: %w", l.URL, out, err)
+	}
+	return r, nil
+}
 
 // answerWait is how long FixedRate waits, after the last request was due,
 // for the answers still outstanding before it counts them as failed.
