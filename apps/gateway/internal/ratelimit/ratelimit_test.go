@@ -337,6 +337,29 @@ func TestABusyKeyIsAdmittedFromLeases(t *testing.T) {
 	assert.Equal(t, int64(5), runs.of("rl:{quiet}"), "a quiet key asks Redis for each request")
 }
 
+// TestAKeyTurningBusyIsLeasedAtOnce: a client that starts sending
+// requests back to back is leased once it has sent leaseMinDemand (40) of
+// them, not a whole lease span (50 ms) later: of 400 sequential requests,
+// which take about one span when each waits for Redis, only the first
+// ones and the lease's renewals are script runs.
+func TestAKeyTurningBusyIsLeasedAtOnce(t *testing.T) {
+	t.Parallel()
+	rdb := newRedis(t)
+	runs := &scriptRuns{byKey: map[string]int64{}}
+	rdb.AddHook(runs)
+	l := ratelimit.New(rdb, ratelimit.Limit{Rate: 1000000, Period: time.Second, Burst: 1000000}, "rl:")
+	const requests = 400
+	start := time.Now()
+	for i := range requests {
+		res, err := l.Allow(context.Background(), "turning")
+		require.NoError(t, err, "request %d", i)
+		require.True(t, res.Allowed, "request %d is within the limit", i)
+	}
+	asked := runs.of("rl:{turning}")
+	t.Logf("%d requests in %v, %d script runs", requests, time.Since(start), asked)
+	assert.Less(t, asked, int64(requests/4), "the requests after the 40th are admitted from a lease")
+}
+
 // TestReplicasLeasingOneKeyKeepItsLimit: two limiters (two gateway
 // replicas) flood one client's key, so both lease from its bucket. They
 // admit no more than the bucket's burst plus its refill over the run, and
