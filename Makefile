@@ -47,7 +47,7 @@ render: ## render every stack into out/<stack>
 
 test: ## every test: unit (mocks), rendered configs on the real nginx/haproxy, real servers
 	go vet -tags bench ./bench/
-	go test -tags bench -count=1 -run 'TestParseResponse|TestFixedRate' ./bench/
+	go test -tags bench -count=1 -run 'TestParseResponse|TestFixedRate|TestCapacityFigureStandsWithinNoise' ./bench/
 	go test -count=1 -timeout 40m ./...
 
 test-unit: ## the fast tests only (no real servers)
