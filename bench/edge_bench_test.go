@@ -184,13 +184,13 @@ func pin(t *testing.T, pid, core int) {
 	require.NoError(t, err, "pin %d to core %d: %s", pid, core, out)
 }
 
-// pinSelf moves every thread of this test process to one core (for a load
-// generator running in-process) and returns the function that undoes it.
-// GOMAXPROCS follows to 1: the runtime sized it from the affinity at start
-// and does not shrink it, and two Ps on one core are two threads the kernel
-// time-slices, so a goroutine ready on the descheduled one (a response
-// that arrived, a request that is due) waits milliseconds for its thread,
-// which an open-loop generator would report as the server's latency.
+// pinSelf moves every thread of this test process to one core, so that it
+// and the servers it starts next (Redis, Kafka: children inherit the
+// affinity) stay off the server core, and returns the function that undoes
+// it. GOMAXPROCS follows to 1 at once, where the runtime would notice the
+// narrower affinity only at its next periodic check: two Ps on one core
+// are two threads the kernel time-slices, each waiting milliseconds for
+// the other's slice.
 func pinSelf(t *testing.T, core int) func() {
 	t.Helper()
 	self := strconv.Itoa(os.Getpid())

@@ -61,6 +61,10 @@ func (l OpenLoad) Run(ctx context.Context) (OpenResult, error) {
 	return r, nil
 }
 
+// maxRate is the most requests a second FixedRate sends: one a
+// microsecond, far beyond what one core answers.
+const maxRate = int(time.Second / time.Microsecond)
+
 // answerWait is how long FixedRate waits, after the last request was due,
 // for the answers still outstanding before it counts them as failed.
 const answerWait = 5 * time.Second
@@ -88,6 +92,12 @@ const answerWait = 5 * time.Second
 func FixedRate(ctx context.Context, target string, rate, conns int, d time.Duration) ([]time.Duration, int, error) {
 	if rate <= 0 || conns <= 0 || d <= 0 {
 		return nil, 0, fmt.Errorf("fixed rate: rate %d, connections %d and duration %v must all be positive", rate, conns, d)
+	}
+	if rate > maxRate {
+		return nil, 0, fmt.Errorf("fixed rate: %d requests a second: at most %d, one a microsecond", rate, maxRate)
+	}
+	if d < time.Second/time.Duration(rate) {
+		return nil, 0, fmt.Errorf("fixed rate: %v is shorter than one request's interval at %d a second", d, rate)
 	}
 	u, err := url.Parse(target)
 	if err != nil {

@@ -99,6 +99,12 @@ func TestFixedRateCountsFromWhenDue(t *testing.T) {
 		_, _, err := FixedRate(context.Background(), target, rate, 1, run)
 		assert.Error(t, err, "%s is refused or unreachable", target)
 	}
-	_, _, err = FixedRate(context.Background(), fast.URL, 0, 1, run)
-	assert.Error(t, err, "a rate of 0 is refused")
+	for _, tc := range []struct {
+		name string
+		rate int
+		d    time.Duration
+	}{{"a rate of 0", 0, run}, {"a rate over one a microsecond", 2000000, run}, {"a run shorter than one interval", rate, 100 * time.Microsecond}} {
+		_, _, err = FixedRate(context.Background(), fast.URL, tc.rate, 1, tc.d)
+		assert.Error(t, err, "%s is refused", tc.name)
+	}
 }
