@@ -265,7 +265,9 @@ func halfLoad(t *testing.T, bin, gatewayURL, floorURL string, rate int) string {
 	}
 	gwMedian, flMedian := median(gw, cmp.Compare[time.Duration]), median(fl, cmp.Compare[time.Duration])
 	if gwMedian >= halfLoadP99 {
-		t.Errorf("goal missed: median p99 %v at half load, goal < %v", gwMedian, halfLoadP99)
+		// The floor's figure says whether the machine itself was slow: on
+		// a contended host net/http alone misses the goal at this rate.
+		t.Errorf("goal missed: median p99 %v at half load, goal < %v (the net/http floor's at the same rate: %v)", gwMedian, halfLoadP99, flMedian)
 	}
 	return fmt.Sprintf("Cached GET at half the gateway's peak (%d req/s, open loop), %d runs each, the gateway and the net/http floor alternately: "+
 		"the gateway's median p99 %v (goal < %v), the floor's %v.\n\n%s",
