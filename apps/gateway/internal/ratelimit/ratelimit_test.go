@@ -296,16 +296,24 @@ func (h *scriptRuns) of(key string) int64 {
 	return h.byKey[key]
 }
 
+// countedLimiter is a limiter of a million requests a second (a burst of
+// as many: no test comes near it) on a Redis of its own, with its script
+// runs counted per key.
+func countedLimiter(t *testing.T) (*ratelimit.Limiter, *scriptRuns) {
+	t.Helper()
+	rdb := newRedis(t)
+	runs := &scriptRuns{byKey: map[string]int64{}}
+	rdb.AddHook(runs)
+	return ratelimit.New(rdb, ratelimit.Limit{Rate: 1000000, Period: time.Second, Burst: 1000000}, "rl:"), runs
+}
+
 // TestABusyKeyIsAdmittedFromLeases: one client's requests, as fast as 50
 // callers can send them for 300 ms (six lease spans), are admitted in
 // fewer script runs than batching alone could manage (a run per batch of
 // waiting callers); a quiet key asks Redis for every request.
 func TestABusyKeyIsAdmittedFromLeases(t *testing.T) {
 	t.Parallel()
-	rdb := newRedis(t)
-	runs := &scriptRuns{byKey: map[string]int64{}}
-	rdb.AddHook(runs)
-	l := ratelimit.New(rdb, ratelimit.Limit{Rate: 1000000, Period: time.Second, Burst: 1000000}, "rl:")
+	l, runs := countedLimiter(t)
 	const callers = 50
 	var sent, denied atomic.Int64
 	start := time.Now()
@@ -344,10 +352,7 @@ func TestABusyKeyIsAdmittedFromLeases(t *testing.T) {
 // ones and the lease's renewals are script runs.
 func TestAKeyTurningBusyIsLeasedAtOnce(t *testing.T) {
 	t.Parallel()
-	rdb := newRedis(t)
-	runs := &scriptRuns{byKey: map[string]int64{}}
-	rdb.AddHook(runs)
-	l := ratelimit.New(rdb, ratelimit.Limit{Rate: 1000000, Period: time.Second, Burst: 1000000}, "rl:")
+	l, runs := countedLimiter(t)
 	const requests = 400
 	start := time.Now()
 	for i := range requests {
