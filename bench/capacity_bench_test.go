@@ -149,7 +149,7 @@ func refreshFromReport(t *testing.T, in *capacity.Inputs) {
 
 // capacityNoise is how far a new measurement may lie from the recorded one
 // and still be taken for the same cost. The machine's speed drifts by a
-// third over minutes (the hash read 22.5 to 30.6 ms on 2026-12-03), and a
+// third over minutes (the hash read 21.1 to 30.6 ms on 2026-12-03), and a
 // plan that followed the drift would move prod's replica bounds and the
 // registrations topic's partitions back and forth with it: 36 partitions
 // one run, 30 the next, and Kafka cannot take partitions back.

@@ -96,7 +96,8 @@ func FixedRate(ctx context.Context, target string, rate, conns int, d time.Durat
 	if rate > maxRate {
 		return nil, 0, fmt.Errorf("fixed rate: %d requests a second: at most %d, one a microsecond", rate, maxRate)
 	}
-	if d < time.Second/time.Duration(rate) {
+	interval := time.Second / time.Duration(rate)
+	if d < interval {
 		return nil, 0, fmt.Errorf("fixed rate: %v is shorter than one request's interval at %d a second", d, rate)
 	}
 	u, err := url.Parse(target)
@@ -130,7 +131,7 @@ func FixedRate(ctx context.Context, target string, rate, conns int, d time.Durat
 		return nil, 0, fmt.Errorf("fixed rate: %s: %w", target, err)
 	}
 	defer l.close()
-	lat, failed, err := l.run(ctx, time.Second/time.Duration(rate), int(d/(time.Second/time.Duration(rate))))
+	lat, failed, err := l.run(ctx, interval, int(d/interval))
 	if err != nil {
 		return nil, 0, fmt.Errorf("fixed rate: %s: %w", target, err)
 	}
