@@ -100,19 +100,9 @@ func FixedRate(ctx context.Context, target string, rate, conns int, d time.Durat
 	if d < interval {
 		return nil, 0, fmt.Errorf("fixed rate: %v is shorter than one request's interval at %d a second", d, rate)
 	}
-	u, err := url.Parse(target)
+	u, addr, err := loopbackTarget(target)
 	if err != nil {
 		return nil, 0, fmt.Errorf("fixed rate: %w", err)
-	}
-	if u.Scheme != "http" {
-		return nil, 0, fmt.Errorf("fixed rate: %q: only http:// targets are supported", target)
-	}
-	addr, err := net.ResolveTCPAddr("tcp4", u.Host)
-	if err != nil {
-		return nil, 0, fmt.Errorf("fixed rate: %w", err)
-	}
-	if !addr.IP.IsLoopback() {
-		return nil, 0, fmt.Errorf("fixed rate: %q: the benchmarks target loopback addresses only", target)
 	}
 	sa := &unix.SockaddrInet4{Port: addr.Port}
 	copy(sa.Addr[:], addr.IP.To4())
@@ -137,6 +127,26 @@ func FixedRate(ctx context.Context, target string, rate, conns int, d time.Durat
 	}
 	slices.Sort(lat)
 	return lat, failed, nil
+}
+
+// loopbackTarget parses target, an http:// URL, and resolves its host,
+// which must be a loopback address: the benchmarks load nothing else.
+func loopbackTarget(target string) (*url.URL, *net.TCPAddr, error) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, nil, err
+	}
+	if u.Scheme != "http" {
+		return nil, nil, fmt.Errorf("%q: only http:// targets are benchmarked", target)
+	}
+	addr, err := net.ResolveTCPAddr("tcp4", u.Host)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%q: %w", target, err)
+	}
+	if !addr.IP.IsLoopback() {
+		return nil, nil, fmt.Errorf("%q: only loopback addresses are benchmarked", target)
+	}
+	return u, addr, nil
 }
 
 // timerSlot marks the timerfd's events apart from the connections' slots.

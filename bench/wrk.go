@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -38,8 +37,8 @@ func (r Result) RPS() float64 { return float64(r.Requests) / r.Seconds }
 
 // Run runs wrk with latency percentiles and parses its report.
 func (l Load) Run(ctx context.Context) (Result, error) {
-	if !strings.HasPrefix(l.URL, "http://127.") && !strings.HasPrefix(l.URL, "http://localhost") {
-		return Result{}, fmt.Errorf("load target %q: only loopback addresses are benchmarked", l.URL)
+	if _, _, err := loopbackTarget(l.URL); err != nil {
+		return Result{}, fmt.Errorf("load target: %w", err)
 	}
 	args := []string{"-c", strconv.Itoa(l.Core), "wrk", "-t1", "-c" + strconv.Itoa(l.Connections),
 		"-d" + strconv.Itoa(int(l.Duration.Seconds())) + "s", "--latency", "--timeout", "5s"}
