@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -18,6 +19,10 @@ type Server struct {
 	Name string
 	cmd  *exec.Cmd
 	log  string
+	// stop makes Stop idempotent: a server stopped early is still stopped
+	// again by a deferred call, and its process group's id may by then
+	// belong to another group.
+	stop sync.Once
 }
 
 // StartServer runs argv pinned to core (taskset), with env added to this
@@ -84,8 +89,13 @@ func (s *Server) PeakRSS() int64 {
 	return total
 }
 
-// Stop sends SIGTERM to the group, then SIGKILL after 10 s.
+// Stop sends SIGTERM to the group, then SIGKILL after 10 s; it does so
+// once, however often it is called.
 func (s *Server) Stop() {
+	s.stop.Do(s.terminate)
+}
+
+func (s *Server) terminate() {
 	_ = syscall.Kill(-s.Pgid(), syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { _ = s.cmd.Wait(); close(done) }()
