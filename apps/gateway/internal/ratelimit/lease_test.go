@@ -38,7 +38,7 @@ func TestALeaseIsSpentLocallyUntilItLapses(t *testing.T) {
 	assert.False(t, res.Allowed, "the lease spent, Redis decides: its bucket is empty")
 
 	// As if that lease had lapsed unspent. The key's bucket is still the
-	// one above: a sweep forgets only keys quiet for two spans.
+	// one above: only a key unused for a whole leaseTTL is forgotten.
 	l.mu.Lock()
 	require.Same(t, b, l.keys["c"], "the key's bucket is kept between its requests")
 	b.tokens, b.expires = 3, time.Now().Add(-time.Millisecond)
@@ -75,6 +75,57 @@ func TestARenewalTopsTheLeaseUp(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "the renewal was answered within 5 s")
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// TestAQuietKeyIsForgottenAfterAWholePeriod: a key unused for a whole
+// leaseTTL goes at the next rotation, and not before, while a key in use
+// keeps its bucket, and with it its demand and lease, across rotations.
+func TestAQuietKeyIsForgottenAfterAWholePeriod(t *testing.T) {
+	t.Parallel()
+	l, _, busy := limiterWithKey(t, 100)
+	ctx := context.Background()
+	_, err := l.Allow(ctx, "quiet")
+	require.NoError(t, err, "the quiet key's one request")
+	l.mu.Lock()
+	quiet := l.keys["quiet"]
+	l.mu.Unlock()
+	require.NotNil(t, quiet, "the quiet key's request made its bucket")
+	for period := range 2 {
+		l.mu.Lock()
+		l.rotated = l.rotated.Add(-leaseTTL) // as if a whole period had passed
+		l.mu.Unlock()
+		_, err := l.Allow(ctx, "c")
+		require.NoError(t, err, "the busy key's request after period %d", period)
+		l.mu.Lock()
+		assert.Same(t, busy, l.keys["c"], "after period %d the key in use keeps its bucket", period)
+		if period == 0 {
+			assert.Same(t, quiet, l.old["quiet"], "a key unused since the last rotation is still known")
+		} else {
+			assert.NotContains(t, l.old, "quiet", "a key unused for a whole period is forgotten")
+			assert.NotContains(t, l.keys, "quiet", "a key unused for a whole period is forgotten")
+		}
+		l.mu.Unlock()
+	}
+}
+
+// TestAnAnsweredAskKeepsItsBucket: an ask outlasting the rotations that
+// dropped its key (a stalled Redis) brings its bucket back with the lease
+// it was granted; if a later request already gave the key a new bucket,
+// that one stays the key's.
+func TestAnAnsweredAskKeepsItsBucket(t *testing.T) {
+	t.Parallel()
+	l, _, b := limiterWithKey(t, 100)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.keys, "c") // as if dropped while its ask was in flight
+	l.settle(b, grant{n: 5, res: Result{Remaining: 50}}, time.Now())
+	assert.Same(t, b, l.keys["c"], "the answered bucket is the key's again")
+	assert.Equal(t, 5, b.tokens, "with the lease it was granted")
+
+	newer := &bucket{key: "c", redisKey: "rl:{c}"}
+	l.keys["c"] = newer
+	l.settle(b, grant{n: 1, res: Result{Remaining: 49}}, time.Now())
+	assert.Same(t, newer, l.keys["c"], "a bucket made since stays the key's")
 }
 
 // limiterWithKey returns a limiter of burst requests an hour on a Redis of
