@@ -210,7 +210,7 @@ func TestGatewayVsNode(t *testing.T) {
 			servers[i].Stop()
 		}
 	}
-	rss = append(rss, halfLoad(t, openloopBin, getLoads[goRow].URL, getLoads[floorRow].URL, int(gets[goRow].Result.RPS()/2)))
+	rss = append(rss, halfLoad(t, openloopBin, halfLoadTarget{servers[goRow], getLoads[goRow].URL}, halfLoadTarget{servers[floorRow], getLoads[floorRow].URL}, int(gets[goRow].Result.RPS()/2)))
 	Record(t, "Cached GET /users/{id}: Go gateway vs the articles' Express design (one core each)", gets, []Ratio{
 		speedup("Go / Express single, requests per core", gets[goRow], gets[expressRow], getGoal),
 		speedup("Go / Express cluster, requests per core", gets[goRow], gets[expressClusterRow], getGoal),
@@ -236,25 +236,40 @@ func TestGatewayVsNode(t *testing.T) {
 // the median of five much less.
 const halfLoadRounds = 5
 
-// halfLoad measures the gateway at gatewayURL (warm, and idle otherwise)
-// at rate, half its peak, with the open-loop generator (openloop, built to
-// bin), alternating with the floor at floorURL, on the same core and
-// offered the same rate, so that both see the machine's same moments. The
-// goal is judged on the median p99 of the gateway's runs; every run is
-// reported.
-func halfLoad(t *testing.T, bin, gatewayURL, floorURL string, rate int) string {
+// halfLoadTarget is a server measured at half load and its cached GET.
+type halfLoadTarget struct {
+	server *Server
+	url    string
+}
+
+// halfLoad measures the gateway (warm, and idle otherwise) at rate, half
+// its peak, with the open-loop generator (openloop, built to bin),
+// alternating with the floor, on the same core and offered the same rate,
+// so that both see the machine's same moments. The goal is judged on the
+// median p99 of the gateway's runs; every run is reported with the
+// server's CPU per request and how busy that kept its core, which tell a
+// slow host (both servers dearer per request than in the other runs) from
+// a slow server.
+func halfLoad(t *testing.T, bin string, gateway, floor halfLoadTarget, rate int) string {
 	t.Helper()
 	var gw, fl []time.Duration
 	var lines []string
 	for round := range halfLoadRounds {
 		for _, m := range []struct {
-			name, url string
-			p99s      *[]time.Duration
-		}{{"Go gateway", gatewayURL, &gw}, {"Go net/http floor", floorURL, &fl}} {
-			r, err := OpenLoad{Bin: bin, URL: m.url, Core: loadCore, Rate: rate, Connections: gatewayConns, Duration: halfLoadRun}.Run(context.Background())
+			name   string
+			target halfLoadTarget
+			p99s   *[]time.Duration
+		}{{"Go gateway", gateway, &gw}, {"Go net/http floor", floor, &fl}} {
+			before, err := GroupCPU(m.target.server.Pgid())
+			require.NoError(t, err, "%s: CPU before its half-load run", m.name)
+			r, err := OpenLoad{Bin: bin, URL: m.target.url, Core: loadCore, Rate: rate, Connections: gatewayConns, Duration: halfLoadRun}.Run(context.Background())
 			require.NoError(t, err, "%s at half load", m.name)
-			line := fmt.Sprintf("%s, run %d: p50 %v, p99 %v, p99.9 %v, %d failed", m.name, round+1,
-				r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.P999.Round(time.Microsecond), r.Failed)
+			after, err := GroupCPU(m.target.server.Pgid())
+			require.NoError(t, err, "%s: CPU after its half-load run", m.name)
+			cpu := after - before
+			line := fmt.Sprintf("%s, run %d: p50 %v, p99 %v, p99.9 %v, %d failed; %.1f µs CPU per request, %.0f %% of its core", m.name, round+1,
+				r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.P999.Round(time.Microsecond), r.Failed,
+				float64(cpu.Microseconds())/float64(max(1, r.Answered+r.Failed)), 100*cpu.Seconds()/halfLoadRun.Seconds())
 			t.Log(line)
 			lines = append(lines, "- "+line)
 			// A failed request leaves no latency: the percentiles of the
