@@ -126,6 +126,13 @@ func TestAnAnsweredAskKeepsItsBucket(t *testing.T) {
 	l.keys["c"] = newer
 	l.settle(b, grant{n: 1, res: Result{Remaining: 49}}, time.Now())
 	assert.Same(t, newer, l.keys["c"], "a bucket made since stays the key's")
+
+	// The newer bucket unused since the last rotation is the key's still.
+	delete(l.keys, "c")
+	l.old = map[string]*bucket{"c": newer}
+	l.settle(b, grant{n: 1, res: Result{Remaining: 48}}, time.Now())
+	assert.NotContains(t, l.keys, "c", "a stale bucket does not displace the key's newer one")
+	assert.Same(t, newer, l.old["c"], "a bucket made since, though unused since the last rotation, stays the key's")
 }
 
 // limiterWithKey returns a limiter of burst requests an hour on a Redis of

@@ -370,7 +370,10 @@ func (l *Limiter) keep(b *bucket) {
 	if l.keys[b.key] != nil {
 		return // b, or the key's newer bucket
 	}
-	if l.old[b.key] == b {
+	if o := l.old[b.key]; o != nil {
+		if o != b {
+			return // the key's newer bucket, unused since the last rotation
+		}
 		delete(l.old, b.key)
 	}
 	l.keys[b.key] = b
