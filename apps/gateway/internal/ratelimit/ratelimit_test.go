@@ -350,19 +350,40 @@ func TestABusyKeyIsAdmittedFromLeases(t *testing.T) {
 // them, not a whole lease span (50 ms) later: of 400 sequential requests,
 // which take about one span when each waits for Redis, only the first
 // ones and the lease's renewals are script runs.
+//
+// The premise is a Redis that answers the first 40 within one span: a
+// client slower than that (800 requests a second) is not leased, by
+// design. Under a loaded machine (the whole suite on two cores) round
+// trips took 1.8 ms, so an attempt whose first requests missed the span
+// is logged and tried again on a new key.
 func TestAKeyTurningBusyIsLeasedAtOnce(t *testing.T) {
 	t.Parallel()
 	l, runs := countedLimiter(t)
-	const requests = 400
-	start := time.Now()
-	for i := range requests {
-		res, err := l.Allow(context.Background(), "turning")
-		require.NoError(t, err, "request %d", i)
-		require.True(t, res.Allowed, "request %d is within the limit", i)
+	const (
+		requests = 400
+		attempts = 5
+	)
+	for attempt := range attempts {
+		key := fmt.Sprintf("turning-%d", attempt)
+		start := time.Now()
+		var firstOnes time.Duration
+		for i := range requests {
+			res, err := l.Allow(context.Background(), key)
+			require.NoError(t, err, "attempt %d, request %d", attempt, i)
+			require.True(t, res.Allowed, "attempt %d, request %d is within the limit", attempt, i)
+			if i == ratelimit.LeaseMinDemand {
+				firstOnes = time.Since(start)
+			}
+		}
+		asked := runs.of("rl:{" + key + "}")
+		t.Logf("attempt %d: %d requests in %v (the first %d in %v), %d script runs", attempt, requests, time.Since(start), ratelimit.LeaseMinDemand+1, firstOnes, asked)
+		if firstOnes >= ratelimit.LeaseSpan {
+			continue // the premise failed: Redis too slow for a lease
+		}
+		assert.Less(t, asked, int64(requests/4), "the requests after the 40th are admitted from a lease")
+		return
 	}
-	asked := runs.of("rl:{turning}")
-	t.Logf("%d requests in %v, %d script runs", requests, time.Since(start), asked)
-	assert.Less(t, asked, int64(requests/4), "the requests after the 40th are admitted from a lease")
+	t.Skipf("in %d attempts Redis never answered %d requests within a lease span (%v): below that pace a key is not leased, by design", attempts, ratelimit.LeaseMinDemand+1, ratelimit.LeaseSpan)
 }
 
 // TestReplicasLeasingOneKeyKeepItsLimit: two limiters (two gateway
