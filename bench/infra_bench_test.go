@@ -5,7 +5,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/scaleplane/scaleplane/internal/analyzer"
 	"github.com/scaleplane/scaleplane/internal/render"
+	"github.com/scaleplane/scaleplane/internal/toolchain"
 	"github.com/scaleplane/scaleplane/stacks"
 )
 
@@ -65,17 +65,11 @@ func TestInfraCodeCost(t *testing.T) {
 	}
 }
 
-// kubeScore times kube-score (built into the tool cache) on the rendered
-// prod manifests, for comparison; it is skipped with a reason when absent.
+// kubeScore times kube-score (built into the tool cache the first time,
+// before the timing) on the rendered prod manifests, for comparison.
 func kubeScore(t *testing.T, root string) string {
-	bin, err := exec.LookPath("kube-score")
-	if err != nil {
-		cache, _ := os.UserHomeDir()
-		bin = filepath.Join(cache, ".cache", "scaleplane", "kube-score-v1.20.0", "kube-score")
-		if _, err := os.Stat(bin); err != nil {
-			return "kube-score not in the tool cache; `scaleplane check` docs say how to build it"
-		}
-	}
+	bin, err := toolchain.KubeScore(context.Background())
+	require.NoError(t, err, "kube-score in the tool cache")
 	g, _, err := render.Stack(root, "prod")
 	require.NoError(t, err, "render prod")
 	dir := t.TempDir()
