@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,8 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 )
 
 // Row is one measured variant.
@@ -194,27 +197,61 @@ func WriteReport(mdPath, pngPath, command string) error {
 	return chart(pngPath)
 }
 
-// chart draws CPU per request for every variant as bars.
+// chart draws, for every variant, its requests per second and its CPU per
+// request as horizontal bars, side by side and sharing the variants' names,
+// so that one row of the picture is one row of the tables.
 func chart(path string) error {
-	p := plot.New()
-	p.Title.Text = "CPU per request (µs) by variant"
-	p.Y.Label.Text = "µs CPU / request"
-	var values plotter.Values
+	var rps, cpu plotter.Values
 	var names []string
 	for _, s := range sections {
 		for _, r := range s.rows {
-			values = append(values, r.CPUPerRequestMicros())
+			rps = append(rps, r.Result.RPS())
+			cpu = append(cpu, r.CPUPerRequestMicros())
 			names = append(names, r.Variant)
 		}
 	}
-	bars, err := plotter.NewBarChart(values, vg.Points(18))
+	// NominalY puts the first name at the bottom; the tables read top down.
+	slices.Reverse(rps)
+	slices.Reverse(cpu)
+	slices.Reverse(names)
+	left, err := barPlot("Requests per second", rps, color.RGBA{R: 44, G: 111, B: 187, A: 255})
 	if err != nil {
 		return err
 	}
-	bars.Color = color.RGBA{R: 44, G: 111, B: 187, A: 255}
+	left.NominalY(names...)
+	right, err := barPlot("CPU µs per request (lower is better)", cpu, color.RGBA{R: 214, G: 96, B: 77, A: 255})
+	if err != nil {
+		return err
+	}
+	right.NominalY(make([]string, len(names))...)
+	width, height := 28*vg.Centimeter, vg.Length(2+len(names))*6*vg.Millimeter
+	img := vgimg.New(width, height)
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Centimeter}
+	canvases := plot.Align([][]*plot.Plot{{left, right}}, tiles, dc)
+	left.Draw(canvases[0][0])
+	right.Draw(canvases[0][1])
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// barPlot is one panel of the chart: values as horizontal bars.
+func barPlot(title string, values plotter.Values, c color.Color) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = title
+	bars, err := plotter.NewBarChart(values, 3*vg.Millimeter)
+	if err != nil {
+		return nil, err
+	}
+	bars.Horizontal = true
+	bars.Color = c
 	p.Add(bars)
-	p.NominalX(names...)
-	p.X.Tick.Label.Rotation = 0.6
-	p.X.Tick.Label.XAlign = -0.9
-	return p.Save(vg.Length(40+28*len(values))*vg.Millimeter/4+12*vg.Centimeter, 10*vg.Centimeter, path)
+	return p, nil
 }
