@@ -91,23 +91,14 @@ func TestEdgeTierCost(t *testing.T) {
 	rounds := make([][]Row, len(variants))
 	for round := range edgeRounds {
 		for i, v := range variants {
-			name := fmt.Sprintf("%s %s, round %d", v.proxy, v.name, round+1)
-			before, err := GroupCPU(pids[i])
-			require.NoError(t, err, "cpu before %s", name)
-			res, err := loads[i].Run(context.Background())
-			require.NoError(t, err, "load %s", name)
-			after, err := GroupCPU(pids[i])
-			require.NoError(t, err, "cpu after %s", name)
-			require.Zero(t, res.Non2xx+res.Errors, "%s: every request answered 2xx", name)
-			row := Row{Group: "edge", Variant: v.proxy + " " + v.name, Result: res, CPU: after - before}
-			t.Logf("%-36s %9.0f req/s  %6.1f µs CPU/req  p99 %v", name, res.RPS(), row.CPUPerRequestMicros(), res.P99)
-			rounds[i] = append(rounds[i], row)
+			rounds[i] = append(rounds[i], measure(t, pids[i], "edge", fmt.Sprintf("%s %s, round %d", v.proxy, v.name, round+1), loads[i]))
 		}
 	}
 	rows := make([]Row, len(variants))
 	notes := make([]string, len(variants))
 	for i, v := range variants {
 		rows[i] = median(rounds[i], func(a, b Row) int { return cmp.Compare(a.CPUPerRequestMicros(), b.CPUPerRequestMicros()) })
+		rows[i].Variant = v.proxy + " " + v.name
 		notes[i] = fmt.Sprintf("- %s %s: %s", v.proxy, v.name, roundsText(rounds[i]))
 	}
 	ratios := []Ratio{

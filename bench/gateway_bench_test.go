@@ -176,7 +176,7 @@ func TestGatewayVsNode(t *testing.T) {
 	rounds := make([][]Row, len(variants))
 	for round := range getRounds {
 		for i, v := range variants {
-			rounds[i] = append(rounds[i], measure(t, servers[i], fmt.Sprintf("%s GET cached, round %d", v.name, round+1), getLoads[i]))
+			rounds[i] = append(rounds[i], measure(t, servers[i].Pgid(), "gateway", fmt.Sprintf("%s GET cached, round %d", v.name, round+1), getLoads[i]))
 		}
 	}
 	gets := make([]Row, len(variants))
@@ -197,7 +197,7 @@ func TestGatewayVsNode(t *testing.T) {
 			l.Script = manyClientsScript("POST", registerBody)
 		}
 		warm(t, v.name+" POST", l)
-		posts = append(posts, measure(t, servers[i], v.name+" POST 202", l))
+		posts = append(posts, measure(t, servers[i].Pgid(), "gateway", v.name+" POST 202", l))
 	}
 	for i, v := range variants {
 		rss = append(rss, fmt.Sprintf("%s: peak RSS %.1f MiB", v.name, float64(servers[i].PeakRSS())/(1<<20)))
@@ -335,17 +335,18 @@ func roundsText(rows []Row) string {
 	return strings.Join(parts, ", ")
 }
 
-// measure runs l against a warm server and reads the server group's CPU time.
-func measure(t *testing.T, s *Server, name string, l Load) Row {
+// measure runs l against a warm server, the process group pgid, and reads
+// the group's CPU time: a Row of group named name.
+func measure(t *testing.T, pgid int, group, name string, l Load) Row {
 	t.Helper()
-	before, err := GroupCPU(s.Pgid())
+	before, err := GroupCPU(pgid)
 	require.NoError(t, err, "cpu before %s", name)
 	res, err := l.Run(context.Background())
 	require.NoError(t, err, "load %s", name)
-	after, err := GroupCPU(s.Pgid())
+	after, err := GroupCPU(pgid)
 	require.NoError(t, err, "cpu after %s", name)
 	require.Zero(t, res.Non2xx+res.Errors, "%s: every request answered 2xx (%d non-2xx, %d socket errors)", name, res.Non2xx, res.Errors)
-	row := Row{Group: "gateway", Variant: name, Result: res, CPU: after - before}
+	row := Row{Group: group, Variant: name, Result: res, CPU: after - before}
 	t.Logf("%-48s %8.0f req/s  %6.1f µs CPU/req  p99 %v", name, res.RPS(), row.CPUPerRequestMicros(), res.P99)
 	return row
 }
