@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/scaleplane/scaleplane/internal/preflight"
 	"github.com/scaleplane/scaleplane/internal/toolchain"
 )
 
@@ -151,31 +152,19 @@ func (c *Cluster) path(parts ...string) string {
 }
 
 // Preflight checks what the node needs from the machine and says what to
-// do about each missing piece, before anything is started.
+// do about each missing piece, before anything is started. The packages
+// come from internal/preflight's one list (what `make up` installs).
 func Preflight() error {
 	var problems []string
 	if os.Geteuid() != 0 {
 		problems = append(problems, "not root: the kubelet and containerd manage cgroups, mounts and network namespaces (run as root, or use an existing cluster with --kubeconfig / KUBECONFIG)")
 	}
-	var pkgs []string
-	for bin, pkg := range map[string]string{
-		"containerd": "containerd", "containerd-shim-runc-v2": "containerd", "ctr": "containerd",
-		"runc": "runc", "iptables": "iptables", "conntrack": "conntrack", "ip": "iproute2",
-	} {
-		if _, err := exec.LookPath(bin); err != nil {
-			if _, err := os.Stat(filepath.Join("/usr/sbin", bin)); err != nil {
-				pkgs = append(pkgs, pkg)
-			}
-		}
+	missing, err := preflight.MissingPackages(context.Background(), preflight.PackagesFor(preflight.Up))
+	if err != nil {
+		problems = append(problems, err.Error())
 	}
-	for _, p := range []string{"bridge", "host-local", "portmap", "loopback"} {
-		if _, err := os.Stat(filepath.Join(cniBinDir, p)); err != nil {
-			pkgs = append(pkgs, "containernetworking-plugins")
-			break
-		}
-	}
-	if len(pkgs) > 0 {
-		problems = append(problems, "missing Debian packages: apt-get install "+strings.Join(uniq(pkgs), " "))
+	if len(missing) > 0 {
+		problems = append(problems, "missing Debian packages (make up installs them as root): "+preflight.AptLine(missing))
 	}
 	if _, err := os.Stat("/sys/fs/cgroup"); err != nil {
 		problems = append(problems, "no /sys/fs/cgroup: the kubelet needs cgroups (v1 or v2) mounted")

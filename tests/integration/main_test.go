@@ -7,7 +7,8 @@
 // TestMain prepares what every suite shares, once: the tools, the cluster
 // (started here if none runs, and stopped at the end if it was started
 // here; SKIP_cluster_down=1 keeps it), the service images and the suites'
-// own test workload image. The suites skip, saying why, when the machine
+// own test workload image. On the embedded node, another stack's workloads
+// (make up's) are paused for the run and resumed after (nodeshare_test.go). The suites skip, saying why, when the machine
 // cannot have a cluster: SCALEPLANE_INTEGRATION=0, -short, not root and no
 // KUBECONFIG, or a missing prerequisite that `scaleplane cluster up`
 // names.
@@ -137,6 +138,15 @@ func setUp(m *testing.M) (int, error) {
 	}
 	s.kubectl = kubectl
 	removeLeftovers(ctx, s)
+	if s.node != nil {
+		// The embedded node is ours to share out; a cluster named by
+		// KUBECONFIG is the user's, and its workloads are left alone.
+		resume, err := pauseOthers(ctx, s)
+		if err != nil {
+			return 0, fmt.Errorf("pausing the other stacks on the node: %w", err)
+		}
+		defer resume()
+	}
 	// terratest's k8s module runs `kubectl` from PATH.
 	if err := os.Setenv("PATH", filepath.Dir(kubectl)+string(os.PathListSeparator)+os.Getenv("PATH")); err != nil {
 		return 0, err
