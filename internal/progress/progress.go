@@ -57,12 +57,59 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0 && os.Getenv("TERM") != "dumb"
 }
 
+// active holds, per writer, the tasks started and not yet done, innermost
+// last. Only the innermost task of a writer draws: a tool build that runs a
+// go build shows the go build's line, prefixed with the tool build's name,
+// instead of two tasks fighting over one terminal line.
+var active = struct {
+	sync.Mutex
+	by map[io.Writer][]*Task
+}{by: map[io.Writer][]*Task{}}
+
+// push registers t as its writer's innermost task and returns the names of
+// the tasks it runs inside.
+func push(t *Task) []string {
+	active.Lock()
+	defer active.Unlock()
+	var outer []string
+	for _, o := range active.by[t.w] {
+		outer = append(outer, o.what)
+	}
+	active.by[t.w] = append(active.by[t.w], t)
+	return outer
+}
+
+func pop(t *Task) {
+	active.Lock()
+	defer active.Unlock()
+	tasks := active.by[t.w]
+	for i, o := range tasks {
+		if o == t {
+			active.by[t.w] = append(tasks[:i:i], tasks[i+1:]...)
+			break
+		}
+	}
+	if len(active.by[t.w]) == 0 {
+		delete(active.by, t.w)
+	}
+}
+
+// innermost reports whether t is the task of its writer that draws.
+func innermost(t *Task) bool {
+	active.Lock()
+	defer active.Unlock()
+	tasks := active.by[t.w]
+	return len(tasks) > 0 && tasks[len(tasks)-1] == t
+}
+
 // Task is one long piece of work being reported. Its methods are safe for
 // concurrent use (a command's output is read on another goroutine).
 type Task struct {
-	w     io.Writer
-	tty   bool
-	what  string
+	w    io.Writer
+	tty  bool
+	what string
+	// outer are the names of the tasks this one runs inside, shown first.
+	outer []string
 	steps int
 	start time.Time
 	now   func() time.Time
@@ -82,6 +129,7 @@ type Task struct {
 func Start(ctx context.Context, what string, steps int) *Task {
 	w := writer(ctx)
 	t := &Task{w: w, tty: isTerminal(w), what: what, steps: steps, start: time.Now(), now: time.Now, stop: make(chan struct{})}
+	t.outer = push(t)
 	t.mu.Lock()
 	t.emit(true)
 	t.mu.Unlock()
@@ -142,11 +190,12 @@ func (t *Task) Done(err error) error {
 	}
 	t.done = true
 	close(t.stop)
+	pop(t)
 	verdict := "done in " + Duration(t.now().Sub(t.start))
 	if err != nil {
 		verdict = "failed after " + Duration(t.now().Sub(t.start))
 	}
-	line := t.what + ": " + verdict
+	line := t.label() + ": " + verdict
 	if t.tty {
 		fmt.Fprintf(t.w, "\r\033[K%s\n", line)
 	} else {
@@ -159,7 +208,7 @@ func (t *Task) Done(err error) error {
 // Callers hold t.mu.
 func (t *Task) emit(force bool) {
 	now := t.now()
-	if !force && now.Sub(t.lastDraw) < redrawInterval {
+	if !innermost(t) || (!force && now.Sub(t.lastDraw) < redrawInterval) {
 		return
 	}
 	line := t.line(now)
@@ -174,7 +223,7 @@ func (t *Task) emit(force bool) {
 // line renders the task: "what: step n of m, name: detail · elapsed".
 func (t *Task) line(now time.Time) string {
 	var b strings.Builder
-	b.WriteString(t.what)
+	b.WriteString(t.label())
 	if t.step > 0 {
 		b.WriteString(": step ")
 		fmt.Fprintf(&b, "%d", t.step)
@@ -192,6 +241,11 @@ func (t *Task) line(now time.Time) string {
 	}
 	b.WriteString(" · " + Duration(now.Sub(t.start)))
 	return b.String()
+}
+
+// label is the task's what, after the tasks it runs inside.
+func (t *Task) label() string {
+	return strings.Join(append(append([]string(nil), t.outer...), t.what), " › ")
 }
 
 // Duration formats d the way the lines show elapsed time: "42s", "3m07s",
