@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/scaleplane/scaleplane/internal/images"
@@ -42,6 +43,15 @@ type WorkloadState struct {
 // Expected reports whether the workload should become available: nothing it
 // needs is missing.
 func (s WorkloadState) Expected() bool { return len(s.Blockers) == 0 }
+
+// why says why the workload is not available: its pods' reasons, or
+// that none is known.
+func (s WorkloadState) why() string {
+	if len(s.Problems) == 0 {
+		return noReason
+	}
+	return strings.Join(s.Problems, "; ")
+}
 
 // Done reports whether the rollout is complete.
 func (s WorkloadState) Done() bool {
@@ -115,7 +125,8 @@ type container struct {
 
 type workloadObj struct {
 	Metadata struct {
-		Generation int64 `json:"generation"`
+		UID        string `json:"uid"`
+		Generation int64  `json:"generation"`
 	} `json:"metadata"`
 	Spec struct {
 		Replicas *int `json:"replicas"`
@@ -134,6 +145,11 @@ type workloadObj struct {
 		AvailableReplicas  int   `json:"availableReplicas"`
 		ReadyReplicas      int   `json:"readyReplicas"`
 		UpdatedReplicas    int   `json:"updatedReplicas"`
+		Conditions         []struct {
+			Type    string `json:"type"`
+			Status  string `json:"status"`
+			Message string `json:"message"`
+		} `json:"conditions"`
 	} `json:"status"`
 }
 
@@ -171,6 +187,7 @@ func (p podSpec) required() (secrets, imgs []string) {
 // Inspect returns the state of each workload, with its blockers.
 func (r Rollouts) Inspect(ctx context.Context, ws []Workload) ([]WorkloadState, error) {
 	secretsByNS := map[string]map[string]bool{}
+	lk := newLook()
 	var out []WorkloadState
 	objs := make([]workloadObj, 0, len(ws))
 	for _, w := range ws {
@@ -223,9 +240,14 @@ func (r Rollouts) Inspect(ctx context.Context, ws []Workload) ([]WorkloadState, 
 				}
 			}
 		}
-		probs, missing, err := r.podProblems(ctx, w.Namespace, obj.Spec.Selector.MatchLabels)
+		pods, err := r.pods(ctx, w.Namespace, obj.Spec.Selector.MatchLabels)
 		if err != nil {
 			return nil, err
+		}
+		env := r.env(ctx, lk, w.Namespace)
+		probs, missing := diagnosePods(pods, env)
+		if len(pods) == 0 {
+			probs = append(workloadProblems(w, obj, env.events), probs...)
 		}
 		st.Problems = probs
 		for _, m := range missing {
@@ -432,127 +454,469 @@ func (r Rollouts) deletePod(ctx context.Context, ns, name string) error {
 	return nil
 }
 
-// podProblems summarises the waiting reasons of the workload's pods, and
-// reports what the pods are missing for good: images the kubelet could not
-// get, volume claims nobody provisions.
-func (r Rollouts) podProblems(ctx context.Context, ns string, sel map[string]string) (problems, missing []string, err error) {
+// podObj is a pod as `kubectl get pods -o json` lists it: the fields the
+// diagnosis reads.
+type podObj struct {
+	Metadata struct {
+		Name string `json:"name"`
+		UID  string `json:"uid"`
+	} `json:"metadata"`
+	Spec struct {
+		Containers []struct {
+			Name           string          `json:"name"`
+			ReadinessProbe json.RawMessage `json:"readinessProbe"`
+		} `json:"containers"`
+		Volumes []struct {
+			PersistentVolumeClaim *struct {
+				ClaimName string `json:"claimName"`
+			} `json:"persistentVolumeClaim"`
+		} `json:"volumes"`
+	} `json:"spec"`
+	Status struct {
+		Phase      string `json:"phase"`
+		Reason     string `json:"reason"`
+		Message    string `json:"message"`
+		Conditions []struct {
+			Type               string    `json:"type"`
+			Status             string    `json:"status"`
+			Reason             string    `json:"reason"`
+			Message            string    `json:"message"`
+			LastTransitionTime time.Time `json:"lastTransitionTime"`
+		} `json:"conditions"`
+		InitContainerStatuses []containerStatus `json:"initContainerStatuses"`
+		ContainerStatuses     []containerStatus `json:"containerStatuses"`
+	} `json:"status"`
+}
+
+type containerStatus struct {
+	Name      string         `json:"name"`
+	Image     string         `json:"image"`
+	Ready     bool           `json:"ready"`
+	State     containerState `json:"state"`
+	LastState containerState `json:"lastState"`
+}
+
+type containerState struct {
+	Waiting *struct {
+		Reason  string `json:"reason"`
+		Message string `json:"message"`
+	} `json:"waiting"`
+	Running *struct {
+		StartedAt time.Time `json:"startedAt"`
+	} `json:"running"`
+	Terminated *struct {
+		ExitCode  int       `json:"exitCode"`
+		Reason    string    `json:"reason"`
+		Message   string    `json:"message"`
+		StartedAt time.Time `json:"startedAt"`
+	} `json:"terminated"`
+}
+
+// exit describes a terminated state: "exit code 1 (Error): <its message>".
+func (s containerState) exit() string {
+	t := s.Terminated
+	if t == nil {
+		return ""
+	}
+	out := fmt.Sprintf("exit code %d", t.ExitCode)
+	if t.Reason != "" {
+		out += " (" + t.Reason + ")"
+	}
+	if m := strings.TrimSpace(t.Message); m != "" {
+		out += ": " + firstLine(m)
+	}
+	return out
+}
+
+// eventObj is an event as `kubectl get events -o json` lists it.
+type eventObj struct {
+	Metadata struct {
+		CreationTimestamp time.Time `json:"creationTimestamp"`
+	} `json:"metadata"`
+	InvolvedObject struct {
+		Kind      string `json:"kind"`
+		Name      string `json:"name"`
+		UID       string `json:"uid"`
+		FieldPath string `json:"fieldPath"`
+	} `json:"involvedObject"`
+	Type           string    `json:"type"`
+	Reason         string    `json:"reason"`
+	Message        string    `json:"message"`
+	FirstTimestamp time.Time `json:"firstTimestamp"`
+	LastTimestamp  time.Time `json:"lastTimestamp"`
+	EventTime      time.Time `json:"eventTime"`
+	Series         *struct {
+		LastObservedTime time.Time `json:"lastObservedTime"`
+	} `json:"series"`
+}
+
+// last is when the event last happened: events record it in one of
+// several fields, depending on who wrote them.
+func (e eventObj) last() time.Time {
+	t := e.Metadata.CreationTimestamp
+	for _, c := range []time.Time{e.FirstTimestamp, e.EventTime, e.LastTimestamp} {
+		if c.After(t) {
+			t = c
+		}
+	}
+	if e.Series != nil && e.Series.LastObservedTime.After(t) {
+		t = e.Series.LastObservedTime
+	}
+	return t
+}
+
+func (e eventObj) String() string {
+	if m := strings.TrimSpace(e.Message); m != "" {
+		return e.Reason + ": " + firstLine(m)
+	}
+	return e.Reason
+}
+
+// latestEvent is the newest event about the object (kind, name, and uid
+// when known: a StatefulSet's pod keeps its name across incarnations) that
+// match accepts, or nil.
+func latestEvent(events []eventObj, kind, name, uid string, match func(eventObj) bool) *eventObj {
+	var best *eventObj
+	for i := range events {
+		e := &events[i]
+		o := e.InvolvedObject
+		if o.Kind != kind || o.Name != name || (uid != "" && o.UID != "" && o.UID != uid) {
+			continue
+		}
+		if match != nil && !match(*e) {
+			continue
+		}
+		if best == nil || !e.last().Before(best.last()) {
+			best = e
+		}
+	}
+	return best
+}
+
+// podEnv is what the diagnosis of pods may need beyond the pods
+// themselves. Each function is called only when a pod needs its answer.
+type podEnv struct {
+	now time.Time
+	// claims returns the phases of the namespace's volume claims.
+	claims func() (map[string]string, error)
+	// events returns the namespace's events.
+	events func() ([]eventObj, error)
+	// recreate deletes a pod its controller then replaces.
+	recreate func(pod string) error
+}
+
+// noReason is what a wait that fails says of a workload whose pods report
+// no reason for not being available.
+const noReason = "no pod reports a reason yet"
+
+// diagnosePods summarises why the pods are not available, for the
+// progress display and a failed wait (problems), and reports what they
+// are missing for good (missing): images the kubelet could not get, volume
+// claims nobody provisions. The reasons are Kubernetes' own: the
+// scheduler's (PodScheduled condition, FailedScheduling events), the
+// kubelet's waiting reasons (image pulls, crash loops with their last
+// exit), failing probes and other warnings (events).
+func diagnosePods(pods []podObj, env podEnv) (problems, missing []string) {
+	seen := map[string]bool{}
+	explained := false // whether the current pod has a reason (maybe another pod's too)
+	problem := func(s string) {
+		explained = true
+		if !seen[s] {
+			seen[s] = true
+			problems = append(problems, s)
+		}
+	}
+	lack := func(s string) {
+		explained = true
+		if !seen[s] {
+			seen[s] = true
+			missing = append(missing, s)
+		}
+	}
+	var phases map[string]string // the namespace's claims, read once when needed
+	var claimsErr error          // why they could not be read, for this look
+	claimsRead := false
+	var events []eventObj // the namespace's events, read once when needed
+	var eventsErr error
+	eventsRead := false
+	getEvents := func() []eventObj {
+		if !eventsRead {
+			eventsRead = true
+			if env.events != nil {
+				events, eventsErr = env.events()
+			}
+			if eventsErr != nil {
+				problem("events unreadable: " + firstLine(eventsErr.Error()))
+			}
+		}
+		return events
+	}
+	for _, p := range pods {
+		name, uid := p.Metadata.Name, p.Metadata.UID
+		if p.ready() {
+			continue // nothing keeps it from serving; its old warnings are history
+		}
+		explained = false
+		podEvent := func(match func(eventObj) bool) *eventObj {
+			return latestEvent(getEvents(), "Pod", name, uid, match)
+		}
+		containerEvent := func(field, container string, match func(eventObj) bool) *eventObj {
+			return podEvent(func(e eventObj) bool {
+				return e.InvolvedObject.FieldPath == field+"{"+container+"}" && match(e)
+			})
+		}
+		if p.Status.Phase == "Failed" && p.Status.Reason != "" {
+			// Evicted, or rejected by the node (OutOfcpu, NodeAffinity...).
+			msg := "pod " + name + " " + p.Status.Reason
+			if m := strings.TrimSpace(p.Status.Message); m != "" {
+				msg += ": " + firstLine(m)
+			}
+			problem(msg)
+			continue
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type != "PodScheduled" || c.Status != "False" {
+				continue
+			}
+			if !strings.Contains(c.Message, "PersistentVolumeClaim") {
+				// The scheduler's verdict: resources, taints, affinity...
+				msg := strings.TrimSpace(c.Message)
+				if msg == "" {
+					if e := podEvent(func(e eventObj) bool { return e.Reason == "FailedScheduling" }); e != nil {
+						msg = strings.TrimSpace(e.Message)
+					}
+				}
+				if msg == "" {
+					continue // nothing said yet; the fallback below looks further
+				}
+				switch c.Reason {
+				case "", "Unschedulable":
+					problem("unschedulable: " + firstLine(msg))
+				default: // SchedulingGated, ...
+					problem("not scheduled (" + c.Reason + "): " + firstLine(msg))
+				}
+				continue
+			}
+			// A claim nobody provisions keeps the pod unschedulable for
+			// good: a missing prerequisite, like a missing Secret. (The
+			// embedded cluster's provisioner binds its class's claims
+			// within seconds; another class may have no provisioner.)
+			if !claimsRead {
+				claimsRead = true
+				if env.claims == nil {
+					claimsErr = fmt.Errorf("not looked up")
+				} else {
+					phases, claimsErr = env.claims()
+				}
+			}
+			if claimsErr != nil {
+				// Unknown for this look, not missing: the next look
+				// asks again.
+				problem("volume claims unreadable: " + firstLine(claimsErr.Error()))
+				continue
+			}
+			var claims []string
+			for _, v := range p.Spec.Volumes {
+				if v.PersistentVolumeClaim != nil {
+					claims = append(claims, v.PersistentVolumeClaim.ClaimName)
+				}
+			}
+			bound := allBound(claims, phases)
+			switch {
+			case bound && env.now.Sub(c.LastTransitionTime) < schedulerRetryGrace:
+				problem("pod " + name + " waits for the scheduler to retry (its claims are bound)")
+				continue
+			case bound:
+				// The claims were bound after the scheduler's last try,
+				// and it may not try again for minutes (seen on the
+				// embedded cluster: no retry after the binding event).
+				// The pod never ran: deleting it lets its controller
+				// make one the scheduler places at once.
+				msg := "pod " + name + " recreated: its claims were bound after the scheduler gave up on it"
+				if env.recreate == nil {
+					msg = "pod " + name + " waits for the scheduler to retry (its claims are bound)"
+				} else if err := env.recreate(name); err != nil {
+					// Not allowed to delete pods: the scheduler's own
+					// periodic retry is left to place it.
+					msg = "pod " + name + " waits for the scheduler to retry (its claims are bound): " + firstLine(err.Error())
+				}
+				problem(msg)
+				continue
+			}
+			lack("volume claims unbound (no provisioner for their class?): " + firstLine(c.Message))
+		}
+		type status struct {
+			containerStatus
+			field, label string // spec.initContainers / "init container"
+		}
+		var statuses []status
+		for _, cs := range p.Status.InitContainerStatuses {
+			statuses = append(statuses, status{cs, "spec.initContainers", "init container " + cs.Name})
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			statuses = append(statuses, status{cs, "spec.containers", "container " + cs.Name})
+		}
+		for _, cs := range statuses {
+			isInit := cs.field == "spec.initContainers"
+			switch st := cs.State; {
+			case st.Waiting != nil && st.Waiting.Reason == "CrashLoopBackOff":
+				msg := cs.label + ": CrashLoopBackOff"
+				if exit := cs.LastState.exit(); exit != "" {
+					msg += ", last " + exit
+				} else if m := strings.TrimSpace(st.Waiting.Message); m != "" {
+					msg += ": " + firstLine(m)
+				}
+				// A failing liveness probe is what kills some.
+				if e := containerEvent(cs.field, cs.Name, func(e eventObj) bool {
+					return e.Reason == "Unhealthy" && strings.HasPrefix(e.Message, "Liveness probe failed")
+				}); e != nil && (cs.LastState.Terminated == nil || !e.last().Before(cs.LastState.Terminated.StartedAt)) {
+					msg += "; " + firstLine(strings.TrimSpace(e.Message))
+				}
+				problem(msg)
+			case st.Waiting != nil && st.Waiting.Reason != "" && st.Waiting.Reason != "ContainerCreating" && st.Waiting.Reason != "PodInitializing":
+				w := st.Waiting
+				msg := cs.label + ": " + w.Reason
+				if m := strings.TrimSpace(w.Message); m != "" {
+					msg += ": " + firstLine(m)
+				}
+				if w.Reason == "ImagePullBackOff" && !strings.Contains(w.Message, "\": ") {
+					// Older kubelets leave the pull's error out of the
+					// back-off message: the Failed event has it.
+					if e := containerEvent(cs.field, cs.Name, func(e eventObj) bool {
+						return e.Reason == "Failed" && strings.HasPrefix(e.Message, "Failed to pull image")
+					}); e != nil {
+						msg += ": " + firstLine(strings.TrimSpace(e.Message))
+					}
+				}
+				problem(msg)
+				switch w.Reason {
+				case "ErrImageNeverPull", "ImagePullBackOff", "ErrImagePull", "InvalidImageName":
+					lack("image " + cs.Image + " is not available to the node (" + w.Reason + ")")
+				}
+			case st.Running != nil && isInit && !cs.Ready: // a sidecar is ready once started
+				problem(cs.label + " is still running")
+			case st.Running != nil && !cs.Ready:
+				if e := containerEvent(cs.field, cs.Name, func(e eventObj) bool {
+					return e.Reason == "Unhealthy" && !e.last().Before(st.Running.StartedAt)
+				}); e != nil {
+					problem(cs.label + " is not ready: " + firstLine(strings.TrimSpace(e.Message)))
+				} else if p.hasReadinessProbe(cs.Name) {
+					problem(cs.label + " is running, its readiness probe has not passed yet")
+				}
+			case st.Terminated != nil && !cs.Ready && !(isInit && st.Terminated.ExitCode == 0):
+				problem(cs.label + " terminated: " + st.exit())
+			}
+		}
+		if explained {
+			continue
+		}
+		// Nothing in the pod's status says why: its latest event may (a
+		// volume that cannot be mounted, a sandbox that cannot be made, an
+		// image being pulled, the scheduler's verdict).
+		if e := podEvent(nil); e != nil && (e.Type == "Warning" || e.Reason == "Pulling") {
+			problem(e.String())
+		}
+	}
+	return problems, missing
+}
+
+// ready is whether the pod's Ready condition is true.
+func (p podObj) ready() bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == "Ready" {
+			return c.Status == "True"
+		}
+	}
+	return false
+}
+
+// hasReadinessProbe is whether the pod's container has a readiness probe.
+func (p podObj) hasReadinessProbe(container string) bool {
+	for _, c := range p.Spec.Containers {
+		if c.Name == container {
+			return len(c.ReadinessProbe) > 0 && string(c.ReadinessProbe) != "null"
+		}
+	}
+	return false
+}
+
+// workloadProblems says why a workload has no pods at all: its controller
+// could not create them (a quota, an admission webhook, a missing service
+// account).
+func workloadProblems(w Workload, obj workloadObj, events func() ([]eventObj, error)) []string {
+	var out []string
+	for _, c := range obj.Status.Conditions {
+		if c.Type == "ReplicaFailure" && c.Status == "True" {
+			out = append(out, "ReplicaFailure: "+firstLine(strings.TrimSpace(c.Message)))
+		}
+	}
+	if len(out) == 0 && events != nil {
+		if evs, err := events(); err == nil {
+			if e := latestEvent(evs, w.Kind, w.Name, obj.Metadata.UID, func(e eventObj) bool { return e.Type == "Warning" }); e != nil {
+				out = append(out, e.String())
+			}
+		}
+	}
+	return append(out, "no pod exists yet")
+}
+
+// look memoises what several workloads of one look may read: a
+// namespace's claims and events.
+type look struct {
+	now    time.Time
+	claims map[string]func() (map[string]string, error)
+	events map[string]func() ([]eventObj, error)
+}
+
+func newLook() *look {
+	return &look{now: time.Now(), claims: map[string]func() (map[string]string, error){}, events: map[string]func() ([]eventObj, error){}}
+}
+
+func (r Rollouts) env(ctx context.Context, lk *look, ns string) podEnv {
+	if lk.claims[ns] == nil {
+		lk.claims[ns] = sync.OnceValues(func() (map[string]string, error) { return r.claimPhases(ctx, ns) })
+	}
+	if lk.events[ns] == nil {
+		lk.events[ns] = sync.OnceValues(func() ([]eventObj, error) {
+			var list struct {
+				Items []eventObj `json:"items"`
+			}
+			err := r.getJSON(ctx, &list, "-n", ns, "get", "events")
+			return list.Items, err
+		})
+	}
+	return podEnv{
+		now:      lk.now,
+		claims:   lk.claims[ns],
+		events:   lk.events[ns],
+		recreate: func(pod string) error { return r.deletePod(ctx, ns, pod) },
+	}
+}
+
+// pods lists the pods the selector selects.
+func (r Rollouts) pods(ctx context.Context, ns string, sel map[string]string) ([]podObj, error) {
 	var parts []string
 	for k, v := range sel {
 		parts = append(parts, k+"="+v)
 	}
 	sort.Strings(parts)
-	var pods struct {
-		Items []struct {
-			Metadata struct {
-				Name string `json:"name"`
-			} `json:"metadata"`
-			Spec struct {
-				Volumes []struct {
-					PersistentVolumeClaim *struct {
-						ClaimName string `json:"claimName"`
-					} `json:"persistentVolumeClaim"`
-				} `json:"volumes"`
-			} `json:"spec"`
-			Status struct {
-				Conditions []struct {
-					Type               string    `json:"type"`
-					Status             string    `json:"status"`
-					Message            string    `json:"message"`
-					LastTransitionTime time.Time `json:"lastTransitionTime"`
-				} `json:"conditions"`
-				ContainerStatuses []struct {
-					Image string `json:"image"`
-					State struct {
-						Waiting *struct {
-							Reason  string `json:"reason"`
-							Message string `json:"message"`
-						} `json:"waiting"`
-					} `json:"state"`
-				} `json:"containerStatuses"`
-			} `json:"status"`
-		} `json:"items"`
+	var list struct {
+		Items []podObj `json:"items"`
 	}
-	if err := r.getJSON(ctx, &pods, "-n", ns, "get", "pods", "-l", strings.Join(parts, ",")); err != nil {
+	if err := r.getJSON(ctx, &list, "-n", ns, "get", "pods", "-l", strings.Join(parts, ",")); err != nil {
+		return nil, err
+	}
+	return list.Items, nil
+}
+
+// podProblems summarises the waiting reasons of the workload's pods, and
+// reports what the pods are missing for good (see diagnosePods).
+func (r Rollouts) podProblems(ctx context.Context, ns string, sel map[string]string) (problems, missing []string, err error) {
+	pods, err := r.pods(ctx, ns, sel)
+	if err != nil {
 		return nil, nil, err
 	}
-	seen := map[string]bool{}
-	var phases map[string]string // the namespace's claims, read once when needed
-	var claimsErr error          // why they could not be read, for this look
-	for _, p := range pods.Items {
-		for _, c := range p.Status.Conditions {
-			// A claim nobody provisions keeps the pod unschedulable for
-			// good: a missing prerequisite, like a missing Secret. (The
-			// embedded cluster's provisioner binds its class's claims
-			// within seconds; another class may have no provisioner.)
-			if c.Type == "PodScheduled" && c.Status == "False" && strings.Contains(c.Message, "PersistentVolumeClaim") {
-				if phases == nil && claimsErr == nil {
-					phases, claimsErr = r.claimPhases(ctx, ns)
-				}
-				if claimsErr != nil {
-					// Unknown for this look, not missing: the next look
-					// asks again.
-					if b := "volume claims unreadable: " + firstLine(claimsErr.Error()); !seen[b] {
-						seen[b] = true
-						problems = append(problems, b)
-					}
-					continue
-				}
-				var claims []string
-				for _, v := range p.Spec.Volumes {
-					if v.PersistentVolumeClaim != nil {
-						claims = append(claims, v.PersistentVolumeClaim.ClaimName)
-					}
-				}
-				bound := allBound(claims, phases)
-				switch {
-				case bound && time.Since(c.LastTransitionTime) < schedulerRetryGrace:
-					problems = append(problems, "pod "+p.Metadata.Name+" waits for the scheduler to retry (its claims are bound)")
-					continue
-				case bound:
-					// The claims were bound after the scheduler's last try,
-					// and it may not try again for minutes (seen on the
-					// embedded cluster: no retry after the binding event).
-					// The pod never ran: deleting it lets its controller
-					// make one the scheduler places at once.
-					msg := "pod " + p.Metadata.Name + " recreated: its claims were bound after the scheduler gave up on it"
-					if err := r.deletePod(ctx, ns, p.Metadata.Name); err != nil {
-						// Not allowed to delete pods: the scheduler's own
-						// periodic retry is left to place it.
-						msg = "pod " + p.Metadata.Name + " waits for the scheduler to retry (its claims are bound): " + firstLine(err.Error())
-					}
-					problems = append(problems, msg)
-					continue
-				}
-				b := "volume claims unbound (no provisioner for their class?): " + firstLine(c.Message)
-				if !seen[b] {
-					seen[b] = true
-					missing = append(missing, b)
-				}
-			}
-		}
-		for _, cs := range p.Status.ContainerStatuses {
-			w := cs.State.Waiting
-			if w == nil || w.Reason == "" || w.Reason == "ContainerCreating" {
-				continue
-			}
-			msg := w.Reason
-			if w.Message != "" {
-				msg += ": " + firstLine(w.Message)
-			}
-			if !seen[msg] {
-				seen[msg] = true
-				problems = append(problems, msg)
-			}
-			switch w.Reason {
-			case "ErrImageNeverPull", "ImagePullBackOff", "ErrImagePull", "InvalidImageName":
-				b := "image " + cs.Image + " is not available to the node (" + w.Reason + ")"
-				if !seen[b] {
-					seen[b] = true
-					missing = append(missing, b)
-				}
-			}
-		}
-	}
+	problems, missing = diagnosePods(pods, r.env(ctx, newLook(), ns))
 	return problems, missing, nil
 }
 
@@ -598,7 +962,7 @@ func (r Rollouts) Wait(ctx context.Context, ws []Workload, timeout time.Duration
 			var names []string
 			for _, s := range states {
 				if s.Expected() && !s.Done() {
-					names = append(names, fmt.Sprintf("%s (%d/%d available; %s)", s, s.Available, s.Desired, strings.Join(s.Problems, "; ")))
+					names = append(names, fmt.Sprintf("%s (%d/%d available; %s)", s, s.Available, s.Desired, s.why()))
 				}
 			}
 			return states, fmt.Errorf("not available after %s: %s", timeout, strings.Join(names, ", "))
