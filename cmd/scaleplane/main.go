@@ -62,6 +62,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	err := v.run(args[1:], stdout, stderr)
+	// The verb is said once, here, in front of the whole chain; the
+	// internal packages name no package in their errors (internal/images'
+	// package doc has the rule).
 	switch {
 	case err == nil:
 		return 0

@@ -346,7 +346,7 @@ func DebianBase(ctx context.Context, opts DebianOptions) (*DebianLayer, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("images: Debian base: %w", err)
+		return nil, err // "building debian-base <suite>-<recipe> into DIR: ..." says which
 	}
 	l, _, err := loadLayer(dir)
 	if err != nil {
@@ -430,7 +430,7 @@ func buildDebianBase(ctx context.Context, opts DebianOptions, dir string) error 
 func DebianServer(ctx context.Context, opts DebianOptions, spec DebianSpec) (*DebianImage, error) {
 	opts = opts.withDefaults()
 	if spec.Name == "" || len(spec.Packages) == 0 || spec.User == "" || len(spec.Entrypoint) == 0 {
-		return nil, fmt.Errorf("images: Debian spec %q needs a name, packages, a user and an entrypoint", spec.Name)
+		return nil, fmt.Errorf("invalid Debian spec %q: it needs a name, packages, a user and an entrypoint", spec.Name)
 	}
 	base, err := DebianBase(ctx, opts)
 	if err != nil {
@@ -456,7 +456,7 @@ func DebianServer(ctx context.Context, opts DebianOptions, spec DebianSpec) (*De
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("images: Debian %s: %w", spec.Name, err)
+		return nil, err // "building debian-<name> <suite>-<key> into DIR: ..." says which
 	}
 	srv, meta, err := loadLayer(dir)
 	if err != nil {
@@ -465,7 +465,7 @@ func DebianServer(ctx context.Context, opts DebianOptions, spec DebianSpec) (*De
 	srv.Cached, srv.BuildTime = !built, took
 	img, err := debianImage(spec, meta.User, base.Layer, srv.Layer)
 	if err != nil {
-		return nil, fmt.Errorf("images: Debian %s: %w", spec.Name, err)
+		return nil, fmt.Errorf("making the %s image: %w", spec.Name, err)
 	}
 	return &DebianImage{Spec: spec, Image: img, Base: base, Server: srv, User: meta.User, Cached: base.Cached && srv.Cached}, nil
 }
@@ -1073,10 +1073,10 @@ func loadLayer(dir string) (*DebianLayer, layerMeta, error) {
 	var meta layerMeta
 	data, err := os.ReadFile(filepath.Join(dir, layerMetaFile))
 	if err != nil {
-		return nil, meta, fmt.Errorf("images: reading cached layer: %w", err)
+		return nil, meta, fmt.Errorf("reading cached layer: %w", err)
 	}
 	if err := json.Unmarshal(data, &meta); err != nil {
-		return nil, meta, fmt.Errorf("images: %s: %w", filepath.Join(dir, layerMetaFile), err)
+		return nil, meta, fmt.Errorf("%s: %w", filepath.Join(dir, layerMetaFile), err)
 	}
 	digest, err := v1.NewHash(meta.Digest)
 	if err != nil {

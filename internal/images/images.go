@@ -4,6 +4,15 @@
 //
 // Images are reproducible: file times and the creation time are fixed, so
 // the same binary gives the same digest and a second deploy sees no change.
+//
+// Errors say each thing once: no error of this package (nor of
+// internal/toolchain) names its package. The innermost error says what
+// failed and, where there is one, the remedy; each layer above adds only
+// what the error it wraps does not already say (the image reference, the
+// cached tool and version being built, the command run), and the command
+// adds its verb once, outermost:
+//
+//	scaleplane images: scaleplane.local/edge-nginx:dev: building debian-base bookworm-2 into DIR: debootstrap not found (apt-get install debootstrap)
 package images
 
 import (
@@ -61,7 +70,7 @@ type Spec struct {
 func FromBinary(spec Spec) (v1.Image, error) {
 	bin, err := os.ReadFile(spec.Binary)
 	if err != nil {
-		return nil, fmt.Errorf("images: reading binary: %w", err)
+		return nil, fmt.Errorf("reading binary: %w", err)
 	}
 	if spec.Path == "" {
 		spec.Path = "/" + path.Base(spec.Binary)
@@ -94,7 +103,7 @@ func FromBinary(spec Spec) (v1.Image, error) {
 	}
 	img, err = mutate.ConfigFile(img, cf)
 	if err != nil {
-		return nil, fmt.Errorf("images: setting config: %w", err)
+		return nil, fmt.Errorf("setting image config: %w", err)
 	}
 	return img, nil
 }
@@ -106,15 +115,15 @@ func appendLayer(base v1.Image, layerTar []byte) (v1.Image, *v1.ConfigFile, erro
 		return io.NopCloser(bytes.NewReader(layerTar)), nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("images: making layer: %w", err)
+		return nil, nil, fmt.Errorf("making layer: %w", err)
 	}
 	img, err := mutate.AppendLayers(base, layer)
 	if err != nil {
-		return nil, nil, fmt.Errorf("images: appending layer: %w", err)
+		return nil, nil, fmt.Errorf("appending layer: %w", err)
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
-		return nil, nil, fmt.Errorf("images: reading config: %w", err)
+		return nil, nil, fmt.Errorf("reading image config: %w", err)
 	}
 	return img, cf.DeepCopy(), nil
 }
@@ -162,7 +171,7 @@ func binaryLayer(binPath string, bin []byte) ([]byte, error) {
 func DigestTag(repo string, img v1.Image) (string, error) {
 	d, err := img.Digest()
 	if err != nil {
-		return "", fmt.Errorf("images: digest: %w", err)
+		return "", fmt.Errorf("image digest: %w", err)
 	}
 	return repo + ":sha-" + d.Hex[:16], nil
 }
@@ -181,13 +190,13 @@ func WriteTarball(file string, imgs []Tagged) error {
 		for _, r := range t.Refs {
 			tag, err := name.NewTag(r, name.WeakValidation)
 			if err != nil {
-				return fmt.Errorf("images: bad reference %q: %w", r, err)
+				return fmt.Errorf("bad image reference %q: %w", r, err)
 			}
 			refs[tag] = t.Image
 		}
 	}
 	if err := tarball.MultiRefWriteToFile(file, refs); err != nil {
-		return fmt.Errorf("images: writing %s: %w", file, err)
+		return fmt.Errorf("writing image archive %s: %w", file, err)
 	}
 	return nil
 }
@@ -197,12 +206,12 @@ func WriteTarball(file string, imgs []Tagged) error {
 func Import(ctx context.Context, socket, file string) error {
 	ctr, err := exec.LookPath("ctr")
 	if err != nil {
-		return fmt.Errorf("images: ctr not found (apt-get install containerd): %w", err)
+		return fmt.Errorf("ctr not found (apt-get install containerd): %w", err)
 	}
 	cmd := exec.CommandContext(ctx, ctr, "--address", socket, "-n", ContainerdNamespace, "images", "import", file)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("images: %s: %w\n%s", strings.Join(cmd.Args, " "), err, out)
+		return fmt.Errorf("%s: %w\n%s", strings.Join(cmd.Args, " "), err, out)
 	}
 	return nil
 }
@@ -212,7 +221,7 @@ func Present(ctx context.Context, socket string, refs []string) (map[string]bool
 	cmd := exec.CommandContext(ctx, "ctr", "--address", socket, "-n", ContainerdNamespace, "images", "ls", "-q")
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("images: listing images on %s: %w", socket, err)
+		return nil, fmt.Errorf("listing images on %s: %w", socket, err)
 	}
 	have := map[string]bool{}
 	for _, l := range strings.Fields(string(out)) {

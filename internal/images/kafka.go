@@ -58,27 +58,27 @@ func KafkaImage(ctx context.Context, opts DebianOptions) (v1.Image, error) {
 	spec, _ := DebianServerSpec("jre")
 	jre, err := DebianServer(ctx, opts, spec)
 	if err != nil {
-		return nil, fmt.Errorf("images: kafka: %w", err)
+		return nil, err
 	}
 	dist, err := toolchain.Kafka(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("images: kafka: %w", err)
+		return nil, err
 	}
 	passwd, err := os.ReadFile(filepath.Join(jre.Base.Rootfs, "etc", "passwd"))
 	if err != nil {
-		return nil, fmt.Errorf("images: kafka: base passwd: %w", err)
+		return nil, fmt.Errorf("base passwd: %w", err)
 	}
 	group, err := os.ReadFile(filepath.Join(jre.Base.Rootfs, "etc", "group"))
 	if err != nil {
-		return nil, fmt.Errorf("images: kafka: base group: %w", err)
+		return nil, fmt.Errorf("base group: %w", err)
 	}
 	layerTar, err := kafkaLayer(dist.LibDir, passwd, group)
 	if err != nil {
-		return nil, fmt.Errorf("images: kafka: %w", err)
+		return nil, fmt.Errorf("making the Kafka layer: %w", err)
 	}
 	img, cf, err := appendLayer(jre.Image, layerTar)
 	if err != nil {
-		return nil, fmt.Errorf("images: kafka: %w", err)
+		return nil, fmt.Errorf("making the Kafka layer: %w", err)
 	}
 	cf.Config.User = fmt.Sprintf("%d:%d", kafka.UID, kafka.UID)
 	cf.Config.Entrypoint = []string{KafkaHome + "/bin/kafka-server-start.sh"}
@@ -183,12 +183,12 @@ func buildKafka(ctx context.Context, env *stacks.Env, log io.Writer) ([]server, 
 	}
 	if tag != toolchain.KafkaVersion {
 		// The image would carry another release's name.
-		return nil, fmt.Errorf("images: %s: the Kafka image built here is release %s; tag it %s", ref, toolchain.KafkaVersion, toolchain.KafkaVersion)
+		return nil, fmt.Errorf("%s: the Kafka image built here is release %s; tag it %s", ref, toolchain.KafkaVersion, toolchain.KafkaVersion)
 	}
 	fmt.Fprintf(log, "images: %s from Debian's JRE and the Kafka %s jars of Maven Central\n", ref, toolchain.KafkaVersion)
 	img, err := KafkaImage(ctx, DebianOptions{Log: log})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	sv, err := tagImage("kafka", ref, img)
 	if err != nil {

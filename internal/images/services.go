@@ -59,7 +59,7 @@ type BuildOptions struct {
 func Services(root string) ([]string, error) {
 	entries, err := os.ReadDir(filepath.Join(root, AppsDir))
 	if err != nil {
-		return nil, fmt.Errorf("images: listing %s: %w", AppsDir, err)
+		return nil, fmt.Errorf("listing %s: %w", AppsDir, err)
 	}
 	var out []string
 	for _, e := range entries {
@@ -119,7 +119,7 @@ func Build(ctx context.Context, o BuildOptions) ([]Service, error) {
 		}
 	}
 	if len(names) == 0 {
-		return nil, fmt.Errorf("images: no main package under %s", filepath.Join(o.Root, AppsDir))
+		return nil, fmt.Errorf("no main package under %s", filepath.Join(o.Root, AppsDir))
 	}
 	work, err := os.MkdirTemp("", "scaleplane-images-")
 	if err != nil {
@@ -137,7 +137,7 @@ func Build(ctx context.Context, o BuildOptions) ([]Service, error) {
 		}
 		img, err := FromBinary(Spec{Binary: bin, Path: "/app/" + svc})
 		if err != nil {
-			return nil, fmt.Errorf("images: %s: %w", svc, err)
+			return nil, fmt.Errorf("%s: %w", svc, err)
 		}
 		sv, err := tagImage(svc, env.Image(svc), img)
 		if err != nil {
@@ -253,7 +253,7 @@ func buildServers(ctx context.Context, env *stacks.Env, log io.Writer) ([]server
 		fmt.Fprintf(log, "images: %s from Debian's %s (cached after the first build)\n", ref, strings.Join(spec.Packages, ", "))
 		img, err := DebianServer(ctx, DebianOptions{Log: log}, spec)
 		if err != nil {
-			return nil, fmt.Errorf("images: %s: %w", ref, err)
+			return nil, fmt.Errorf("%s: %w", ref, err)
 		}
 		sv, err := tagImage(spec.Name, ref, img.Image)
 		if err != nil {
@@ -289,7 +289,7 @@ func goBuild(ctx context.Context, root, pkg, out string) error {
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("images: go build %s: %w\n%s", pkg, err, buf.String())
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, buf.String())
 	}
 	return nil
 }

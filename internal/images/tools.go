@@ -2,6 +2,7 @@ package images
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -118,7 +119,7 @@ func checkToolTags(refs map[string]string) error {
 	}
 	sort.Strings(bad)
 	if len(bad) > 0 {
-		return fmt.Errorf("images: %s", strings.Join(bad, "; "))
+		return errors.New(strings.Join(bad, "; "))
 	}
 	return nil
 }
@@ -135,11 +136,11 @@ func buildToolImages(ctx context.Context, env *stacks.Env, log io.Writer) ([]ser
 		t, _ := toolByName(refs[ref])
 		bin, err := t.Binary(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("images: %s: %w", ref, err)
+			return nil, fmt.Errorf("%s: %w", ref, err)
 		}
 		img, err := FromBinary(Spec{Binary: bin, Path: "/app/" + t.Name})
 		if err != nil {
-			return nil, fmt.Errorf("images: %s: %w", ref, err)
+			return nil, fmt.Errorf("%s: %w", ref, err)
 		}
 		sv, err := tagImage(t.Name, ref, img)
 		if err != nil {

@@ -6,6 +6,11 @@
 // an in-place update. A directory that exists is complete: it is built in a
 // temporary sibling and renamed into place, and a file lock keeps concurrent
 // processes (go test runs packages in parallel) from building it twice.
+//
+// Errors name the tool, its version and the step that failed ("building
+// kafka 4.4.0 into DIR: ..."), never this package: the caller's context and
+// the command's "scaleplane <verb>: " go in front (the rule is written out in
+// internal/images' package doc).
 package toolchain
 
 import (
@@ -36,7 +41,7 @@ func Root() (string, error) {
 	}
 	base, err := os.UserCacheDir()
 	if err != nil {
-		return "", fmt.Errorf("toolchain: no cache directory (set %s): %w", CacheEnv, err)
+		return "", fmt.Errorf("no tool cache directory (set %s): %w", CacheEnv, err)
 	}
 	return filepath.Join(base, "scaleplane"), nil
 }
@@ -69,11 +74,11 @@ func Ensure(ctx context.Context, tool, version string, build func(dir string) er
 	}
 	root := filepath.Dir(dir)
 	if err := os.MkdirAll(root, 0o755); err != nil {
-		return "", fmt.Errorf("toolchain: creating cache root: %w", err)
+		return "", fmt.Errorf("creating tool cache root: %w", err)
 	}
 	unlock, err := lock(ctx, dir+".lock")
 	if err != nil {
-		return "", fmt.Errorf("toolchain: waiting to build %s %s: %w", tool, version, err)
+		return "", fmt.Errorf("waiting to build %s %s: %w", tool, version, err)
 	}
 	defer unlock()
 	if isDir(dir) { // another process built it while we waited
@@ -81,24 +86,24 @@ func Ensure(ctx context.Context, tool, version string, build func(dir string) er
 	}
 	tmp, err := os.MkdirTemp(root, "."+tool+"-"+version+".tmp-")
 	if err != nil {
-		return "", fmt.Errorf("toolchain: creating build directory: %w", err)
+		return "", fmt.Errorf("creating build directory for %s %s: %w", tool, version, err)
 	}
 	if err := build(tmp); err != nil {
 		_ = os.RemoveAll(tmp)
-		return "", fmt.Errorf("toolchain: building %s %s into %s: %w", tool, version, dir, err)
+		return "", fmt.Errorf("building %s %s into %s: %w", tool, version, dir, err)
 	}
 	if err := ctx.Err(); err != nil {
 		_ = os.RemoveAll(tmp)
-		return "", fmt.Errorf("toolchain: building %s %s: %w", tool, version, err)
+		return "", fmt.Errorf("building %s %s: %w", tool, version, err)
 	}
 	// MkdirTemp made it 0700; the cache is read by whoever runs the tool.
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		_ = os.RemoveAll(tmp)
-		return "", fmt.Errorf("toolchain: %w", err)
+		return "", fmt.Errorf("installing %s %s: %w", tool, version, err)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		_ = os.RemoveAll(tmp)
-		return "", fmt.Errorf("toolchain: installing %s %s: %w", tool, version, err)
+		return "", fmt.Errorf("installing %s %s: %w", tool, version, err)
 	}
 	return dir, nil
 }
@@ -108,7 +113,7 @@ func Ensure(ctx context.Context, tool, version string, build func(dir string) er
 func checkName(tool, version string) error {
 	for _, s := range []string{tool, version} {
 		if s == "" || strings.ContainsAny(s, `/\`) || strings.HasPrefix(s, ".") {
-			return fmt.Errorf("toolchain: invalid tool name or version %q (want a non-empty name without slashes or a leading dot)", s)
+			return fmt.Errorf("invalid tool name or version %q (want a non-empty name without slashes or a leading dot)", s)
 		}
 	}
 	return nil
