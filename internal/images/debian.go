@@ -44,6 +44,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/scaleplane/scaleplane/internal/progress"
 	"github.com/scaleplane/scaleplane/internal/toolchain"
 )
 
@@ -364,7 +365,15 @@ func buildDebianBase(ctx context.Context, opts DebianOptions, dir string) error 
 	if _, err := exec.LookPath("debootstrap"); err != nil {
 		return errors.New("debootstrap not found (apt-get install debootstrap)")
 	}
+	t := progress.Start(ctx, "the Debian base", 3)
+	return t.Done(buildDebianBaseSteps(ctx, opts, dir, t))
+}
+
+// buildDebianBaseSteps is buildDebianBase's work, a step of t each:
+// debootstrap, the upgrade inside the base, the layer.
+func buildDebianBaseSteps(ctx context.Context, opts DebianOptions, dir string, t *progress.Task) error {
 	rootfs := filepath.Join(dir, "rootfs")
+	t.Step(1, "debootstrap --variant=minbase "+opts.Suite+" (downloads and unpacks about 90 packages)")
 	fmt.Fprintf(opts.Log, "images: debootstrap --variant=minbase %s %s\n", opts.Suite, opts.Mirror)
 	env := append(os.Environ(), "LC_ALL=C", "PATH="+os.Getenv("PATH")+":/usr/sbin:/sbin")
 	if err := run(ctx, env, "debootstrap", "--variant=minbase", "--components=main", opts.Suite, rootfs, opts.Mirror); err != nil {
@@ -382,6 +391,7 @@ func buildDebianBase(ctx context.Context, opts DebianOptions, dir string) error 
 	if err := slimRootfs(rootfs); err != nil {
 		return err
 	}
+	t.Step(2, "apt-get update and upgrade in the base")
 	fmt.Fprintf(opts.Log, "images: apt-get update && apt-get upgrade in the base\n")
 	if err := inChroot(ctx, rootfs, false, func() error {
 		if err := chrootRun(ctx, rootfs, "apt-get", "update"); err != nil {
@@ -410,6 +420,7 @@ func buildDebianBase(ctx context.Context, opts DebianOptions, dir string) error 
 	if err := cleanRootfs(rootfs); err != nil {
 		return err
 	}
+	t.Step(3, "writing the base layer")
 	fmt.Fprintf(opts.Log, "images: writing the base layer\n")
 	entriesList, err := treeEntries(rootfs)
 	if err != nil {

@@ -1,13 +1,11 @@
 package images
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -15,6 +13,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/scaleplane/scaleplane/internal/progress"
 	"github.com/scaleplane/scaleplane/stacks"
 )
 
@@ -127,10 +126,25 @@ func Build(ctx context.Context, o BuildOptions) ([]Service, error) {
 	}
 	defer func() { _ = os.RemoveAll(work) }()
 
+	steps := 2
+	if len(o.Only) == 0 {
+		steps = 5
+	}
+	t := progress.Start(ctx, "images of stack "+o.Stack, steps)
+	built, err := build(ctx, o, env, names, work, t)
+	return built, t.Done(err)
+}
+
+// build does Build's work in steps of t: the Go services, then (for the
+// whole stack) the Debian servers, the tool images and Kafka, then the
+// archive and its import.
+func build(ctx context.Context, o BuildOptions, env *stacks.Env, names []string, work string, t *progress.Task) ([]Service, error) {
 	var built []Service
 	var tagged []Tagged
-	for _, svc := range names {
+	t.Step(1, "the Go services")
+	for i, svc := range names {
 		bin := filepath.Join(work, svc)
+		t.Detail("%d of %d: %s", i+1, len(names), svc)
 		fmt.Fprintf(o.Log, "images: go build ./%s/%s\n", AppsDir, svc)
 		if err := goBuild(ctx, o.Root, "./"+AppsDir+"/"+svc, bin); err != nil {
 			return nil, err
@@ -149,14 +163,18 @@ func Build(ctx context.Context, o BuildOptions) ([]Service, error) {
 	}
 	var servers []server
 	if len(o.Only) == 0 {
+		t.Step(2, "the Debian server images")
+		var err error
 		if servers, err = buildServers(ctx, env, o.Log); err != nil {
 			return nil, err
 		}
+		t.Step(3, "the tool images (Jaeger, Prometheus, the collector, kube-state-metrics)")
 		tools, err := buildToolImages(ctx, env, o.Log)
 		if err != nil {
 			return nil, err
 		}
 		servers = append(servers, tools...)
+		t.Step(4, "the Kafka image")
 		k, err := buildKafka(ctx, env, o.Log)
 		if err != nil {
 			return nil, err
@@ -166,6 +184,11 @@ func Build(ctx context.Context, o BuildOptions) ([]Service, error) {
 	for _, sv := range servers {
 		built = append(built, sv.Service)
 		tagged = append(tagged, sv.Tagged)
+	}
+	if len(o.Only) == 0 {
+		t.Step(5, "writing and importing the archive")
+	} else {
+		t.Step(2, "writing and importing the archive")
 	}
 	file := o.Tarball
 	if file == "" {
@@ -283,13 +306,10 @@ func tagImage(name, ref string, img v1.Image) (server, error) {
 
 // goBuild builds one main package as a static, stripped, reproducible binary.
 func goBuild(ctx context.Context, root, pkg, out string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", out, pkg)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=-buildvcs=false -mod=mod")
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go build %s: %w\n%s", pkg, err, buf.String())
-	}
-	return nil
+	return progress.GoBuild{
+		What: pkg, Dir: root,
+		Env:     append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=-buildvcs=false -mod=mod"),
+		Flags:   []string{"-trimpath", "-ldflags=-s -w -buildid="},
+		Targets: []progress.GoTarget{{Out: out, Pkg: pkg}},
+	}.Run(ctx)
 }

@@ -236,8 +236,6 @@ func (t *Task) line(now time.Time) string {
 		if t.detail != "" {
 			b.WriteString(": " + t.detail)
 		}
-	} else {
-		b.WriteString(": starting")
 	}
 	b.WriteString(" · " + Duration(now.Sub(t.start)))
 	return b.String()

@@ -43,7 +43,7 @@ func TestPlainOutputIsOneLinePerStepAndTheTotal(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	want := []string{
-		"building kubernetes v1.34.2: starting · 0s",
+		"building kubernetes v1.34.2 · 0s",
 		"building kubernetes v1.34.2: step 1 of 2, listing packages · 0s",
 		"building kubernetes v1.34.2: step 2 of 2, compiling · 0s",
 		"building kubernetes v1.34.2: done in 0s",

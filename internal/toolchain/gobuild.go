@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/scaleplane/scaleplane/internal/progress"
 )
 
 // goModuleBuild describes how to build Go binaries from the module proxy: a
@@ -95,20 +97,30 @@ func (b goModuleBuild) build(ctx context.Context, out string) error {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	g := progress.GoBuild{What: b.module, Dir: work, Env: b.env()}
+	if b.ldflags != "" {
+		g.Flags = []string{"-trimpath", "-ldflags", b.ldflags}
+	} else {
+		g.Flags = []string{"-trimpath"}
+	}
 	for _, name := range names {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(out, name)), 0o755); err != nil {
 			return err
 		}
-		args := []string{"build", "-trimpath", "-o", filepath.Join(out, name)}
-		if b.ldflags != "" {
-			args = append(args, "-ldflags", b.ldflags)
-		}
-		args = append(args, b.mains[name])
-		if err := b.goCmd(ctx, work, args...); err != nil {
-			return err
-		}
+		g.Targets = append(g.Targets, progress.GoTarget{Out: filepath.Join(out, name), Pkg: b.mains[name]})
 	}
-	return nil
+	return g.Run(ctx)
+}
+
+// env is the go command's environment for the wrapper module: no
+// workspace, not the caller's GOFLAGS, go.sum lines added as needed
+// (-mod=mod), cgo only when asked.
+func (b goModuleBuild) env() []string {
+	cgo := "0"
+	if b.cgo {
+		cgo = "1"
+	}
+	return append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod -buildvcs=false", "CGO_ENABLED="+cgo, "GOTOOLCHAIN=local")
 }
 
 // goCmd runs the go command in the wrapper module with an environment that
@@ -116,12 +128,7 @@ func (b goModuleBuild) build(ctx context.Context, out string) error {
 // missing go.sum lines itself (-mod=mod).
 func (b goModuleBuild) goCmd(ctx context.Context, work string, args ...string) error {
 	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = work
-	cgo := "0"
-	if b.cgo {
-		cgo = "1"
-	}
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod -buildvcs=false", "CGO_ENABLED="+cgo, "GOTOOLCHAIN=local")
+	cmd.Dir, cmd.Env = work, b.env()
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if err := cmd.Run(); err != nil {

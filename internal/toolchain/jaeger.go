@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/scaleplane/scaleplane/internal/progress"
 )
 
 // JaegerModule is the Go module that holds Jaeger's sources.
@@ -103,7 +105,9 @@ func buildReleaseSource(ctx context.Context, module, version, pkg, out, ldflags 
 		return fmt.Errorf("copying %s source: %w", module, err)
 	}
 
-	if err := runNiced(ctx, src, env, goBin, "build", "-trimpath", "-ldflags", "-s -w "+ldflags, "-o", out, pkg); err != nil {
+	build := progress.GoBuild{What: module + "@" + version, Dir: src, Env: env, Nice: true,
+		Flags: []string{"-trimpath", "-ldflags", "-s -w " + ldflags}, Targets: []progress.GoTarget{{Out: out, Pkg: pkg}}}
+	if err := build.Run(ctx); err != nil {
 		return err
 	}
 	if !regularFile(out) {

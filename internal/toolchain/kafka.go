@@ -1,6 +1,7 @@
 package toolchain
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/scaleplane/scaleplane/internal/progress"
 )
 
 // KafkaVersion is the pinned Apache Kafka release: the newest 4.x that Maven
@@ -121,14 +124,35 @@ func fetchKafka(ctx context.Context, lib string) error {
 	if err := os.WriteFile(pom, fmt.Appendf(nil, kafkaPom, kafkaScala, KafkaVersion, log4jVersion), 0o644); err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, mvn, "-B", "-q", "-f", pom,
+	// Not -q: Maven's "Downloaded from" lines are the count the progress
+	// line shows (a cold ~/.m2 fetches a few hundred files).
+	cmd := exec.CommandContext(ctx, mvn, "-B", "-f", pom,
 		"org.apache.maven.plugins:maven-dependency-plugin:"+dependencyPluginVersion+":copy-dependencies",
 		"-DincludeScope=runtime", "-DoutputDirectory="+lib)
+	t := progress.Start(ctx, "mvn: Kafka "+KafkaVersion+"'s jars from Maven Central", 1)
+	t.Step(1, "resolving and downloading")
 	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s: %w\n%s", strings.Join(cmd.Args, " "), err, tail(out.String(), 40))
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return t.Done(err)
 	}
+	cmd.Stderr = &out
+	if err := cmd.Start(); err != nil {
+		return t.Done(err)
+	}
+	downloaded := 0
+	lines := bufio.NewScanner(pipe)
+	for lines.Scan() {
+		out.WriteString(lines.Text() + "\n")
+		if strings.Contains(lines.Text(), "Downloaded from") {
+			downloaded++
+			t.Detail("%d files downloaded", downloaded)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return t.Done(fmt.Errorf("%s: %w\n%s", strings.Join(cmd.Args, " "), err, tail(out.String(), 40)))
+	}
+	_ = t.Done(nil)
 	core := filepath.Join(lib, "kafka_"+kafkaScala+"-"+KafkaVersion+".jar")
 	if _, err := os.Stat(core); err != nil {
 		return fmt.Errorf("mvn finished but the Kafka core jar is missing: %w", err)

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/scaleplane/scaleplane/internal/progress"
 )
 
 // OtelcolBuilderModule is the OpenTelemetry Collector Builder (ocb).
@@ -127,7 +129,9 @@ func buildOtelcol(ctx context.Context, out string) error {
 	// The generated go.mod and go.sum are complete (the builder tidied
 	// them); the build must not change them.
 	env := slices.Concat(base, []string{"GOFLAGS=-buildvcs=false -mod=readonly"})
-	if err := runNiced(ctx, src, env, goBin, "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "."); err != nil {
+	build := progress.GoBuild{What: "otelcol " + OtelcolVersion, Dir: src, Env: env, Nice: true,
+		Flags: []string{"-trimpath", "-ldflags", "-s -w"}, Targets: []progress.GoTarget{{Out: out, Pkg: "."}}}
+	if err := build.Run(ctx); err != nil {
 		return err
 	}
 	if !regularFile(out) {

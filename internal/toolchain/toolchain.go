@@ -23,6 +23,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/scaleplane/scaleplane/internal/progress"
 )
 
 // CacheEnv names the environment variable that overrides the cache root, so
@@ -88,7 +90,11 @@ func Ensure(ctx context.Context, tool, version string, build func(dir string) er
 	if err != nil {
 		return "", fmt.Errorf("creating build directory for %s %s: %w", tool, version, err)
 	}
-	if err := build(tmp); err != nil {
+	// The first build of a tool takes minutes: say what and how long, and
+	// let the builds below report their steps inside this task's line.
+	t := progress.Start(ctx, "building "+tool+" "+version+" into the tool cache (once)", 0)
+	err = t.Done(build(tmp))
+	if err != nil {
 		_ = os.RemoveAll(tmp)
 		return "", fmt.Errorf("building %s %s into %s: %w", tool, version, dir, err)
 	}
