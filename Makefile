@@ -1,6 +1,12 @@
 # scaleplane: the two set-up commands are `make up` and `make test`.
 SHELL := /bin/bash
-export GOFLAGS := -buildvcs=false -mod=mod
+# One build configuration for everything: scaleplane, the tests, the service
+# images and the cached tools are all built static (no cgo) with -trimpath,
+# so Go's build cache compiles a shared dependency (grpc, protobuf, the
+# Pulumi SDK, x/net ...) once for all of them instead of once per
+# configuration: minutes of a cold make up on two cores.
+export GOFLAGS := -buildvcs=false -mod=mod -trimpath
+export CGO_ENABLED := 0
 CACHE ?= $(HOME)/.cache/scaleplane
 GOLANGCI_VERSION := v2.15.0
 GOLANGCI := $(CACHE)/golangci-lint-$(GOLANGCI_VERSION)/golangci-lint

@@ -170,7 +170,10 @@ func up(ctx context.Context, stack, bin string, stdout, stderr io.Writer) (err e
 		return err
 	}
 	if err := step("build scaleplane", func() error {
-		return progress.GoBuild{What: "scaleplane", Targets: []progress.GoTarget{{Out: bin, Pkg: "./cmd/scaleplane"}}}.Run(ctx)
+		// The tools and images are built static with -trimpath; so is
+		// scaleplane, so that Go's build cache serves their shared packages.
+		return progress.GoBuild{What: "scaleplane", Env: append(os.Environ(), "CGO_ENABLED=0"), Flags: []string{"-trimpath"},
+			Targets: []progress.GoTarget{{Out: bin, Pkg: "./cmd/scaleplane"}}}.Run(ctx)
 	}); err != nil {
 		return err
 	}
