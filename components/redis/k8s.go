@@ -97,8 +97,9 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 	cm, err := corev1.NewConfigMap(ctx, name+"-config", &corev1.ConfigMapArgs{
 		Metadata: meta(name, ns, l),
 		Data: pulumi.StringMap{
-			"redis.conf":   pulumi.String(RenderConf(a.Conf())),
-			FormScriptName: pulumi.String(RenderFormScript(a.ReplicasPerShard)),
+			"redis.conf":     pulumi.String(RenderConf(a.Conf())),
+			FormScriptName:   pulumi.String(RenderFormScript(a.ReplicasPerShard)),
+			RejoinScriptName: pulumi.String(RenderRejoinScript()),
 		},
 	}, parent)
 	if err != nil {
@@ -152,6 +153,12 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 	}
 	if a.StorageClass != "" {
 		volumeClaim.Spec.(*corev1.PersistentVolumeClaimSpecArgs).StorageClassName = pulumi.String(a.StorageClass)
+	}
+	// Every node by its stable DNS name (the headless Service publishes
+	// not-ready pods too): the form Job's and the rejoin hook's arguments.
+	var nodeAddrs []string
+	for i := range nodes {
+		nodeAddrs = append(nodeAddrs, fmt.Sprintf("%s-%d.%s.%s.svc.cluster.local:%d", name, i, headless, ns, Port))
 	}
 	if _, err := appsv1.NewStatefulSet(ctx, name+"-statefulset", &appsv1.StatefulSetArgs{
 		Metadata: meta(name, ns, l),
@@ -214,7 +221,13 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 							TcpSocket:     &corev1.TCPSocketActionArgs{Port: pulumi.String("redis")},
 							PeriodSeconds: pulumi.Int(10), TimeoutSeconds: pulumi.Int(2), FailureThreshold: pulumi.Int(3),
 						},
-						ReadinessProbe:  pingProbe(5, 2),
+						ReadinessProbe: pingProbe(5, 2),
+						// A node that comes back with a new IP meets its
+						// peers at theirs (RenderRejoinScript says why).
+						Lifecycle: &corev1.LifecycleArgs{PostStart: &corev1.LifecycleHandlerArgs{Exec: &corev1.ExecActionArgs{
+							Command: pulumi.ToStringArray(append([]string{"sh", "-c",
+								`REDISCLI_AUTH="$REDIS_PASSWORD" exec sh ` + configDir + "/" + RejoinScriptName + ` "$@"`, RejoinScriptName}, nodeAddrs...)),
+						}}},
 						SecurityContext: microservice.RestrictedContainerSecurity(),
 						VolumeMounts: corev1.VolumeMountArray{
 							corev1.VolumeMountArgs{Name: pulumi.String("data"), MountPath: pulumi.String(DataDir)},
@@ -242,10 +255,6 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 		return pulumi.StringOutput{}, wrap(name, "network policy", err)
 	}
 
-	var nodeAddrs []string
-	for i := range nodes {
-		nodeAddrs = append(nodeAddrs, fmt.Sprintf("%s-%d.%s.%s.svc.cluster.local:%d", name, i, headless, ns, Port))
-	}
 	initLabels := microservice.Labels(initName, "cache-init", "")
 	if _, err := batchv1.NewJob(ctx, name+"-cluster-init-job", &batchv1.JobArgs{
 		Metadata: meta(initName, ns, initLabels),

@@ -123,3 +123,64 @@ echo "form-cluster.sh: forming the cluster of$addrs with $replicas replica(s) pe
 redis-cli --cluster create $addrs --cluster-replicas "$replicas" --cluster-yes
 `, replicasPerShard, FormScriptWaitSeconds)
 }
+
+// RejoinScriptName is the ConfigMap key and file name of the rejoin script.
+const RejoinScriptName = "rejoin-cluster.sh"
+
+// RejoinWaitSeconds bounds how long the rejoin script waits for its own
+// node to answer: it runs as the container's postStart hook, which holds
+// the probes back until it ends.
+const RejoinWaitSeconds = 30
+
+// RenderRejoinScript renders the POSIX shell script each node runs when it
+// starts, with every node's host:port (or host:port@busport) as arguments.
+//
+// Why: a formed cluster's nodes know one another by address, kept in
+// nodes.conf. When every pod restarts at once (a scale to zero and back, a
+// node reboot), every pod comes back with a new IP and no node can reach
+// any other at the address it knows: the cluster stays down
+// (cluster_state:fail) for good. Meeting each peer at its current address
+// lets a node recognise an id it already knows and update the address
+// (measured: a scale to 0 and back left the local stack's cluster failed
+// until its nodes met again). A node of a cluster not formed yet (it knows
+// only itself) meets nobody: forming is the cluster-init Job's, and a
+// premature meet would make that Job see a half-formed cluster. The script
+// always exits 0: a failed postStart hook kills the container.
+func RenderRejoinScript() string {
+	return fmt.Sprintf(`#!/bin/sh
+# rejoin-cluster.sh rendered by scaleplane components/redis.
+# Usage: rejoin-cluster.sh host:port[@busport] ...   (REDISCLI_AUTH holds the password;
+# REDIS_PORT is this node's port, 6379 unless set)
+self_port=${REDIS_PORT:-%d}
+wait_seconds=%d
+deadline=$(( $(date +%%s) + wait_seconds ))
+until [ "$(redis-cli -h 127.0.0.1 -p "$self_port" ping 2>/dev/null)" = "PONG" ]; do
+  if [ "$(date +%%s)" -ge "$deadline" ]; then
+    echo "rejoin-cluster.sh: this node did not answer PING within ${wait_seconds}s; nothing done"
+    exit 0
+  fi
+  sleep 1
+done
+known=$(redis-cli -h 127.0.0.1 -p "$self_port" cluster info 2>/dev/null | tr -d '\r' | sed -n 's/^cluster_known_nodes://p')
+if [ "${known:-1}" -le 1 ]; then
+  echo "rejoin-cluster.sh: this node knows no other node: the cluster is not formed yet; nothing done"
+  exit 0
+fi
+met=0
+for node in "$@"; do
+  host=${node%%%%:*}
+  rest=${node#*:}
+  port=${rest%%%%@*}
+  bus=""
+  case "$rest" in *@*) bus=${rest#*@};; esac
+  ip=$(getent hosts "$host" | awk '{print $1; exit}')
+  [ -n "$ip" ] || continue
+  # shellcheck disable=SC2086 # bus is empty or one word
+  if redis-cli -h 127.0.0.1 -p "$self_port" cluster meet "$ip" "$port" $bus >/dev/null 2>&1; then
+    met=$((met + 1))
+  fi
+done
+echo "rejoin-cluster.sh: met $met of $# nodes at their current addresses"
+exit 0
+`, Port, RejoinWaitSeconds)
+}

@@ -3,6 +3,7 @@ package realserver
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -241,6 +242,45 @@ func (c *RedisCluster) Restart(i int) {
 	if err := c.nodes[i].startAndWait(); err != nil {
 		c.t.Fatalf("realserver: restarting redis node %d: %v", i, err)
 	}
+}
+
+// MoveAll kills every node, then starts each again with its nodes.conf on
+// new ports, as when every pod of a StatefulSet restarts at once with a new
+// IP: each node knows the others only at addresses where nobody answers.
+// It does not wait for the cluster to be ok (it will not be, on its own).
+func (c *RedisCluster) MoveAll() {
+	c.t.Helper()
+	for _, n := range c.nodes {
+		n.proc.kill()
+	}
+	for i, n := range c.nodes {
+		n.port, n.busPort = FreePort(c.t), FreePort(c.t)
+		// Later lines override earlier ones in redis.conf.
+		moved := fmt.Sprintf("\nport %d\ncluster-port %d\ncluster-announce-port %d\ncluster-announce-bus-port %d\n", n.port, n.busPort, n.port, n.busPort)
+		f, err := os.OpenFile(filepath.Join(n.dir, "redis.conf"), os.O_APPEND|os.O_WRONLY, 0)
+		if err == nil {
+			_, err = f.WriteString(moved)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			c.t.Fatalf("realserver: moving redis node %d: %v", i, err)
+		}
+	}
+	if err := parallel(len(c.nodes), func(i int) error { return c.nodes[i].startAndWait() }); err != nil {
+		c.t.Fatalf("realserver: restarting the moved nodes: %v", err)
+	}
+}
+
+// BusAddrs returns every node's host:port@busport, the form CLUSTER MEET
+// takes when the bus port is not port+10000.
+func (c *RedisCluster) BusAddrs() []string {
+	out := make([]string, len(c.nodes))
+	for i, n := range c.nodes {
+		out[i] = fmt.Sprintf("%s@%d", n.addr(), n.busPort)
+	}
+	return out
 }
 
 // Masters returns the indexes of the nodes that are currently masters and not
