@@ -1,11 +1,9 @@
 package toolchain
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -121,18 +119,4 @@ func (b goModuleBuild) env() []string {
 		cgo = "1"
 	}
 	return append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod -buildvcs=false", "CGO_ENABLED="+cgo, "GOTOOLCHAIN=local")
-}
-
-// goCmd runs the go command in the wrapper module with an environment that
-// ignores any workspace and the caller's GOFLAGS, and lets go build add the
-// missing go.sum lines itself (-mod=mod).
-func (b goModuleBuild) goCmd(ctx context.Context, work string, args ...string) error {
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir, cmd.Env = work, b.env()
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go %s (in %s): %w\n%s", strings.Join(args, " "), work, err, tail(buf.String(), 40))
-	}
-	return nil
 }

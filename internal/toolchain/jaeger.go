@@ -94,11 +94,11 @@ func buildReleaseSource(ctx context.Context, module, version, pkg, out, ldflags 
 	download := exec.CommandContext(ctx, goBin, "mod", "download", "-json", module+"@"+version)
 	download.Dir, download.Env, download.Stdout, download.Stderr = work, env, &dl, &dl
 	if err := download.Run(); err != nil {
-		return fmt.Errorf("go mod download %s@%s: %w\n%s", module, version, err, tail(dl.String(), 20))
+		return fmt.Errorf("go mod download %s@%s: %w\n%s", module, version, err, progress.Tail(dl.String(), 20))
 	}
 	var info struct{ Dir string }
 	if err := json.Unmarshal(dl.Bytes(), &info); err != nil || info.Dir == "" {
-		return fmt.Errorf("go mod download %s@%s: no source directory in %q", module, version, tail(dl.String(), 5))
+		return fmt.Errorf("go mod download %s@%s: no source directory in %q", module, version, progress.Tail(dl.String(), 5))
 	}
 	src := filepath.Join(work, "src")
 	if err := copySourceTree(info.Dir, src); err != nil {
@@ -128,7 +128,7 @@ func runNiced(ctx context.Context, dir string, env []string, name string, args .
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = dir, env, &log, &log
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s (in %s): %w\n%s", strings.Join(cmd.Args, " "), dir, err, tail(log.String(), 40))
+		return fmt.Errorf("%s (in %s): %w\n%s", strings.Join(cmd.Args, " "), dir, err, progress.Tail(log.String(), 40))
 	}
 	return nil
 }

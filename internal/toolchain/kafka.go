@@ -150,7 +150,7 @@ func fetchKafka(ctx context.Context, lib string) error {
 		}
 	}
 	if err := cmd.Wait(); err != nil {
-		return t.Done(fmt.Errorf("%s: %w\n%s", strings.Join(cmd.Args, " "), err, tail(out.String(), 40)))
+		return t.Done(fmt.Errorf("%s: %w\n%s", strings.Join(cmd.Args, " "), err, progress.Tail(out.String(), 40)))
 	}
 	_ = t.Done(nil)
 	core := filepath.Join(lib, "kafka_"+kafkaScala+"-"+KafkaVersion+".jar")
@@ -158,15 +158,6 @@ func fetchKafka(ctx context.Context, lib string) error {
 		return fmt.Errorf("mvn finished but the Kafka core jar is missing: %w", err)
 	}
 	return nil
-}
-
-// tail returns the last n lines of s: Maven's useful error is at the end.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // Warm makes sure every cached tool is present, so CI can fetch them once,

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+
+	"github.com/scaleplane/scaleplane/internal/progress"
 )
 
 // KubeStateMetricsModule is the Go module of kube-state-metrics; its main
@@ -91,11 +93,11 @@ func verifyModuleSums(ctx context.Context, module, version, sum, goModSum string
 	cmd.Dir, cmd.Stdout, cmd.Stderr = work, &out, &out
 	cmd.Env = append(append(os.Environ(), "GOFLAGS=-mod=readonly", "GOTOOLCHAIN=local"), env...)
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go mod download %s@%s: %w\n%s", module, version, err, tail(out.String(), 20))
+		return fmt.Errorf("go mod download %s@%s: %w\n%s", module, version, err, progress.Tail(out.String(), 20))
 	}
 	var info struct{ Sum, GoModSum string }
 	if err := json.Unmarshal(out.Bytes(), &info); err != nil {
-		return fmt.Errorf("go mod download %s@%s: %w: %q", module, version, err, tail(out.String(), 5))
+		return fmt.Errorf("go mod download %s@%s: %w: %q", module, version, err, progress.Tail(out.String(), 5))
 	}
 	if info.Sum != sum || info.GoModSum != goModSum {
 		return fmt.Errorf("%s@%s: downloaded module hashes %s (zip) and %s (go.mod), pinned %s and %s: refusing to build it",
