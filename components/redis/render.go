@@ -128,9 +128,10 @@ redis-cli --cluster create $addrs --cluster-replicas "$replicas" --cluster-yes
 const RejoinScriptName = "rejoin-cluster.sh"
 
 // RejoinWaitSeconds bounds how long the rejoin script waits for its own
-// node to answer: it runs as the container's postStart hook, which holds
-// the probes back until it ends.
-const RejoinWaitSeconds = 30
+// node to answer and its peers' names to resolve: it runs as the
+// container's postStart hook, which holds the probes back until it ends
+// (the startup probe allows 120 s).
+const RejoinWaitSeconds = 60
 
 // RenderRejoinScript renders the POSIX shell script each node runs when it
 // starts, with every node's host:port (or host:port@busport) as arguments.
@@ -166,19 +167,33 @@ if [ "${known:-1}" -le 1 ]; then
   echo "rejoin-cluster.sh: this node knows no other node: the cluster is not formed yet; nothing done"
   exit 0
 fi
+# Every pod of the StatefulSet starts at once, and a peer's name resolves
+# only once the endpoints controller has published its new IP: retry the
+# peers not met yet until all are or the wait is over.
+pending="$*"
 met=0
-for node in "$@"; do
-  host=${node%%%%:*}
-  rest=${node#*:}
-  port=${rest%%%%@*}
-  bus=""
-  case "$rest" in *@*) bus=${rest#*@};; esac
-  ip=$(getent hosts "$host" | awk '{print $1; exit}')
-  [ -n "$ip" ] || continue
-  # shellcheck disable=SC2086 # bus is empty or one word
-  if redis-cli -h 127.0.0.1 -p "$self_port" cluster meet "$ip" "$port" $bus >/dev/null 2>&1; then
-    met=$((met + 1))
+while [ -n "$pending" ]; do
+  left=""
+  for node in $pending; do
+    host=${node%%%%:*}
+    rest=${node#*:}
+    port=${rest%%%%@*}
+    bus=""
+    case "$rest" in *@*) bus=${rest#*@};; esac
+    ip=$(getent hosts "$host" | awk '{print $1; exit}')
+    # shellcheck disable=SC2086 # bus is empty or one word
+    if [ -n "$ip" ] && redis-cli -h 127.0.0.1 -p "$self_port" cluster meet "$ip" "$port" $bus >/dev/null 2>&1; then
+      met=$((met + 1))
+    else
+      left="$left $node"
+    fi
+  done
+  pending=${left# }
+  if [ -n "$pending" ] && [ "$(date +%%s)" -ge "$deadline" ]; then
+    echo "rejoin-cluster.sh: not met within ${wait_seconds}s:$left"
+    break
   fi
+  [ -z "$pending" ] || sleep 1
 done
 echo "rejoin-cluster.sh: met $met of $# nodes at their current addresses"
 exit 0
