@@ -182,14 +182,16 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 					Affinity:                      affinity,
 					TopologySpreadConstraints:     spread,
 					Volumes: corev1.VolumeArray{
-						// The ConfigMap's fixed name, not its output: the
-						// provider replaces a ConfigMap whose data changes,
-						// and an unknown name in the plan made it replace
-						// the StatefulSet too, which failed on a field
-						// conflict with the old one and left no Redis
-						// (measured on the local stack). Known, the change
-						// is an update: the checksum annotation rolls the
-						// pods.
+						// The ConfigMap's fixed name, not its output, and no
+						// dependency on it: the provider replaces a
+						// ConfigMap whose data changes (delete, then
+						// create), and the engine replaced its dependents
+						// with it; the StatefulSet's replacement failed on a
+						// field conflict with the old one and left no Redis
+						// (measured on the local stack). Independent, a
+						// config change is an update: the checksum
+						// annotation rolls the pods, which wait for the
+						// ConfigMap's mount if it comes a moment later.
 						corev1.VolumeArgs{Name: pulumi.String("config"), ConfigMap: &corev1.ConfigMapVolumeSourceArgs{Name: pulumi.String(name)}},
 						corev1.VolumeArgs{Name: pulumi.String("tmp"), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{SizeLimit: pulumi.String("16Mi")}},
 					},
@@ -247,7 +249,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 			},
 			VolumeClaimTemplates: corev1.PersistentVolumeClaimTypeArray{volumeClaim},
 		},
-	}, parent, pulumi.DependsOn([]pulumi.Resource{cm})); err != nil {
+	}, parent); err != nil {
 		return pulumi.StringOutput{}, wrap(name, "stateful set", err)
 	}
 	if err := pdb(ctx, name, name, ns, l, selector, parent); err != nil {
