@@ -234,9 +234,10 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 						ReadinessProbe: pingProbe(5, 2),
 						// A node that comes back with a new IP meets its
 						// peers at theirs (RenderRejoinScript says why).
+						// A hook's output is nowhere else to be read.
 						Lifecycle: &corev1.LifecycleArgs{PostStart: &corev1.LifecycleHandlerArgs{Exec: &corev1.ExecActionArgs{
 							Command: pulumi.ToStringArray(append([]string{"sh", "-c",
-								`REDISCLI_AUTH="$REDIS_PASSWORD" exec sh ` + configDir + "/" + RejoinScriptName + ` "$@"`, RejoinScriptName}, nodeAddrs...)),
+								`REDISCLI_AUTH="$REDIS_PASSWORD" exec sh ` + configDir + "/" + RejoinScriptName + ` "$@" >` + RejoinLog + ` 2>&1`, RejoinScriptName}, nodeAddrs...)),
 						}}},
 						SecurityContext: microservice.RestrictedContainerSecurity(),
 						VolumeMounts: corev1.VolumeMountArray{

@@ -133,6 +133,10 @@ const RejoinScriptName = "rejoin-cluster.sh"
 // (the startup probe allows 120 s).
 const RejoinWaitSeconds = 60
 
+// RejoinLog is where a pod keeps its last rejoin's output (the hook's
+// output is not in the container's log): kubectl exec POD -- cat it.
+const RejoinLog = "/tmp/rejoin-cluster.log"
+
 // RenderRejoinScript renders the POSIX shell script each node runs when it
 // starts, with every node's host:port (or host:port@busport) as arguments.
 //
@@ -172,6 +176,7 @@ fi
 # peers not met yet until all are or the wait is over.
 pending="$*"
 met=0
+echo "rejoin-cluster.sh: $(date -u +%%T) this node knows $known nodes; meeting $# at their current addresses"
 while [ -n "$pending" ]; do
   left=""
   for node in $pending; do
@@ -186,6 +191,7 @@ while [ -n "$pending" ]; do
       met=$((met + 1))
     else
       left="$left $node"
+      echo "rejoin-cluster.sh: $(date -u +%%T) $host: ${ip:-does not resolve yet}"
     fi
   done
   pending=${left# }
