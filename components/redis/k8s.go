@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strings"
 
 	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
 	batchv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/batch/v1"
@@ -199,7 +200,15 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 						Name:            pulumi.String("redis"),
 						Image:           pulumi.String(a.Image),
 						ImagePullPolicy: pulumi.String("IfNotPresent"),
-						Command:         pulumi.ToStringArray([]string{"redis-server"}),
+						// The rejoin runs beside the server, started by the
+						// shell that then becomes redis-server (which reaps
+						// it): as a postStart hook it held every pod out of
+						// its Service's endpoints while it ran, so no peer's
+						// name resolved and the nodes waited on one another
+						// (measured: 60 s of "does not resolve yet").
+						Command: pulumi.ToStringArray([]string{"sh", "-c",
+							`REDISCLI_AUTH="$REDIS_PASSWORD" sh ` + configDir + "/" + RejoinScriptName + " " + strings.Join(nodeAddrs, " ") +
+								" >" + RejoinLog + ` 2>&1 & exec redis-server "$@"`, "redis-server"}),
 						// $(VAR) is expanded by the kubelet: the password
 						// never appears in the pod spec or the ConfigMap.
 						Args: pulumi.ToStringArray([]string{
@@ -231,14 +240,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 							TcpSocket:     &corev1.TCPSocketActionArgs{Port: pulumi.String("redis")},
 							PeriodSeconds: pulumi.Int(10), TimeoutSeconds: pulumi.Int(2), FailureThreshold: pulumi.Int(3),
 						},
-						ReadinessProbe: pingProbe(5, 2),
-						// A node that comes back with a new IP meets its
-						// peers at theirs (RenderRejoinScript says why).
-						// A hook's output is nowhere else to be read.
-						Lifecycle: &corev1.LifecycleArgs{PostStart: &corev1.LifecycleHandlerArgs{Exec: &corev1.ExecActionArgs{
-							Command: pulumi.ToStringArray(append([]string{"sh", "-c",
-								`REDISCLI_AUTH="$REDIS_PASSWORD" exec sh ` + configDir + "/" + RejoinScriptName + ` "$@" >` + RejoinLog + ` 2>&1`, RejoinScriptName}, nodeAddrs...)),
-						}}},
+						ReadinessProbe:  pingProbe(5, 2),
 						SecurityContext: microservice.RestrictedContainerSecurity(),
 						VolumeMounts: corev1.VolumeMountArray{
 							corev1.VolumeMountArgs{Name: pulumi.String("data"), MountPath: pulumi.String(DataDir)},

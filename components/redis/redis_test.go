@@ -91,14 +91,15 @@ func TestInClusterDeclaresAFormedClusterBehindTheRestrictedProfile(t *testing.T)
 		assert.True(t, c[resource.PropertyKey(p)].IsObject(), "container has a %s", p)
 	}
 	assert.True(t, pod["affinity"].ObjectValue()["podAntiAffinity"].IsObject(), "pods avoid sharing a node")
-	var hook []string
-	for _, v := range c["lifecycle"].ObjectValue()["postStart"].ObjectValue()["exec"].ObjectValue()["command"].ArrayValue() {
-		hook = append(hook, v.StringValue())
+	var command []string
+	for _, v := range c["command"].ArrayValue() {
+		command = append(command, v.StringValue())
 	}
-	require.Len(t, hook, 4+6, "the postStart hook: sh -c, the line, $0 and the six nodes")
-	assert.Contains(t, hook[2], configDir+"/"+RejoinScriptName, "the postStart hook runs the rejoin script")
-	assert.Equal(t, "redis-5.redis-headless.ns.svc.cluster.local:6379", hook[9], "the hook meets every node by its stable name")
-	assert.NotContains(t, strings.Join(hook, " "), "s3cret", "the password is never in the hook")
+	require.Len(t, command, 4, "sh -c, the line, $0")
+	assert.Contains(t, command[2], "sh "+configDir+"/"+RejoinScriptName+" ", "the rejoin script starts beside the server")
+	assert.Contains(t, command[2], "redis-5.redis-headless.ns.svc.cluster.local:6379", "the rejoin meets every node by its stable name")
+	assert.True(t, strings.HasSuffix(command[2], `& exec redis-server "$@"`), "the shell becomes redis-server, with the args below")
+	assert.NotContains(t, strings.Join(command, " "), "s3cret", "the password is never in the command")
 	args := c["args"].ArrayValue()
 	var argv []string
 	for _, v := range args {

@@ -45,7 +45,7 @@ func stateOf(addr string) string {
 // then moves every node to new ports at once, as scaling the StatefulSet to
 // zero and back gives every pod a new IP. On its own the cluster stays
 // failed past the node timeout (the failure this script exists for); after
-// each node runs the rendered rejoin script, as its postStart hook does, it
+// each node runs the rendered rejoin script, as its pod's command does, it
 // is ok again and every key is readable.
 func TestRealClusterRejoinsAfterEveryNodeMoved(t *testing.T) {
 	if testing.Short() {

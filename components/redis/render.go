@@ -127,18 +127,19 @@ redis-cli --cluster create $addrs --cluster-replicas "$replicas" --cluster-yes
 // RejoinScriptName is the ConfigMap key and file name of the rejoin script.
 const RejoinScriptName = "rejoin-cluster.sh"
 
-// RejoinWaitSeconds bounds how long the rejoin script waits for its own
-// node to answer and its peers' names to resolve: it runs as the
-// container's postStart hook, which holds the probes back until it ends
-// (the startup probe allows 120 s).
-const RejoinWaitSeconds = 60
+// RejoinWaitSeconds bounds how long the rejoin script, running beside the
+// server, waits for its own node to answer and its peers' names to resolve
+// (a name resolves once its pod is running with its new IP), so that a
+// peer that never comes back leaves no loop behind.
+const RejoinWaitSeconds = 120
 
-// RejoinLog is where a pod keeps its last rejoin's output (the hook's
-// output is not in the container's log): kubectl exec POD -- cat it.
+// RejoinLog is where a pod keeps its last rejoin's output, apart from the
+// server's log: kubectl exec POD -- cat it.
 const RejoinLog = "/tmp/rejoin-cluster.log"
 
-// RenderRejoinScript renders the POSIX shell script each node runs when it
-// starts, with every node's host:port (or host:port@busport) as arguments.
+// RenderRejoinScript renders the POSIX shell script each node starts in the
+// background when its pod starts, with every node's host:port (or
+// host:port@busport) as arguments.
 //
 // Why: a formed cluster's nodes know one another by address, kept in
 // nodes.conf. When every pod restarts at once (a scale to zero and back, a
@@ -150,7 +151,7 @@ const RejoinLog = "/tmp/rejoin-cluster.log"
 // until its nodes met again). A node of a cluster not formed yet (it knows
 // only itself) meets nobody: forming is the cluster-init Job's, and a
 // premature meet would make that Job see a half-formed cluster. The script
-// always exits 0: a failed postStart hook kills the container.
+// always exits 0: it only ever helps.
 func RenderRejoinScript() string {
 	return fmt.Sprintf(`#!/bin/sh
 # rejoin-cluster.sh rendered by scaleplane components/redis.
