@@ -100,17 +100,26 @@ func exit(stderr io.Writer, err error) int {
 	return exitFailure
 }
 
-// checkOnly reports the machine for job and installs nothing.
-func checkOnly(ctx context.Context, job preflight.Job, w io.Writer) error {
+// check reads the machine, checks it for job and prints the report.
+func check(ctx context.Context, job preflight.Job, w io.Writer) (*preflight.Machine, preflight.Report, error) {
 	m, err := preflight.New()
 	if err != nil {
-		return err
+		return nil, preflight.Report{}, err
 	}
 	r, err := m.Check(ctx, job)
 	if err != nil {
-		return err
+		return nil, r, err
 	}
 	r.Print(w, m.Root)
+	return m, r, nil
+}
+
+// checkOnly reports the machine for job and installs nothing.
+func checkOnly(ctx context.Context, job preflight.Job, w io.Writer) error {
+	m, r, err := check(ctx, job, w)
+	if err != nil {
+		return err
+	}
 	if len(r.Missing) > 0 && m.Root {
 		return fmt.Errorf("%w for make %s: %d Debian packages missing (setup %s installs them)", preflight.ErrNotReady, job, len(r.Missing), job)
 	}
@@ -120,15 +129,10 @@ func checkOnly(ctx context.Context, job preflight.Job, w io.Writer) error {
 // prepare checks the machine for job and, when only packages are missing
 // and this runs as root, installs them.
 func prepare(ctx context.Context, job preflight.Job, w io.Writer) error {
-	m, err := preflight.New()
+	m, r, err := check(ctx, job, w)
 	if err != nil {
 		return err
 	}
-	r, err := m.Check(ctx, job)
-	if err != nil {
-		return err
-	}
-	r.Print(w, m.Root)
 	if err := r.Ready(m.Root); err != nil {
 		return err
 	}
