@@ -803,7 +803,7 @@ func diagnosePods(pods []podObj, env podEnv) (problems, missing []string) {
 				} else if p.hasReadinessProbe(cs.Name) {
 					problem(cs.label + " is running, its readiness probe has not passed yet")
 				}
-			case st.Terminated != nil && !cs.Ready && !(isInit && st.Terminated.ExitCode == 0):
+			case st.Terminated != nil && !cs.Ready && (!isInit || st.Terminated.ExitCode != 0):
 				problem(cs.label + " terminated: " + st.exit())
 			}
 		}
