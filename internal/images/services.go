@@ -131,14 +131,14 @@ func Build(ctx context.Context, o BuildOptions) ([]Service, error) {
 		steps = 5
 	}
 	t := progress.Start(ctx, "images of stack "+o.Stack, steps)
-	built, err := build(ctx, o, env, names, work, t)
+	built, err := build(ctx, o, env, names, work, t, steps)
 	return built, t.Done(err)
 }
 
 // build does Build's work in steps of t: the Go services, then (for the
 // whole stack) the Debian servers, the tool images and Kafka, then the
 // archive and its import.
-func build(ctx context.Context, o BuildOptions, env *stacks.Env, names []string, work string, t *progress.Task) ([]Service, error) {
+func build(ctx context.Context, o BuildOptions, env *stacks.Env, names []string, work string, t *progress.Task, steps int) ([]Service, error) {
 	var built []Service
 	var tagged []Tagged
 	t.Step(1, "the Go services")
@@ -185,11 +185,7 @@ func build(ctx context.Context, o BuildOptions, env *stacks.Env, names []string,
 		built = append(built, sv.Service)
 		tagged = append(tagged, sv.Tagged)
 	}
-	if len(o.Only) == 0 {
-		t.Step(5, "writing and importing the archive")
-	} else {
-		t.Step(2, "writing and importing the archive")
-	}
+	t.Step(steps, "writing and importing the archive")
 	file := o.Tarball
 	if file == "" {
 		file = filepath.Join(work, "images.tar")

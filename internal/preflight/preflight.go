@@ -93,7 +93,7 @@ type Machine struct {
 
 // New reads the real machine.
 func New() (*Machine, error) {
-	root, err := cacheRoot()
+	root, err := CacheRoot()
 	if err != nil {
 		return nil, err
 	}
@@ -110,16 +110,21 @@ func New() (*Machine, error) {
 	}, nil
 }
 
-// cacheRoot mirrors internal/toolchain.Root (which this package cannot
-// import without losing its seconds-long build): $SCALEPLANE_CACHE, else
-// <user cache dir>/scaleplane.
-func cacheRoot() (string, error) {
-	if dir := os.Getenv("SCALEPLANE_CACHE"); dir != "" {
+// CacheEnv names the environment variable that overrides the tool cache's
+// root, so CI can point it at a directory it keeps and tests can isolate it.
+const CacheEnv = "SCALEPLANE_CACHE"
+
+// CacheRoot returns the tool cache's root: $SCALEPLANE_CACHE if set, else
+// <user cache dir>/scaleplane (~/.cache/scaleplane on Linux). It lives here,
+// not in internal/toolchain, so that the preflight reads the same cache
+// without linking the builders.
+func CacheRoot() (string, error) {
+	if dir := os.Getenv(CacheEnv); dir != "" {
 		return dir, nil
 	}
 	base, err := os.UserCacheDir()
 	if err != nil {
-		return "", fmt.Errorf("no cache directory (set SCALEPLANE_CACHE): %w", err)
+		return "", fmt.Errorf("no tool cache directory (set %s): %w", CacheEnv, err)
 	}
 	return filepath.Join(base, "scaleplane"), nil
 }

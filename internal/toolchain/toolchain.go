@@ -24,29 +24,21 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/scaleplane/scaleplane/internal/preflight"
 	"github.com/scaleplane/scaleplane/internal/progress"
 )
 
-// CacheEnv names the environment variable that overrides the cache root, so
-// CI can point it at a directory it keeps between runs and tests can isolate it.
-const CacheEnv = "SCALEPLANE_CACHE"
+// CacheEnv names the environment variable that overrides the cache root.
+const CacheEnv = preflight.CacheEnv
 
 // lockPollInterval is how often a process waiting for another's build checks
 // the lock again; polling (not a blocking flock) lets ctx cancel the wait.
 const lockPollInterval = 200 * time.Millisecond
 
 // Root returns the cache root: $SCALEPLANE_CACHE if set, else
-// <user cache dir>/scaleplane (~/.cache/scaleplane on Linux).
-func Root() (string, error) {
-	if dir := os.Getenv(CacheEnv); dir != "" {
-		return dir, nil
-	}
-	base, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("no tool cache directory (set %s): %w", CacheEnv, err)
-	}
-	return filepath.Join(base, "scaleplane"), nil
-}
+// <user cache dir>/scaleplane (~/.cache/scaleplane on Linux). The preflight
+// owns the rule, so both read one cache.
+func Root() (string, error) { return preflight.CacheRoot() }
 
 // Dir returns where tool at version lives in the cache, whether or not it has
 // been built yet.
