@@ -12,9 +12,6 @@ import (
 	"time"
 
 	"github.com/blang/semver"
-	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
-	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
-	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/events"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
@@ -44,55 +41,6 @@ func (r *recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 
 func (r *recorder) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
 	return args.Args, nil
-}
-
-func annotations(t *testing.T, props resource.PropertyMap) map[string]string {
-	t.Helper()
-	md, ok := props["metadata"]
-	require.True(t, ok, "the resource has metadata")
-	out := map[string]string{}
-	if a, ok := md.ObjectValue()["annotations"]; ok {
-		for k, v := range a.ObjectValue() {
-			out[string(k)] = v.StringValue()
-		}
-	}
-	return out
-}
-
-func TestSkipAwaitAnnotatesKubernetesObjects(t *testing.T) {
-	rec := &recorder{inputs: map[string]resource.PropertyMap{}}
-	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
-		if err := ctx.RegisterStackTransformation(skipAwait); err != nil {
-			return err
-		}
-		spec := &appsv1.DeploymentSpecArgs{
-			Selector: &metav1.LabelSelectorArgs{MatchLabels: pulumi.StringMap{"app": pulumi.String("a")}},
-			Template: &corev1.PodTemplateSpecArgs{Spec: &corev1.PodSpecArgs{Containers: corev1.ContainerArray{corev1.ContainerArgs{Name: pulumi.String("c"), Image: pulumi.String("i:1")}}}},
-		}
-		if _, err := appsv1.NewDeployment(ctx, "with-annotations", &appsv1.DeploymentArgs{
-			Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String("a"), Annotations: pulumi.StringMap{"keep": pulumi.String("me")}},
-			Spec:     spec,
-		}); err != nil {
-			return err
-		}
-		if _, err := appsv1.NewDeployment(ctx, "bare", &appsv1.DeploymentArgs{Spec: spec}); err != nil {
-			return err
-		}
-		if _, err := corev1.NewService(ctx, "svc", &corev1.ServiceArgs{Metadata: &metav1.ObjectMetaArgs{Name: pulumi.String("svc")}}); err != nil {
-			return err
-		}
-		_, err := pulumi.NewStackReference(ctx, "other", nil)
-		return err
-	}, pulumi.WithMocks("scaleplane", "test", rec))
-	require.NoError(t, err, "program under mocks")
-
-	a := annotations(t, rec.inputs["with-annotations"])
-	assert.Equal(t, "true", a[skipAwaitAnnotation], "a Deployment is not awaited by the provider")
-	assert.Equal(t, "me", a["keep"], "its own annotations are kept")
-	assert.Equal(t, "true", annotations(t, rec.inputs["bare"])[skipAwaitAnnotation], "a Deployment without metadata gets it too")
-	assert.Equal(t, "true", annotations(t, rec.inputs["svc"])[skipAwaitAnnotation], "a Service is not awaited either (the provider waits for its endpoints)")
-	_, hasMeta := rec.inputs["other"]["metadata"]
-	assert.False(t, hasMeta, "resources of other providers are untouched")
 }
 
 func TestResourcesFollowTheSteps(t *testing.T) {

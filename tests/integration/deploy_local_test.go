@@ -58,7 +58,9 @@ const (
 //     form a Redis Cluster: cluster_state:ok with every slot assigned;
 //   - Jaeger (built from the module proxy) answers its query API through
 //     its Service;
-//   - a pod that breaks the restricted profile is rejected by the API server.
+//   - a pod that breaks the restricted profile is rejected by the API server;
+//   - each Deployment carries the skipAwait annotation the program's resource
+//     transform adds in the real engine.
 //
 // Stages (SKIP_deploy, SKIP_validate, SKIP_teardown) let validation re-run
 // against a deployment kept from an earlier run (set SCALEPLANE_IT_STACK to
@@ -130,6 +132,10 @@ func TestDeployLocalStack(t *testing.T) {
 				continue
 			}
 			assertHPAReportsMetrics(t, kopts, st.Name)
+			// The real engine ran the program's resource transform: the
+			// provider was told not to wait, scaleplane waited instead.
+			assert.Equal(t, "true", kubectlJSONPath(t, kopts, "get", "deployment", st.Name, "-o", `jsonpath={.metadata.annotations.pulumi\.com/skipAwait}`),
+				"deployment %s carries the skipAwait annotation the resource transform adds", st.Name)
 		}
 		assertServicesOfAvailableWorkloadsHaveEndpoints(t, kopts, available)
 		assertRedisClusterFormed(t, kopts, available)
