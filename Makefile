@@ -5,7 +5,7 @@ SHELL := /bin/bash
 # so Go's build cache compiles a shared dependency (grpc, protobuf, the
 # Pulumi SDK, x/net ...) once for all of them instead of once per
 # configuration: minutes of a cold make up on two cores.
-export GOFLAGS := -buildvcs=false -mod=mod -trimpath
+export GOFLAGS := -buildvcs=false -mod=readonly -trimpath
 export CGO_ENABLED := 0
 CACHE ?= $(HOME)/.cache/scaleplane
 GOLANGCI_VERSION := v2.15.0
