@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/scaleplane/scaleplane/internal/cluster"
+	"github.com/scaleplane/scaleplane/internal/imageplan"
 	"github.com/scaleplane/scaleplane/internal/images"
 )
 
@@ -29,9 +30,9 @@ func runImages(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
-	o := images.BuildOptions{Root: *root, Stack: *stack, Tarball: *out, Log: stderr}
+	var names []string
 	if *only != "" {
-		o.Only = strings.Split(*only, ",")
+		names = strings.Split(*only, ",")
 	}
 	// Load into the embedded cluster when it runs; with another cluster
 	// (KUBECONFIG) only the archive is written, for that cluster's loader.
@@ -39,13 +40,19 @@ func runImages(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	socket, tarball := "", *out
 	external := os.Getenv("KUBECONFIG") != ""
 	if !external && c.Running(ctx) {
-		o.Socket = c.ContainerdSocket
-	} else if o.Tarball == "" {
-		o.Tarball = "images.tar"
+		socket = c.ContainerdSocket
+	} else if tarball == "" {
+		tarball = "images.tar"
 	}
 	start := time.Now()
+	o, err := imageplan.Load(*root, *stack, names)
+	if err != nil {
+		return err
+	}
+	o.Tarball, o.Socket, o.Log = tarball, socket, stderr
 	built, err := images.Build(ctx, o)
 	if err != nil {
 		return err

@@ -326,6 +326,19 @@ path-exclude /usr/share/locale/*
 // servers on the build machine.
 const policyRCD = "#!/bin/sh\n# scaleplane image build: start no service\nexit 101\n"
 
+// DebianBaseDir returns the base layer's cache directory for opts' suite
+// and whether the base is built there, so a caller can tell a cheap
+// DebianBase from one that runs debootstrap against the archive.
+func DebianBaseDir(opts DebianOptions) (dir string, cached bool, err error) {
+	opts = opts.withDefaults()
+	dir, err = toolchain.Dir("debian-base", opts.Suite+"-"+debianBaseRecipe)
+	if err != nil {
+		return "", false, err
+	}
+	_, err = os.Stat(filepath.Join(dir, layerMetaFile))
+	return dir, err == nil, nil
+}
+
 // DebianBase returns the shared base layer, running debootstrap the first
 // time: a minbase system of opts.Suite, upgraded with the suite's updates
 // and security fixes, slimmed (no docs, manuals or translations) and cleaned

@@ -24,8 +24,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/scaleplane/scaleplane/internal/toolchain"
 )
 
 // The unit tests below need neither root nor the network: they check how
@@ -173,9 +171,9 @@ func debianOrSkip(t *testing.T) (context.Context, DebianOptions) {
 	if os.Geteuid() != 0 {
 		t.Skip("building Debian images needs root (debootstrap, chroot, numeric owners); CI runs as root")
 	}
-	dir, err := toolchain.Dir("debian-base", DebianSuite+"-"+debianBaseRecipe)
+	_, cached, err := DebianBaseDir(DebianOptions{})
 	require.NoError(t, err, "cache dir")
-	if _, err := os.Stat(filepath.Join(dir, layerMetaFile)); err != nil {
+	if !cached {
 		if testing.Short() {
 			t.Skip("the Debian base is not cached and making it downloads the archive; run without -short once")
 		}

@@ -26,9 +26,9 @@ func TestMissingDebootstrapErrorSaysItOnce(t *testing.T) {
 	cache := t.TempDir()
 	t.Setenv(toolchain.CacheEnv, cache)
 	t.Setenv("PATH", t.TempDir())
-	env := stackEnv(t, "local")
+	nginx, _ := DebianServerSpec("nginx")
 
-	_, err := buildServers(context.Background(), env, io.Discard)
+	_, err := buildServers(context.Background(), []ServerImage{{Ref: "scaleplane.local/edge-nginx:dev", Spec: nginx}}, io.Discard)
 	require.Error(t, err, "no debootstrap on PATH")
 	msg := err.Error()
 	t.Log("scaleplane images: " + msg) // as cmd/scaleplane prints it
@@ -36,7 +36,7 @@ func TestMissingDebootstrapErrorSaysItOnce(t *testing.T) {
 	assert.Equal(t, 0, strings.Count(msg, "toolchain:"), "the tool cache does not name its package: %s", msg)
 	tool, version := "debian-base", DebianSuite+"-"+debianBaseRecipe
 	for _, layer := range []string{
-		// which image (the first the local stack builds)
+		// which image
 		"scaleplane.local/edge-nginx:dev: ",
 		// which cached tool, and where
 		"building " + tool + " " + version + " into " + filepath.Join(cache, tool+"-"+version) + ": ",

@@ -14,9 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
-	"github.com/scaleplane/scaleplane/components/kafka"
 	"github.com/scaleplane/scaleplane/internal/toolchain"
-	"github.com/scaleplane/scaleplane/stacks"
 )
 
 // KafkaHome is where the Kafka image keeps its jars, launchers and logging
@@ -49,14 +47,24 @@ exec java -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData \
   -cp '/opt/kafka/libs/*' kafka.tools.StorageTool "$@"
 `
 
+// KafkaSpec is what the pods that run the Kafka image expect of it, which
+// the caller takes from the component that declares them.
+type KafkaSpec struct {
+	// UID is the uid (and gid) the pods run as: the image's kafka user and
+	// the owner of its data directory.
+	UID int
+	// Port is the broker port the image documents as exposed.
+	Port int
+}
+
 // KafkaImage makes the in-cluster Kafka image: the Debian base and JRE
 // layers (shared with the other server images), and one layer with the
 // Kafka jars from Maven Central (the cached distribution the real-server
 // tests run), the two launchers, the logging config and a kafka user whose
-// uid is the one the kafka component runs its pods as.
-func KafkaImage(ctx context.Context, opts DebianOptions) (v1.Image, error) {
-	spec, _ := DebianServerSpec("jre")
-	jre, err := DebianServer(ctx, opts, spec)
+// uid is spec.UID, the one the pods run as.
+func KafkaImage(ctx context.Context, opts DebianOptions, spec KafkaSpec) (v1.Image, error) {
+	jreSpec, _ := DebianServerSpec("jre")
+	jre, err := DebianServer(ctx, opts, jreSpec)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +80,7 @@ func KafkaImage(ctx context.Context, opts DebianOptions) (v1.Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("base group: %w", err)
 	}
-	layerTar, err := kafkaLayer(dist.LibDir, passwd, group)
+	layerTar, err := kafkaLayer(dist.LibDir, passwd, group, spec.UID)
 	if err != nil {
 		return nil, fmt.Errorf("making the Kafka layer: %w", err)
 	}
@@ -80,12 +88,12 @@ func KafkaImage(ctx context.Context, opts DebianOptions) (v1.Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("making the Kafka layer: %w", err)
 	}
-	cf.Config.User = fmt.Sprintf("%d:%d", kafka.UID, kafka.UID)
+	cf.Config.User = fmt.Sprintf("%d:%d", spec.UID, spec.UID)
 	cf.Config.Entrypoint = []string{KafkaHome + "/bin/kafka-server-start.sh"}
 	cf.Config.Cmd = nil
 	cf.Config.WorkingDir = KafkaHome
 	cf.Config.Env = append(cf.Config.Env, "KAFKA_HOME="+KafkaHome)
-	cf.Config.ExposedPorts = map[string]struct{}{fmt.Sprintf("%d/tcp", kafka.Port): {}}
+	cf.Config.ExposedPorts = map[string]struct{}{fmt.Sprintf("%d/tcp", spec.Port): {}}
 	return mutate.ConfigFile(img, cf)
 }
 
@@ -93,14 +101,13 @@ func KafkaImage(ctx context.Context, opts DebianOptions) (v1.Image, error) {
 // root-owned read-only jars and launchers (the server cannot replace its
 // own code), /etc/passwd and /etc/group with a kafka user added (the JVM
 // and the tools look up the running uid), and the data directory the
-// StatefulSet's volume is mounted on, owned by that user.
-func kafkaLayer(libDir string, passwd, group []byte) ([]byte, error) {
+// StatefulSet's volume is mounted on, owned by that user (uid).
+func kafkaLayer(libDir string, passwd, group []byte, uid int) ([]byte, error) {
 	jars, err := filepath.Glob(filepath.Join(libDir, "*.jar"))
 	if err != nil || len(jars) == 0 {
 		return nil, fmt.Errorf("no jars in %s (%v)", libDir, err)
 	}
 	slices.Sort(jars)
-	uid := kafka.UID
 	user := fmt.Sprintf("kafka:x:%d:%d:Kafka:/var/lib/kafka:/usr/sbin/nologin\n", uid, uid)
 	grp := fmt.Sprintf("kafka:x:%d:\n", uid)
 	var buf bytes.Buffer
@@ -166,27 +173,18 @@ func withoutEntry(file []byte, name string) []byte {
 	return out
 }
 
-// kafkaImageRef returns the stack's Kafka image and its tag when it is one
-// under the stack's own registry (`<imageRegistry>/kafka:<tag>`), which
-// images build makes; any other reference is the user's to provide.
-func kafkaImageRef(env *stacks.Env) (ref, tag string, ok bool) {
-	ref = env.Data.KafkaImage
-	tag, ok = strings.CutPrefix(ref, env.ImageRegistry+"/kafka:")
-	return ref, tag, ok
-}
-
-// buildKafka makes the stack's Kafka image when kafkaImageRef names one.
-func buildKafka(ctx context.Context, env *stacks.Env, log io.Writer) ([]server, error) {
-	ref, tag, ok := kafkaImageRef(env)
-	if !ok {
+// buildKafka makes the Kafka image k asks for (none when k is nil).
+func buildKafka(ctx context.Context, k *KafkaBuild, log io.Writer) ([]server, error) {
+	if k == nil {
 		return nil, nil
 	}
-	if tag != toolchain.KafkaVersion {
+	ref := k.Ref
+	if tag := ref[strings.LastIndex(ref, ":")+1:]; tag != toolchain.KafkaVersion {
 		// The image would carry another release's name.
 		return nil, fmt.Errorf("%s: the Kafka image built here is release %s; tag it %s", ref, toolchain.KafkaVersion, toolchain.KafkaVersion)
 	}
 	fmt.Fprintf(log, "images: %s from Debian's JRE and the Kafka %s jars of Maven Central\n", ref, toolchain.KafkaVersion)
-	img, err := KafkaImage(ctx, DebianOptions{Log: log})
+	img, err := KafkaImage(ctx, DebianOptions{Log: log}, k.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ref, err)
 	}

@@ -4,29 +4,22 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
-	"sort"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/scaleplane/scaleplane/internal/progress"
-	"github.com/scaleplane/scaleplane/stacks"
 )
-
-// AppsDir is where the Go services live, one main package per directory.
-const AppsDir = "apps"
 
 // Service is one built service image.
 type Service struct {
-	// Name is the directory under apps/, also the image repository's last
-	// path element.
+	// Name is the image repository's last path element (a service's
+	// directory under apps/, a Debian server spec, a tool).
 	Name string
-	// Ref is the reference the stack config points at
-	// (<imageRegistry>/<name>:<imageTag>).
+	// Ref is the reference the build was asked for (for a stack:
+	// <imageRegistry>/<name>:<imageTag>).
 	Ref string
 	// DigestRef is the content-addressed reference of the same image.
 	DigestRef string
@@ -34,15 +27,62 @@ type Service struct {
 	Digest string
 }
 
-// BuildOptions says what to build and where to load it.
+// GoService is one Go main package to compile into a one-binary image.
+type GoService struct {
+	// Name is the binary's name (at /app/<Name>) and the built Service's.
+	Name string
+	// Pkg is the main package, as go build takes it from Root ("./apps/gateway").
+	Pkg string
+	// Ref is the reference to tag the image with.
+	Ref string
+}
+
+// ServerImage is one Debian-packaged server image to build (or take from the
+// tool cache).
+type ServerImage struct {
+	// Ref is the reference to tag the image with.
+	Ref string
+	// Spec says which packages go in and how the image runs them.
+	Spec DebianSpec
+}
+
+// ToolImage is one image of a Go program the toolchain builds from the
+// module proxy (ToolNames lists them).
+type ToolImage struct {
+	// Ref is the reference to tag the image with; its tag must be the
+	// release the toolchain builds.
+	Ref string
+	// Tool is the program's name, one of ToolNames.
+	Tool string
+}
+
+// KafkaBuild is the Kafka image to build.
+type KafkaBuild struct {
+	// Ref is the reference to tag the image with; its tag must be
+	// toolchain.KafkaVersion.
+	Ref string
+	// Spec is what the pods that run the image expect of it.
+	Spec KafkaSpec
+}
+
+// BuildOptions say what to build and where to load it. The caller decides
+// every reference: this package reads no deploy configuration.
 type BuildOptions struct {
-	// Root is the repository root (holds apps/ and stacks/).
+	// Root is the directory go build runs in (the module holding the
+	// services' packages).
 	Root string
-	// Stack names the stack whose imageRegistry/imageTag tag the images.
-	Stack string
-	// Only limits the build to these services (default: every main package
-	// under apps/).
-	Only []string
+	// Label names the build on the progress line ("images of stack local").
+	Label string
+	// Services are the Go services to build, in order.
+	Services []GoService
+	// ServicesOnly builds Services alone: the Debian, tool and Kafka steps
+	// neither run nor count in the progress (images build --only).
+	ServicesOnly bool
+	// Servers, Tools and Kafka are the other images, built after the
+	// services unless ServicesOnly.
+	Servers []ServerImage
+	Tools   []ToolImage
+	Kafka   *KafkaBuild
 	// Tarball is where the image archive is written (default: a temporary
 	// file removed after import).
 	Tarball string
@@ -53,72 +93,35 @@ type BuildOptions struct {
 	Log io.Writer
 }
 
-// Services lists the directories under root/apps that hold a main package:
-// the services that can become images. Libraries (apps/kit) are skipped.
-func Services(root string) ([]string, error) {
-	entries, err := os.ReadDir(filepath.Join(root, AppsDir))
-	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", AppsDir, err)
-	}
+// Refs are the references o tags images with (the content-addressed ones
+// aside), in the order they are built.
+func (o BuildOptions) Refs() []string {
 	var out []string
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		files, _ := filepath.Glob(filepath.Join(root, AppsDir, e.Name(), "*.go"))
-		for _, f := range files {
-			if strings.HasSuffix(f, "_test.go") {
-				continue
-			}
-			if isMain(f) {
-				out = append(out, e.Name())
-				break
-			}
-		}
+	for _, s := range o.Services {
+		out = append(out, s.Ref)
 	}
-	sort.Strings(out)
-	return out, nil
-}
-
-// isMain reports whether a Go file declares package main (its first
-// package clause, after comments and build tags).
-func isMain(file string) bool {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return false
+	if o.ServicesOnly {
+		return out
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		line = strings.TrimSpace(line)
-		if strings.HasPrefix(line, "package ") {
-			return strings.TrimSpace(strings.TrimPrefix(line, "package ")) == "main"
-		}
+	for _, s := range o.Servers {
+		out = append(out, s.Ref)
 	}
-	return false
+	for _, t := range o.Tools {
+		out = append(out, t.Ref)
+	}
+	if o.Kafka != nil {
+		out = append(out, o.Kafka.Ref)
+	}
+	return out
 }
 
 // Build compiles each service statically (CGO off, -trimpath, so the bytes
-// depend only on the source), makes its image, tags it with the stack's
-// reference and its digest, writes one tarball and imports it.
+// depend only on the source), makes its image and the other images asked
+// for, tags each with its reference and its digest, writes one tarball and
+// imports it.
 func Build(ctx context.Context, o BuildOptions) ([]Service, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
-	}
-	values, err := stacks.ReadStackConfig(o.Root, o.Stack)
-	if err != nil {
-		return nil, err
-	}
-	env, err := stacks.Parse(o.Stack, values)
-	if err != nil {
-		return nil, err
-	}
-	names := o.Only
-	if len(names) == 0 {
-		if names, err = Services(o.Root); err != nil {
-			return nil, err
-		}
-	}
-	if len(names) == 0 {
-		return nil, fmt.Errorf("no main package under %s", filepath.Join(o.Root, AppsDir))
 	}
 	work, err := os.MkdirTemp("", "scaleplane-images-")
 	if err != nil {
@@ -126,34 +129,34 @@ func Build(ctx context.Context, o BuildOptions) ([]Service, error) {
 	}
 	defer func() { _ = os.RemoveAll(work) }()
 
-	steps := 2
-	if len(o.Only) == 0 {
-		steps = 5
+	steps := 5
+	if o.ServicesOnly {
+		steps = 2
 	}
-	t := progress.Start(ctx, "images of stack "+o.Stack, steps)
-	built, err := build(ctx, o, env, names, work, t, steps)
+	t := progress.Start(ctx, o.Label, steps)
+	built, err := build(ctx, o, work, t, steps)
 	return built, t.Done(err)
 }
 
-// build does Build's work in steps of t: the Go services, then (for the
-// whole stack) the Debian servers, the tool images and Kafka, then the
+// build does Build's work in steps of t: the Go services, then (unless
+// ServicesOnly) the Debian servers, the tool images and Kafka, then the
 // archive and its import.
-func build(ctx context.Context, o BuildOptions, env *stacks.Env, names []string, work string, t *progress.Task, steps int) ([]Service, error) {
+func build(ctx context.Context, o BuildOptions, work string, t *progress.Task, steps int) ([]Service, error) {
 	var built []Service
 	var tagged []Tagged
 	t.Step(1, "the Go services")
-	for i, svc := range names {
-		bin := filepath.Join(work, svc)
-		t.Detail("%d of %d: %s", i+1, len(names), svc)
-		fmt.Fprintf(o.Log, "images: go build ./%s/%s\n", AppsDir, svc)
-		if err := goBuild(ctx, o.Root, "./"+AppsDir+"/"+svc, bin); err != nil {
+	for i, s := range o.Services {
+		bin := filepath.Join(work, s.Name)
+		t.Detail("%d of %d: %s", i+1, len(o.Services), s.Name)
+		fmt.Fprintf(o.Log, "images: go build %s\n", s.Pkg)
+		if err := goBuild(ctx, o.Root, s.Pkg, bin); err != nil {
 			return nil, err
 		}
-		img, err := FromBinary(Spec{Binary: bin, Path: "/app/" + svc})
+		img, err := FromBinary(Spec{Binary: bin, Path: "/app/" + s.Name})
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", svc, err)
+			return nil, fmt.Errorf("%s: %w", s.Name, err)
 		}
-		sv, err := tagImage(svc, env.Image(svc), img)
+		sv, err := tagImage(s.Name, s.Ref, img)
 		if err != nil {
 			return nil, err
 		}
@@ -162,20 +165,20 @@ func build(ctx context.Context, o BuildOptions, env *stacks.Env, names []string,
 		fmt.Fprintf(o.Log, "images: %s %s (%s)\n", sv.Ref, sv.Digest[:19], sv.DigestRef)
 	}
 	var servers []server
-	if len(o.Only) == 0 {
+	if !o.ServicesOnly {
 		t.Step(2, "the Debian server images")
 		var err error
-		if servers, err = buildServers(ctx, env, o.Log); err != nil {
+		if servers, err = buildServers(ctx, o.Servers, o.Log); err != nil {
 			return nil, err
 		}
 		t.Step(3, "the tool images (Jaeger, Prometheus, the collector, kube-state-metrics)")
-		tools, err := buildToolImages(ctx, env, o.Log)
+		tools, err := buildToolImages(ctx, o.Tools, o.Log)
 		if err != nil {
 			return nil, err
 		}
 		servers = append(servers, tools...)
 		t.Step(4, "the Kafka image")
-		k, err := buildKafka(ctx, env, o.Log)
+		k, err := buildKafka(ctx, o.Kafka, o.Log)
 		if err != nil {
 			return nil, err
 		}
@@ -204,87 +207,33 @@ func build(ctx context.Context, o BuildOptions, env *stacks.Env, names []string,
 	return built, nil
 }
 
-// Refs are the references `images build` makes for a stack: one per main
-// package under apps/ and each server, tool and Kafka image under the
-// stack's registry. A stack that refers to anything else on a node without
-// a registry leaves a pod that cannot start.
-func Refs(root string, env *stacks.Env) ([]string, error) {
-	svcs, err := Services(root)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, svc := range svcs {
-		out = append(out, env.Image(svc))
-	}
-	for ref := range serverImages(env) {
-		out = append(out, ref)
-	}
-	for ref := range toolImages(env) {
-		out = append(out, ref)
-	}
-	if ref, _, ok := kafkaImageRef(env); ok {
-		out = append(out, ref)
-	}
-	sort.Strings(out)
-	return out, nil
-}
-
-// server is one Debian-based server image the stack points at.
+// server is one built image with its references, ready for the archive.
 type server struct {
 	Service
 	Tagged
 }
 
-// serverImages are the stack's data-tier images that name a Debian server
-// spec under the stack's own registry (`<imageRegistry>/<spec>:<tag>`):
-// those are built here; any other reference (a public image, another
-// registry) is the user's to provide.
-func serverImages(env *stacks.Env) map[string]string {
-	out := map[string]string{}
-	for _, ref := range []string{env.Data.RedisImage, env.Edge.Image, env.Data.PostgresImage, env.Data.PgBouncerImage} {
-		repo, _, ok := strings.Cut(strings.TrimPrefix(ref, env.ImageRegistry+"/"), ":")
-		if !ok || !strings.HasPrefix(ref, env.ImageRegistry+"/") {
-			continue
-		}
-		spec := repo
-		if s, ok := serverAliases[repo]; ok {
-			spec = s
-		}
-		if _, known := DebianServerSpec(spec); known {
-			out[ref] = spec
-		}
-	}
-	return out
-}
-
-// serverAliases are image names the stacks use for a Debian server spec:
-// the edge's image is named after its role and the proxy in it.
-var serverAliases = map[string]string{"edge-nginx": "nginx", "edge-haproxy": "haproxy"}
-
-// buildServers builds (or finds in the cache) the stack's Debian-based
-// server images and tags each with the stack's reference and its digest.
-func buildServers(ctx context.Context, env *stacks.Env, log io.Writer) ([]server, error) {
-	refs := serverImages(env)
+// buildServers builds (or finds in the cache) the Debian-based server
+// images and tags each with its reference and its digest.
+func buildServers(ctx context.Context, servers []ServerImage, log io.Writer) ([]server, error) {
 	var out []server
-	for _, ref := range slices.Sorted(maps.Keys(refs)) {
-		spec, _ := DebianServerSpec(refs[ref])
-		fmt.Fprintf(log, "images: %s from Debian's %s (cached after the first build)\n", ref, strings.Join(spec.Packages, ", "))
-		img, err := DebianServer(ctx, DebianOptions{Log: log}, spec)
+	for _, s := range servers {
+		fmt.Fprintf(log, "images: %s from Debian's %s (cached after the first build)\n", s.Ref, strings.Join(s.Spec.Packages, ", "))
+		img, err := DebianServer(ctx, DebianOptions{Log: log}, s.Spec)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", ref, err)
+			return nil, fmt.Errorf("%s: %w", s.Ref, err)
 		}
-		sv, err := tagImage(spec.Name, ref, img.Image)
+		sv, err := tagImage(s.Spec.Name, s.Ref, img.Image)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, sv)
-		fmt.Fprintf(log, "images: %s %s (%s)\n", ref, sv.Digest[:19], sv.DigestRef)
+		fmt.Fprintf(log, "images: %s %s (%s)\n", s.Ref, sv.Digest[:19], sv.DigestRef)
 	}
 	return out, nil
 }
 
-// tagImage names img with the stack's reference and its content digest.
+// tagImage names img with its reference and its content digest.
 func tagImage(name, ref string, img v1.Image) (server, error) {
 	dref, err := DigestTag(ref[:strings.LastIndex(ref, ":")], img)
 	if err != nil {

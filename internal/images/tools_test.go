@@ -13,35 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/scaleplane/scaleplane/internal/toolchain"
-	"github.com/scaleplane/scaleplane/stacks"
 )
-
-func stackEnv(t *testing.T, stack string) *stacks.Env {
-	t.Helper()
-	values, err := stacks.ReadStackConfig("../..", stack)
-	require.NoError(t, err, "reading stack %s", stack)
-	env, err := stacks.Parse(stack, values)
-	require.NoError(t, err, "parsing stack %s", stack)
-	return env
-}
-
-// TestLocalToolImages: the local stack points Jaeger, the collector,
-// Prometheus and kube-state-metrics at its own registry, with the tags of the
-// releases the toolchain builds, so images build makes all four.
-func TestLocalToolImages(t *testing.T) {
-	got := toolImages(stackEnv(t, "local"))
-	assert.Equal(t, map[string]string{
-		"scaleplane.local/jaeger:v1.76.0":             "jaeger",
-		"scaleplane.local/otelcol:v0.165.0":           "otelcol",
-		"scaleplane.local/prometheus:v2.55.1":         "prometheus",
-		"scaleplane.local/kube-state-metrics:v2.16.0": "kube-state-metrics",
-	}, got, "the local stack's tool images")
-	assert.NoError(t, checkToolTags(got), "local's tags are the built releases")
-	// The other stacks pull the public images (or their registry's own).
-	for _, stack := range []string{"dev", "staging", "prod"} {
-		assert.Empty(t, toolImages(stackEnv(t, stack)), "%s makes no tool image", stack)
-	}
-}
 
 func TestToolTagsMatchTheToolchain(t *testing.T) {
 	want := map[string]string{
@@ -54,15 +26,17 @@ func TestToolTagsMatchTheToolchain(t *testing.T) {
 	for _, tool := range tools {
 		assert.Equal(t, want[tool.Name], tool.Tag, "%s's tag", tool.Name)
 	}
-	err := checkToolTags(map[string]string{"scaleplane.local/prometheus:dev": "prometheus"})
+	assert.Equal(t, []string{"jaeger", "otelcol", "prometheus", "kube-state-metrics"}, ToolNames(), "the tools, in order")
+	err := checkToolTags([]ToolImage{{Ref: "scaleplane.local/prometheus:dev", Tool: "prometheus"}})
 	require.Error(t, err, "a tag that is not the built release is refused")
 	assert.Contains(t, err.Error(), "v2.55.1", "the error names the tag to use")
-	assert.NoError(t, checkToolTags(map[string]string{"scaleplane.local/otelcol:v0.165.0": "otelcol"}), "the collector's tag is the builder's release")
-	assert.Error(t, checkToolTags(map[string]string{"scaleplane.local/otelcol:v1.76.0": "otelcol"}), "Jaeger's tag on the collector is refused")
+	assert.NoError(t, checkToolTags([]ToolImage{{Ref: "scaleplane.local/otelcol:v0.165.0", Tool: "otelcol"}}), "the collector's tag is the builder's release")
+	assert.Error(t, checkToolTags([]ToolImage{{Ref: "scaleplane.local/otelcol:v1.76.0", Tool: "otelcol"}}), "Jaeger's tag on the collector is refused")
+	assert.Error(t, checkToolTags([]ToolImage{{Ref: "scaleplane.local/grafana:v1", Tool: "grafana"}}), "a program the toolchain does not build is refused")
 }
 
-// TestToolImagesRunTheCachedBinariesAsNonRoot makes the local stack's tool
-// images exactly as images build does (from the cached builds; it skips
+// TestToolImagesRunTheCachedBinariesAsNonRoot makes each tool's image
+// exactly as images build does (from the cached builds; it skips
 // when one is not cached rather than build it here) and checks each: the
 // binary alone at /app/<name>, byte for byte the cached build, as the
 // entrypoint, run by a numeric non-root user. Prometheus' pod overrides the
@@ -76,8 +50,12 @@ func TestToolImagesRunTheCachedBinariesAsNonRoot(t *testing.T) {
 			t.Skipf("%s is not built yet (the toolchain tests or scaleplane warm build it)", d)
 		}
 	}
-	servers, err := buildToolImages(context.Background(), stackEnv(t, "local"), io.Discard)
-	require.NoError(t, err, "making the local tool images")
+	var refs []ToolImage
+	for _, tool := range tools {
+		refs = append(refs, ToolImage{Ref: "scaleplane.local/" + tool.Name + ":" + tool.Tag, Tool: tool.Name})
+	}
+	servers, err := buildToolImages(context.Background(), refs, io.Discard)
+	require.NoError(t, err, "making the tool images")
 	require.Len(t, servers, 4, "one image per tool")
 	for _, sv := range servers {
 		tool, ok := toolByName(sv.Name)

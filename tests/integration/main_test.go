@@ -32,6 +32,7 @@ import (
 	"github.com/gruntwork-io/terratest/modules/logger"
 
 	"github.com/scaleplane/scaleplane/internal/cluster"
+	"github.com/scaleplane/scaleplane/internal/imageplan"
 	"github.com/scaleplane/scaleplane/internal/images"
 	"github.com/scaleplane/scaleplane/internal/pulumicli"
 	"github.com/scaleplane/scaleplane/internal/toolchain"
@@ -153,7 +154,12 @@ func setUp(m *testing.M) (int, error) {
 	}
 	if s.node != nil {
 		begin := time.Now()
-		built, err := images.Build(ctx, images.BuildOptions{Root: root, Stack: "local", Socket: s.node.ContainerdSocket, Log: os.Stderr})
+		o, err := imageplan.Load(root, "local", nil)
+		if err != nil {
+			return 0, fmt.Errorf("planning the service images: %w", err)
+		}
+		o.Socket, o.Log = s.node.ContainerdSocket, os.Stderr
+		built, err := images.Build(ctx, o)
 		if err != nil {
 			return 0, fmt.Errorf("building the service images: %w", err)
 		}
