@@ -253,7 +253,7 @@ func tagImage(name, ref string, img v1.Image) (server, error) {
 func goBuild(ctx context.Context, root, pkg, out string) error {
 	return progress.GoBuild{
 		What: pkg, Dir: root,
-		Env:     append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=-buildvcs=false -mod=mod"),
+		Env:     append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=-buildvcs=false -mod=readonly"),
 		Flags:   []string{"-trimpath", "-ldflags=-s -w -buildid="},
 		Targets: []progress.GoTarget{{Out: out, Pkg: pkg}},
 	}.Run(ctx)
