@@ -25,6 +25,7 @@ import (
 	"github.com/scaleplane/scaleplane/apps/account"
 	"github.com/scaleplane/scaleplane/components/microservice"
 	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/topology"
 )
 
 const (
@@ -358,7 +359,7 @@ func createTopic(t *testing.T, brokers []string) {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := kadm.NewClient(cl).CreateTopics(ctx, 12, 1, nil, account.TopicRegistrations)
+	res, err := kadm.NewClient(cl).CreateTopics(ctx, 12, 1, nil, topology.RegistrationsTopic)
 	if err == nil {
 		err = res.Error()
 	}

@@ -11,12 +11,12 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/api/resource"
 
-	"github.com/scaleplane/scaleplane/apps/account"
 	"github.com/scaleplane/scaleplane/components/kafka"
 	"github.com/scaleplane/scaleplane/components/kafka/topics"
 	"github.com/scaleplane/scaleplane/components/microservice"
 	"github.com/scaleplane/scaleplane/components/postgres"
 	"github.com/scaleplane/scaleplane/components/redis"
+	"github.com/scaleplane/scaleplane/topology"
 )
 
 // DataSettings are the data tier's knobs.
@@ -187,8 +187,8 @@ func (e *Env) Topics() []topics.Topic {
 	rf := min(3, e.Data.KafkaNodes)
 	const week = 7 * 24 * 3600 * 1000
 	return []topics.Topic{
-		{Name: account.TopicRegistrations, Partitions: max(6, e.Workloads["worker"].Replicas.Max), ReplicationFactor: rf, RetentionMs: week},
-		{Name: account.TopicRegistrationsDLQ, Partitions: 3, ReplicationFactor: rf, RetentionMs: 2 * week},
+		{Name: topology.RegistrationsTopic, Partitions: max(6, e.Workloads["worker"].Replicas.Max), ReplicationFactor: rf, RetentionMs: week},
+		{Name: topology.RegistrationsDLQTopic, Partitions: 3, ReplicationFactor: rf, RetentionMs: 2 * week},
 	}
 }
 

@@ -9,24 +9,7 @@ import (
 	"github.com/scaleplane/scaleplane/components/edge"
 	"github.com/scaleplane/scaleplane/components/microservice"
 	"github.com/scaleplane/scaleplane/components/namespace"
-)
-
-// Ports of the bundled services, shared by their Deployments, the edge
-// upstreams and the callers' addresses. Every pod has its own network, so
-// all services serve /metrics, /healthz and /readyz on the same admin port.
-const (
-	GatewayHTTPPort = 8080
-	UsersGRPCPort   = 9000
-	AdminHTTPPort   = 9090
-)
-
-// The registrations topic, its dead-letter topic and the worker's consumer
-// group: the gateway produces, the worker consumes, the Kafka component
-// creates the topics.
-const (
-	RegistrationsTopic    = "registrations"
-	RegistrationsDLQTopic = "registrations.dlq"
-	WorkerGroup           = "registrations-worker"
+	"github.com/scaleplane/scaleplane/topology"
 )
 
 // Program is the stack program: it loads and validates the config before
@@ -64,8 +47,8 @@ func Compose(ctx *pulumi.Context, env *Env) error {
 	}{
 		{"gateway", env.service("gateway", "gateway", microservice.Args{
 			Ports: []microservice.Port{
-				{Name: "http", Port: GatewayHTTPPort, Protocol: "http"},
-				{Name: "admin", Port: AdminHTTPPort, Protocol: "http"},
+				{Name: "http", Port: topology.GatewayHTTPPort, Protocol: "http"},
+				{Name: "admin", Port: topology.AdminHTTPPort, Protocol: "http"},
 			},
 			Liveness:  microservice.Probe{Port: "admin", HTTPPath: "/healthz"},
 			Readiness: microservice.Probe{Port: "admin", HTTPPath: "/readyz"},
@@ -73,23 +56,23 @@ func Compose(ctx *pulumi.Context, env *Env) error {
 			Headless:  true,
 			AllowFrom: []string{"edge"},
 			Env: pulumi.StringMap{
-				"HTTP_ADDR":     pulumi.Sprintf(":%d", GatewayHTTPPort),
-				"ADMIN_ADDR":    pulumi.Sprintf(":%d", AdminHTTPPort),
+				"HTTP_ADDR":     pulumi.String(topology.ListenAddr(topology.GatewayHTTPPort)),
+				"ADMIN_ADDR":    pulumi.String(topology.ListenAddr(topology.AdminHTTPPort)),
 				"KAFKA_BROKERS": data.KafkaBrokers,
 				"KAFKA_TLS":     pulumi.String(strconv.FormatBool(data.KafkaTLS)),
-				"KAFKA_TOPIC":   pulumi.String(RegistrationsTopic),
+				"KAFKA_TOPIC":   pulumi.String(topology.RegistrationsTopic),
 				"REDIS_ADDRS":   data.RedisAddrs,
 				"REDIS_TLS":     pulumi.String(strconv.FormatBool(data.RedisTLS)),
 				// dns:/// with the headless Service: gRPC balances calls over
 				// every users pod, not one pinned connection.
-				"USERS_ADDR": pulumi.Sprintf("dns:///users-headless.%s.svc.cluster.local:%d", env.Namespace, UsersGRPCPort),
+				"USERS_ADDR": pulumi.Sprintf("dns:///users-headless.%s.svc.cluster.local:%d", env.Namespace, topology.UsersGRPCPort),
 			},
 			SecretEnv: map[string]string{"REDIS_PASSWORD": data.RedisPasswordRef},
 		})},
 		{"users", env.service("users", "api", microservice.Args{
 			Ports: []microservice.Port{
-				{Name: "grpc", Port: UsersGRPCPort, Protocol: "grpc"},
-				{Name: "admin", Port: AdminHTTPPort, Protocol: "http"},
+				{Name: "grpc", Port: topology.UsersGRPCPort, Protocol: "grpc"},
+				{Name: "admin", Port: topology.AdminHTTPPort, Protocol: "http"},
 			},
 			// The gRPC health service reports real readiness (database reachable).
 			Liveness:  microservice.Probe{Port: "admin", HTTPPath: "/healthz"},
@@ -97,21 +80,21 @@ func Compose(ctx *pulumi.Context, env *Env) error {
 			Headless:  true,
 			AllowFrom: []string{"gateway"},
 			Env: pulumi.StringMap{
-				"GRPC_ADDR":  pulumi.Sprintf(":%d", UsersGRPCPort),
-				"ADMIN_ADDR": pulumi.Sprintf(":%d", AdminHTTPPort),
+				"GRPC_ADDR":  pulumi.String(topology.ListenAddr(topology.UsersGRPCPort)),
+				"ADMIN_ADDR": pulumi.String(topology.ListenAddr(topology.AdminHTTPPort)),
 			},
 			SecretEnv: map[string]string{"DATABASE_URL_RW": data.PostgresRWRef, "DATABASE_URL_RO": data.PostgresRORef},
 		})},
 		{"worker", env.service("worker", "worker", microservice.Args{
-			Ports:     []microservice.Port{{Name: "admin", Port: AdminHTTPPort, Protocol: "http"}},
+			Ports:     []microservice.Port{{Name: "admin", Port: topology.AdminHTTPPort, Protocol: "http"}},
 			Liveness:  microservice.Probe{Port: "admin", HTTPPath: "/healthz"},
 			Readiness: microservice.Probe{Port: "admin", HTTPPath: "/readyz"},
 			Env: pulumi.StringMap{
-				"ADMIN_ADDR":      pulumi.Sprintf(":%d", AdminHTTPPort),
+				"ADMIN_ADDR":      pulumi.String(topology.ListenAddr(topology.AdminHTTPPort)),
 				"KAFKA_BROKERS":   data.KafkaBrokers,
-				"KAFKA_TOPIC":     pulumi.String(RegistrationsTopic),
-				"KAFKA_DLQ_TOPIC": pulumi.String(RegistrationsDLQTopic),
-				"KAFKA_GROUP":     pulumi.String(WorkerGroup),
+				"KAFKA_TOPIC":     pulumi.String(topology.RegistrationsTopic),
+				"KAFKA_DLQ_TOPIC": pulumi.String(topology.RegistrationsDLQTopic),
+				"KAFKA_GROUP":     pulumi.String(topology.WorkerGroup),
 				"KAFKA_TLS":       pulumi.String(strconv.FormatBool(data.KafkaTLS)),
 				"REDIS_ADDRS":     data.RedisAddrs,
 				"REDIS_TLS":       pulumi.String(strconv.FormatBool(data.RedisTLS)),
@@ -139,10 +122,10 @@ func Compose(ctx *pulumi.Context, env *Env) error {
 			Backends: []edge.Backend{{
 				Name:       "gateway",
 				PathPrefix: "/",
-				Servers:    []string{fmt.Sprintf("gateway.%s.svc.cluster.local:%d", env.Namespace, GatewayHTTPPort)},
+				Servers:    []string{fmt.Sprintf("gateway.%s.svc.cluster.local:%d", env.Namespace, topology.GatewayHTTPPort)},
 				Discovery: &edge.Discovery{
 					FQDN:  fmt.Sprintf("gateway-headless.%s.svc.cluster.local", env.Namespace),
-					Port:  GatewayHTTPPort,
+					Port:  topology.GatewayHTTPPort,
 					Slots: gw.Replicas.Max,
 				},
 				HealthPath: "/readyz",

@@ -1,7 +1,7 @@
 // Package account is the contract the three services share about a user
 // account: how an email is normalised, how a user id is derived, the Kafka
-// message of a registration, the Redis names, the password hash format and
-// the database schema. It is domain, not plumbing: the gateway writes what
+// message of a registration, the Redis key of a profile, the password hash
+// format and the database schema. It is domain, not plumbing: the gateway writes what
 // the worker reads and the users service verifies what the worker hashed.
 package account
 
@@ -13,20 +13,16 @@ import (
 	"time"
 )
 
-// Names shared by producer and consumer sides.
+// The Kafka record headers of a registration: part of its message, as the
+// JSON value is. The topic, group and channel names are the topology's
+// (package topology), which the stack shares without linking this package.
 const (
-	// TopicRegistrations carries accepted registrations, keyed by email.
-	TopicRegistrations = "registrations"
-	// TopicRegistrationsDLQ receives records the worker can never store.
-	TopicRegistrationsDLQ = "registrations.dlq"
-	// ConsumerGroup is the worker's Kafka consumer group.
-	ConsumerGroup = "registrations-worker"
-	// EventsChannel is the Redis Pub/Sub channel of "registration stored"
-	// events that every gateway replica relays to its SSE clients.
-	EventsChannel = "events.registrations"
-	// HeaderIdempotencyKey and HeaderRequestID are Kafka record headers.
+	// HeaderIdempotencyKey is the record header holding the registration's
+	// idempotency key, readable without decoding the value.
 	HeaderIdempotencyKey = "idempotency-key"
-	HeaderRequestID      = "request-id"
+	// HeaderRequestID is the record header holding the request id of the
+	// HTTP request that produced the record, likewise.
+	HeaderRequestID = "request-id"
 )
 
 // NormalizeEmail lower-cases and trims; the normalised form is the Kafka key
@@ -65,9 +61,9 @@ func ValidUserID(s string) bool {
 	return true
 }
 
-// Registration is the JSON value of a record on TopicRegistrations. The
-// password travels in clear text to the worker, which hashes it: the topic
-// must be encrypted in transit, ACL-restricted and short-retention.
+// Registration is the JSON value of a record on topology.RegistrationsTopic.
+// The password travels in clear text to the worker, which hashes it: the
+// topic must be encrypted in transit, ACL-restricted and short-retention.
 type Registration struct {
 	RequestID      string    `json:"request_id"`
 	IdempotencyKey string    `json:"idempotency_key"`
@@ -78,7 +74,8 @@ type Registration struct {
 	AcceptedAt     time.Time `json:"accepted_at"`
 }
 
-// Stored is the event published on EventsChannel after the row is committed.
+// Stored is the event published on topology.EventsChannel after the row is
+// committed.
 type Stored struct {
 	UserID    string `json:"user_id"`
 	Email     string `json:"email"`

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os/signal"
@@ -12,27 +13,32 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/scaleplane/scaleplane/components/kafka/topics"
 	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/stacks"
 )
-
-// Topics the bundled services use, created the way the platform's topic Job does.
-var serviceTopics = map[string]int32{"registrations": 12, "registrations.dlq": 3}
 
 func runServices(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "up" {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(stderr, "Usage: scaleplane services up [--kafka-nodes N]")
+			fmt.Fprintln(stderr, "Usage: scaleplane services up [--kafka-nodes N] [--stack NAME] [--project-dir DIR]")
 			return nil
 		}
-		return usageError{fmt.Errorf("want: scaleplane services up [--kafka-nodes N]")}
+		return usageError{fmt.Errorf("want: scaleplane services up [--kafka-nodes N] [--stack NAME] [--project-dir DIR]")}
 	}
-	fs := newFlags("services up", "[--kafka-nodes N]", stderr)
+	fs := newFlags("services up", "[--kafka-nodes N] [--stack NAME] [--project-dir DIR]", stderr)
 	nodes := fs.Int("kafka-nodes", 1, "Kafka KRaft nodes to start (1 or 3)")
+	stack := fs.String("stack", "local", "stack whose topics (partitions, retention) to create (a stacks/Pulumi.<name>.yaml)")
+	root := fs.String("project-dir", ".", "directory holding Pulumi.yaml and stacks/")
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
 	if *nodes != 1 && *nodes != 3 {
 		return usageError{fmt.Errorf("--kafka-nodes %d: must be 1 or 3", *nodes)}
+	}
+	declared, err := stackTopics(*root, *stack, *nodes)
+	if err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -59,7 +65,7 @@ func runServices(args []string, stdout, stderr io.Writer) error {
 			Nodes:      *nodes,
 			Properties: fmt.Sprintf("default.replication.factor=%d\nmin.insync.replicas=%d\nauto.create.topics.enable=false\n", *nodes, max(1, *nodes-1)),
 		})
-		if err := createTopics(ctx, kafka.Brokers(), int16(*nodes)); err != nil {
+		if err := createTopics(ctx, kafka.Brokers(), declared, stderr); err != nil {
 			s.Fatalf("create topics: %v", err)
 		}
 		env = []string{
@@ -85,23 +91,46 @@ func runServices(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func createTopics(ctx context.Context, brokers []string, rf int16) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+// stackTopics are the topics the stack declares (stacks.Env.Topics: the
+// partitions follow the worker's replicas), so the services run here see
+// the partitions they would see deployed. The replication factor is the
+// brokers started here, which a stack's own may exceed.
+func stackTopics(root, stack string, nodes int) ([]topics.Topic, error) {
+	values, err := stacks.ReadStackConfig(root, stack)
+	var env *stacks.Env
+	if err == nil {
+		env, err = stacks.Parse(stack, values)
+	}
+	var cfgErr *stacks.ConfigError
+	if errors.Is(err, stacks.ErrUnknownStack) || errors.As(err, &cfgErr) {
+		return nil, usageError{err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	declared := env.Topics()
+	for i := range declared {
+		declared[i].ReplicationFactor = nodes
+	}
+	return declared, nil
+}
+
+// createTopics creates the declared topics as the platform's topics Job
+// does (topics.Ensure: partitions, replication, retention, and waiting
+// until the brokers serve each topic's metadata). The client caches a
+// topic's metadata for MetadataMinAge (5 s by default), so Ensure's "does
+// it exist yet?" would see a topic created a moment ago only that late.
+func createTopics(ctx context.Context, brokers []string, declared []topics.Topic, log io.Writer) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.MetadataMinAge(100*time.Millisecond))
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	for name, partitions := range serviceTopics {
-		res, err := adm.CreateTopics(ctx, partitions, rf, nil, name)
-		if err == nil {
-			err = res.Error()
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
+	changes, err := topics.Ensure(ctx, kadm.NewClient(cl), declared)
+	for _, c := range changes {
+		fmt.Fprintf(log, "topic %s: %s (%s)\n", c.Topic, c.Action, c.Detail)
 	}
-	return nil
+	return err
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/scaleplane/scaleplane/internal/capacity"
 	"github.com/scaleplane/scaleplane/policies/rules"
 	"github.com/scaleplane/scaleplane/stacks"
+	"github.com/scaleplane/scaleplane/topology"
 )
 
 var update = flag.Bool("update", false, "rewrite the generated part of docs/capacity.md")
@@ -83,7 +84,7 @@ func TestProdMatchesModel(t *testing.T) {
 
 	var partitions int
 	for _, topic := range env.Topics() {
-		if topic.Name == account.TopicRegistrations {
+		if topic.Name == topology.RegistrationsTopic {
 			partitions = topic.Partitions
 		}
 	}
@@ -123,7 +124,7 @@ func TestInputsMatchTheCode(t *testing.T) {
 	// With a small worker the topic keeps its floor: that floor is minPartitions.
 	small := prod(t, map[string]string{"workerMinReplicas": "1", "workerMaxReplicas": "1"})
 	for _, topic := range small.Topics() {
-		if topic.Name == account.TopicRegistrations {
+		if topic.Name == topology.RegistrationsTopic {
 			assert.Equal(t, in.MinPartitions, topic.Partitions, "minPartitions is the floor stacks.Env.Topics keeps")
 		}
 	}

@@ -20,13 +20,14 @@ import (
 
 	"github.com/scaleplane/scaleplane/components/observability"
 	"github.com/scaleplane/scaleplane/components/postgres"
+	"github.com/scaleplane/scaleplane/topology"
 )
 
 // edgePort is the edge Service's port (the edge component's HTTP port).
 const edgePort = 8080
 
 // gatewayPort is a gateway pod's public HTTP port.
-const gatewayPort = 8080
+const gatewayPort = topology.GatewayHTTPPort
 
 // stackClient reaches a deployed local stack from this machine: the
 // embedded node routes Service cluster IPs (kube-proxy) and pod IPs (the

@@ -9,11 +9,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/scaleplane/scaleplane/apps/account"
 	"github.com/scaleplane/scaleplane/apps/gateway/internal/cache"
 	"github.com/scaleplane/scaleplane/apps/gateway/internal/ratelimit"
 	"github.com/scaleplane/scaleplane/apps/gateway/internal/resilience"
 	"github.com/scaleplane/scaleplane/apps/kit"
+	"github.com/scaleplane/scaleplane/topology"
 )
 
 // Config is everything the gateway reads from its environment.
@@ -59,16 +59,16 @@ type Config struct {
 // ConfigFromEnv reads the configuration; see apps/README.md for the table.
 func ConfigFromEnv(e *kit.Env) (Config, error) {
 	c := Config{
-		HTTPAddr:           e.Addr("HTTP_ADDR", ":8080"),
-		AdminAddr:          e.Addr("ADMIN_ADDR", ":9090"),
+		HTTPAddr:           e.Addr("HTTP_ADDR", topology.ListenAddr(topology.GatewayHTTPPort)),
+		AdminAddr:          e.Addr("ADMIN_ADDR", topology.ListenAddr(topology.AdminHTTPPort)),
 		HTTPTimeouts:       kit.HTTPTimeoutsFromEnv(e),
 		MaxBodyBytes:       int64(e.Int("MAX_BODY_BYTES", 1<<20, 1<<10, 64<<20)),
 		KafkaBrokers:       e.Addrs("KAFKA_BROKERS", []string{"127.0.0.1:9092"}),
 		KafkaTLS:           kit.TLSFromEnv(e, "KAFKA"),
-		Topic:              e.String("KAFKA_TOPIC", account.TopicRegistrations),
+		Topic:              e.String("KAFKA_TOPIC", topology.RegistrationsTopic),
 		ProduceTimeout:     e.Duration("PRODUCE_TIMEOUT", 5*time.Second, 10*time.Millisecond, time.Minute),
 		MaxBufferedRecords: e.Int("KAFKA_MAX_BUFFERED_RECORDS", 10000, 1, 1<<24),
-		UsersAddr:          e.String("USERS_ADDR", "dns:///127.0.0.1:9000"),
+		UsersAddr:          e.String("USERS_ADDR", fmt.Sprintf("dns:///127.0.0.1:%d", topology.UsersGRPCPort)),
 		UsersRetry: resilience.Policy{
 			Name:        "users",
 			Attempts:    e.Int("USERS_ATTEMPTS", 3, 1, 10),

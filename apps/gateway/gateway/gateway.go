@@ -25,6 +25,7 @@ import (
 	"github.com/scaleplane/scaleplane/apps/gateway/internal/session"
 	"github.com/scaleplane/scaleplane/apps/kit"
 	usersv1 "github.com/scaleplane/scaleplane/apps/users/api"
+	"github.com/scaleplane/scaleplane/topology"
 )
 
 // Producer is the part of *kgo.Client the gateway uses.
@@ -183,7 +184,7 @@ func (g *Gateway) closeClients() {
 // clients closed, telemetry flushed.
 func (g *Gateway) Run(ctx context.Context) error {
 	subCtx, stopSub := context.WithCancel(context.WithoutCancel(ctx))
-	go g.hub.Subscribe(subCtx, g.redis, account.EventsChannel)
+	go g.hub.Subscribe(subCtx, g.redis, topology.EventsChannel)
 	lc := kit.Lifecycle{Log: g.tel.Logger, Health: g.health, DrainDelay: g.cfg.DrainDelay, ShutdownTimeout: g.cfg.ShutdownTimeout}
 	g.tel.LogStart(ctx, "http_addr", g.Addr(), "admin_addr", g.AdminAddr(), "users_addr", g.cfg.UsersAddr)
 	return lc.Run(ctx, []kit.Unit{kit.HTTPUnit("http", g.httpSrv, g.httpLn), kit.HTTPUnit("admin", g.adminSrv, g.adminLn)},

@@ -18,6 +18,7 @@ import (
 	"github.com/scaleplane/scaleplane/apps/kit"
 	usersv1 "github.com/scaleplane/scaleplane/apps/users/api"
 	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/topology"
 )
 
 // fakeUsers answers as the users service does for unknown users and wrong
@@ -40,7 +41,7 @@ func (fakeUsers) UpdateName(context.Context, *usersv1.UpdateNameRequest, ...grpc
 // single-node redis-server and a fake users client.
 func newTestGateway(t testing.TB) (*Gateway, *kfake.Cluster) {
 	t.Helper()
-	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, account.TopicRegistrations))
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topology.RegistrationsTopic))
 	if err != nil {
 		t.Fatalf("kfake: %v", err)
 	}
@@ -73,7 +74,7 @@ func TestRegisterProducesKeyedRecordWithHeadersAnd202(t *testing.T) {
 	if rec.Code != 202 || rec.Header().Get("Location") != "/v1/users/"+account.UserID("ada@example.com") {
 		t.Fatalf("register: %d %s Location %q", rec.Code, rec.Body, rec.Header().Get("Location"))
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.ListenAddrs()...), kgo.ConsumeTopics(account.TopicRegistrations))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.ListenAddrs()...), kgo.ConsumeTopics(topology.RegistrationsTopic))
 	if err != nil {
 		t.Fatalf("consumer: %v", err)
 	}

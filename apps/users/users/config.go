@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/scaleplane/scaleplane/apps/kit"
+	"github.com/scaleplane/scaleplane/topology"
 )
 
 // Config is everything the service reads from its environment.
@@ -37,8 +38,8 @@ type Config struct {
 // ConfigFromEnv reads the configuration; see apps/README.md for the table.
 func ConfigFromEnv(e *kit.Env) (Config, error) {
 	c := Config{
-		GRPCAddr:             e.Addr("GRPC_ADDR", ":9000"),
-		AdminAddr:            e.Addr("ADMIN_ADDR", ":9091"),
+		GRPCAddr:             e.Addr("GRPC_ADDR", topology.ListenAddr(topology.UsersGRPCPort)),
+		AdminAddr:            e.Addr("ADMIN_ADDR", topology.ListenAddr(topology.UsersLocalAdminPort)),
 		DatabaseRW:           e.Required("DATABASE_URL_RW", "Postgres URL of the primary (through PgBouncer)"),
 		MaxConns:             e.Int("DATABASE_MAX_CONNS", 10, 1, 1000),
 		ReadYourWritesWindow: e.Duration("READ_YOUR_WRITES_WINDOW", 5*time.Second, 0, 10*time.Minute),

@@ -9,6 +9,7 @@ import (
 
 	"github.com/scaleplane/scaleplane/apps/account"
 	"github.com/scaleplane/scaleplane/apps/kit"
+	"github.com/scaleplane/scaleplane/topology"
 )
 
 // Config is everything the worker reads from its environment.
@@ -53,9 +54,9 @@ func ConfigFromEnv(e *kit.Env) (Config, error) {
 	c := Config{
 		KafkaBrokers:    e.Addrs("KAFKA_BROKERS", []string{"127.0.0.1:9092"}),
 		KafkaTLS:        kit.TLSFromEnv(e, "KAFKA"),
-		Topic:           e.String("KAFKA_TOPIC", account.TopicRegistrations),
-		DLQTopic:        e.String("KAFKA_DLQ_TOPIC", account.TopicRegistrationsDLQ),
-		Group:           e.String("KAFKA_GROUP", account.ConsumerGroup),
+		Topic:           e.String("KAFKA_TOPIC", topology.RegistrationsTopic),
+		DLQTopic:        e.String("KAFKA_DLQ_TOPIC", topology.RegistrationsDLQTopic),
+		Group:           e.String("KAFKA_GROUP", topology.WorkerGroup),
 		MaxPollRecords:  e.Int("WORKER_MAX_POLL_RECORDS", 200, 1, 10000),
 		HashConcurrency: e.Int("HASH_CONCURRENCY", runtime.GOMAXPROCS(0), 1, 1024),
 		Hash: account.HashParams{
@@ -67,7 +68,7 @@ func ConfigFromEnv(e *kit.Env) (Config, error) {
 		MaxConns:     e.Int("DATABASE_MAX_CONNS", 4, 1, 1000),
 		Migrate:      e.Bool("MIGRATE", true),
 		Redis:        kit.RedisFromEnv(e),
-		AdminAddr:    e.Addr("ADMIN_ADDR", ":9092"),
+		AdminAddr:    e.Addr("ADMIN_ADDR", topology.ListenAddr(topology.WorkerLocalAdminPort)),
 		RetryBase:    e.Duration("STORE_RETRY_BASE", 100*time.Millisecond, time.Millisecond, time.Minute),
 		RetryMax:     e.Duration("STORE_RETRY_MAX", 5*time.Second, time.Millisecond, 10*time.Minute),
 		StoreTimeout: e.Duration("STORE_TIMEOUT", 15*time.Second, 100*time.Millisecond, 10*time.Minute),

@@ -19,6 +19,7 @@ import (
 
 	"github.com/scaleplane/scaleplane/apps/account"
 	"github.com/scaleplane/scaleplane/apps/kit"
+	"github.com/scaleplane/scaleplane/topology"
 )
 
 // item is one record on its way through a batch.
@@ -141,7 +142,7 @@ func (w *Worker) processBatch(ctx context.Context, recs []*kgo.Record) error {
 	items := make([]*item, len(recs))
 	for i, rec := range recs {
 		pctx := w.tel.Propagator.Extract(ctx, kit.KafkaHeaders{R: rec})
-		sctx, span := w.tracer.Start(pctx, account.TopicRegistrations+" process",
+		sctx, span := w.tracer.Start(pctx, topology.RegistrationsTopic+" process",
 			trace.WithSpanKind(trace.SpanKindConsumer),
 			trace.WithAttributes(kit.Attr("messaging.system", "kafka"),
 				kit.Attr("messaging.destination.name", rec.Topic)))
@@ -266,7 +267,7 @@ func (w *Worker) announce(ctx context.Context, items []*item) {
 		r := it.reg
 		ev, _ := json.Marshal(account.Stored{UserID: r.UserID, Email: r.Email, Name: r.Name, RequestID: r.RequestID})
 		pipe.Del(ctx, account.CacheKey(r.UserID))
-		pipe.Publish(ctx, account.EventsChannel, ev)
+		pipe.Publish(ctx, topology.EventsChannel, ev)
 	}
 	w.metrics.records.WithLabelValues("stored").Add(float64(stored))
 	if stored == 0 {
