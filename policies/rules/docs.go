@@ -43,7 +43,7 @@ func Markdown() string {
 			w("Why: %s\n\nFix: %s\n", r.Rationale, r.Remediation)
 		}
 	}
-	w("\n## Thresholds\n\nSet per stack: `scaleplane check` derives them from the stack's `environment` (and takes the GOMEMLIMIT ratio from the microservice component); with the Pulumi CLI the pack picks the defaults from `scaleplane:environment` and `--policy-pack-config` overrides any of them under the `thresholds` policy.\n\n")
+	w("\n## Thresholds\n\nSet per stack: `scaleplane check` derives them from the stack's `environment` (and takes the GOMEMLIMIT ratio from the microservice component); with the Pulumi CLI the pack picks the defaults from `scaleplane:environment`, and `--policy-pack-config` overrides a threshold in the config of the policy that reads it (the rule's table row).\n\n")
 	w("| name | default | prod | meaning |\n|---|---|---|---|\n")
 	def, prod := DefaultThresholds("dev"), DefaultThresholds(Prod)
 	for _, n := range ThresholdNames() {

@@ -14,6 +14,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // Level is how a violation is enforced.
@@ -90,6 +91,32 @@ type Rule struct {
 
 // Stack reports whether the rule needs every resource at once.
 func (r *Rule) Stack() bool { return r.CheckStack != nil }
+
+// ConfigLevelKey is the key the Pulumi CLI adds to every policy's config
+// (the enforcement level); it is not a threshold.
+const ConfigLevelKey = "enforcementLevel"
+
+// Configured returns base with the thresholds of the rule's own policy
+// config applied. Only the rule's declared Thresholds may be set there: a
+// name the rule does not read is an error, so a value meant for another
+// policy, or misspelt, cannot pass silently.
+func (r *Rule) Configured(base Thresholds, config map[string]any) (Thresholds, error) {
+	own := make(map[string]any, len(config))
+	for k, v := range config {
+		if k == ConfigLevelKey {
+			continue
+		}
+		if !slices.Contains(r.Thresholds, k) {
+			known := "none"
+			if len(r.Thresholds) > 0 {
+				known = strings.Join(r.Thresholds, ", ")
+			}
+			return base, fmt.Errorf("threshold %q: unknown to policy %s (its thresholds: %s)", k, r.ID, known)
+		}
+		own[k] = v
+	}
+	return base.Override(own)
+}
 
 // Check runs the rule over a set of resources: a resource rule on each, a
 // stack rule once. Every violation carries the rule's id.
