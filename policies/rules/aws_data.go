@@ -1,5 +1,9 @@
 package rules
 
+import (
+	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
+)
+
 // AWSDataEncryption requires encryption at rest and in transit for AWS data stores.
 var AWSDataEncryption = register(&Rule{
 	ID:          "aws-data-encryption",
@@ -13,26 +17,26 @@ var AWSDataEncryption = register(&Rule{
 		p := r.Props
 		var out []string
 		need := func(key, what string) {
-			if v := p[key]; !isTrue(v) && !unknown(v) {
+			if v := p[key]; !object.IsTrue(v) && !object.IsUnknown(v) {
 				out = append(out, msgf("%s %s: %s is not enabled (%s)", r.Type, r.Name, what, key))
 			}
 		}
 		switch r.Type {
-		case awsReplicationGroup:
+		case object.AWSReplicationGroup:
 			need("atRestEncryptionEnabled", "encryption at rest")
 			need("transitEncryptionEnabled", "encryption in transit")
-		case awsDBInstance:
-			if str(p["replicateSourceDb"]) == "" {
+		case object.AWSDBInstance:
+			if object.Str(p["replicateSourceDb"]) == "" {
 				need("storageEncrypted", "encryption at rest")
 			}
-		case awsDBProxy:
+		case object.AWSDBProxy:
 			need("requireTls", "TLS")
-		case awsMSKCluster:
-			transit := get(p, "encryptionInfo", "encryptionInTransit")
-			if cb := str(get(transit, "clientBroker")); cb != "" && cb != "TLS" && cb != Unknown {
+		case object.AWSMSKCluster:
+			transit := object.Get(p, "encryptionInfo", "encryptionInTransit")
+			if cb := object.Str(object.Get(transit, "clientBroker")); cb != "" && cb != "TLS" && cb != Unknown {
 				out = append(out, msgf("%s %s: clientBroker encryption is %s, want TLS", r.Type, r.Name, cb))
 			}
-			if v := get(transit, "inCluster"); v != nil && !isTrue(v) && !unknown(v) {
+			if v := object.Get(transit, "inCluster"); v != nil && !object.IsTrue(v) && !object.IsUnknown(v) {
 				out = append(out, msgf("%s %s: encryption between brokers is off (inCluster)", r.Type, r.Name))
 			}
 		}
@@ -51,12 +55,12 @@ var AWSDataPrivate = register(&Rule{
 	Rationale:   "Only the edge is meant to face the internet; the services behind it reach the data tier through the VPC. A public database endpoint skips the edge's rate limit and every NetworkPolicy.",
 	CheckResource: func(r Resource, t Thresholds) []string {
 		switch r.Type {
-		case awsDBInstance, awsDBClusterInst:
-			if isTrue(r.Props["publiclyAccessible"]) {
+		case object.AWSDBInstance, object.AWSDBClusterInstance:
+			if object.IsTrue(r.Props["publiclyAccessible"]) {
 				return []string{msgf("%s %s is publiclyAccessible", r.Type, r.Name)}
 			}
-		case awsMSKCluster:
-			if v := str(get(r.Props, "brokerNodeGroupInfo", "connectivityInfo", "publicAccess", "type")); v != "" && v != "DISABLED" && v != Unknown {
+		case object.AWSMSKCluster:
+			if v := object.Str(object.Get(r.Props, "brokerNodeGroupInfo", "connectivityInfo", "publicAccess", "type")); v != "" && v != "DISABLED" && v != Unknown {
 				return []string{msgf("%s %s has public access %s", r.Type, r.Name, v)}
 			}
 		}

@@ -1,21 +1,8 @@
 package rules
 
-// hpaTarget returns the Utilization target of a resource metric, if set.
-func hpaTarget(r Resource, resourceName string) (percent int, found bool) {
-	for _, m := range listOf(get(r.Props, "spec", "metrics")) {
-		if str(get(m, "type")) != "Resource" || str(get(m, "resource", "name")) != resourceName {
-			continue
-		}
-		target := get(m, "resource", "target")
-		if str(get(target, "type")) != "Utilization" {
-			continue
-		}
-		if p, ok := intOf(get(target, "averageUtilization")); ok {
-			return p, true
-		}
-	}
-	return 0, false
-}
+import (
+	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
+)
 
 // HPACPUTarget caps the CPU utilization target.
 var HPACPUTarget = register(&Rule{
@@ -28,15 +15,15 @@ var HPACPUTarget = register(&Rule{
 	Remediation: "Set hpaCpuTargetPercent in the stack file to the threshold or lower (the microservice component adds the CPU metric).",
 	Rationale:   "The blueprint article: 'If average CPU usage exceeds 70% ... Kubernetes spins up additional pod instances'. New pods take time to start and pass readiness; the 30 % headroom absorbs the spike meanwhile, before latency climbs.",
 	CheckResource: func(r Resource, t Thresholds) []string {
-		if kind(r) != "HorizontalPodAutoscaler" {
+		if object.Kind(r) != "HorizontalPodAutoscaler" {
 			return nil
 		}
-		p, ok := hpaTarget(r, "cpu")
+		p, ok := object.HPATarget(r, "cpu")
 		switch {
 		case !ok:
-			return []string{msgf("%s has no CPU Utilization metric", display(r))}
+			return []string{msgf("%s has no CPU Utilization metric", object.Display(r))}
 		case p > t.MaxCPUTargetPercent:
-			return []string{msgf("%s: CPU target %d %% is above %d %%", display(r), p, t.MaxCPUTargetPercent)}
+			return []string{msgf("%s: CPU target %d %% is above %d %%", object.Display(r), p, t.MaxCPUTargetPercent)}
 		}
 		return nil
 	},
@@ -53,15 +40,15 @@ var HPAMemoryTarget = register(&Rule{
 	Remediation: "Set hpaMemoryTargetPercent in the stack file to the threshold or lower (the microservice component adds the memory metric).",
 	Rationale:   "The blueprint article scales out when 'memory allocation crosses 80%'. Memory pressure ends in the OOM killer, not in slowness, so it needs its own trigger besides CPU.",
 	CheckResource: func(r Resource, t Thresholds) []string {
-		if kind(r) != "HorizontalPodAutoscaler" {
+		if object.Kind(r) != "HorizontalPodAutoscaler" {
 			return nil
 		}
-		p, ok := hpaTarget(r, "memory")
+		p, ok := object.HPATarget(r, "memory")
 		switch {
 		case !ok:
-			return []string{msgf("%s has no memory Utilization metric", display(r))}
+			return []string{msgf("%s has no memory Utilization metric", object.Display(r))}
 		case p > t.MaxMemoryTargetPercent:
-			return []string{msgf("%s: memory target %d %% is above %d %%", display(r), p, t.MaxMemoryTargetPercent)}
+			return []string{msgf("%s: memory target %d %% is above %d %%", object.Display(r), p, t.MaxMemoryTargetPercent)}
 		}
 		return nil
 	},
@@ -78,15 +65,15 @@ var HPAScaleDown = register(&Rule{
 	Remediation: "Set hpaScaleDownWindowSeconds in the stack file to the threshold or more.",
 	Rationale:   "The articles scale 'back down when load decreases'; without a window a short lull removes warm pods that the next burst needs again, and the service flaps between sizes.",
 	CheckResource: func(r Resource, t Thresholds) []string {
-		if kind(r) != "HorizontalPodAutoscaler" {
+		if object.Kind(r) != "HorizontalPodAutoscaler" {
 			return nil
 		}
-		v := get(r.Props, "spec", "behavior", "scaleDown", "stabilizationWindowSeconds")
-		if v == nil || unknown(v) {
+		v := object.Get(r.Props, "spec", "behavior", "scaleDown", "stabilizationWindowSeconds")
+		if v == nil || object.IsUnknown(v) {
 			return nil
 		}
-		if w, ok := intOf(v); ok && w < t.MinScaleDownWindowSeconds {
-			return []string{msgf("%s: scale-down stabilization window %d s is below %d s", display(r), w, t.MinScaleDownWindowSeconds)}
+		if w, ok := object.Int(v); ok && w < t.MinScaleDownWindowSeconds {
+			return []string{msgf("%s: scale-down stabilization window %d s is below %d s", object.Display(r), w, t.MinScaleDownWindowSeconds)}
 		}
 		return nil
 	},

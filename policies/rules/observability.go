@@ -1,6 +1,10 @@
 package rules
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
+)
 
 // otlpEndpointEnv is the OpenTelemetry SDKs' standard variable for where traces go.
 const otlpEndpointEnv = "OTEL_EXPORTER_OTLP_ENDPOINT"
@@ -15,26 +19,26 @@ var OTelTracing = register(&Rule{
 	Remediation: "Give the microservice an OTLPEndpoint (the stack passes the collector's address, or otlpEndpoint from the stack file).",
 	Rationale:   "'Monolithic logging systems fail inside distributed microservices.' With OpenTelemetry every request carries one trace id across the edge, gateway, users and worker, so the slow hop is found in Jaeger instead of guessed at.",
 	CheckResource: func(r Resource, t Thresholds) []string {
-		spec, _, ok := pod(r)
+		spec, _, ok := object.Pod(r)
 		if !ok {
 			return nil
 		}
 		var out []string
-		for _, c := range containers(spec, false) {
-			if _, isGo := c.env(goMarker); !isGo {
+		for _, c := range object.Containers(spec, false) {
+			if _, isGo := c.Env(object.GoMarker); !isGo {
 				continue
 			}
-			if v, set := c.env(otlpEndpointEnv); !set || (v == "" && !hasValueFrom(c, otlpEndpointEnv)) {
-				out = append(out, msgf("%s %s is a Go service without %s", display(r), c.label(), otlpEndpointEnv))
+			if v, set := c.Env(otlpEndpointEnv); !set || (v == "" && !hasValueFrom(c, otlpEndpointEnv)) {
+				out = append(out, msgf("%s %s is a Go service without %s", object.Display(r), c.Label(), otlpEndpointEnv))
 			}
 		}
 		return out
 	},
 })
 
-func hasValueFrom(c container, name string) bool {
-	for _, e := range listOf(c.m["env"]) {
-		if str(get(e, "name")) == name && get(e, "valueFrom") != nil {
+func hasValueFrom(c object.Container, name string) bool {
+	for _, e := range object.ListOf(c.Fields["env"]) {
+		if object.Str(object.Get(e, "name")) == name && object.Get(e, "valueFrom") != nil {
 			return true
 		}
 	}
@@ -52,19 +56,19 @@ var PrometheusScrape = register(&Rule{
 	Rationale:   "'Engineers configure Prometheus targets to scrape CPU cycles, memory usage allocations, event loop lag ... and active TCP connection levels.' The autoscaler's decisions and the capacity rules are only as good as the metrics that show whether they worked.",
 	CheckStack: func(rs []Resource, t Thresholds) []Violation {
 		var out []Violation
-		for _, w := range byKind(rs, workloadKinds...) {
-			spec, meta, _ := pod(w)
-			if !goService(spec) {
+		for _, w := range object.ByKind(rs, object.WorkloadKinds...) {
+			spec, meta, _ := object.Pod(w)
+			if !object.GoService(spec) {
 				continue
 			}
-			ann := mapOf(meta["annotations"])
-			if str(ann["prometheus.io/scrape"]) == "true" && str(ann["prometheus.io/port"]) != "" {
+			ann := object.MapOf(meta["annotations"])
+			if object.Str(ann["prometheus.io/scrape"]) == "true" && object.Str(ann["prometheus.io/port"]) != "" {
 				continue
 			}
-			if monitored(rs, w, labelsOf(meta)) {
+			if monitored(rs, w, object.Labels(meta)) {
 				continue
 			}
-			out = append(out, Violation{URN: w.URN, Message: msgf("%s runs a Go service that nothing scrapes (no prometheus.io/scrape and port annotations, PodMonitor or ServiceMonitor)", display(w))})
+			out = append(out, Violation{URN: w.URN, Message: msgf("%s runs a Go service that nothing scrapes (no prometheus.io/scrape and port annotations, PodMonitor or ServiceMonitor)", object.Display(w))})
 		}
 		return out
 	},
@@ -73,26 +77,26 @@ var PrometheusScrape = register(&Rule{
 // monitored reports whether a Prometheus Operator monitor reaches the pods.
 func monitored(rs []Resource, w Resource, podLabels map[string]string) bool {
 	inNS := func(m Resource, ns string) bool {
-		sel := get(m.Props, "spec", "namespaceSelector")
-		if isTrue(get(sel, "any")) {
+		sel := object.Get(m.Props, "spec", "namespaceSelector")
+		if object.IsTrue(object.Get(sel, "any")) {
 			return true
 		}
-		names := listOf(get(sel, "matchNames"))
+		names := object.ListOf(object.Get(sel, "matchNames"))
 		if len(names) == 0 {
-			return namespace(m) == ns
+			return object.Namespace(m) == ns
 		}
-		return slices.ContainsFunc(names, func(n any) bool { return str(n) == ns })
+		return slices.ContainsFunc(names, func(n any) bool { return object.Str(n) == ns })
 	}
-	for _, m := range byKind(rs, "PodMonitor") {
-		if inNS(m, namespace(w)) && selects(mapOf(get(m.Props, "spec", "selector")), podLabels) {
+	for _, m := range object.ByKind(rs, "PodMonitor") {
+		if inNS(m, object.Namespace(w)) && object.Selects(object.MapOf(object.Get(m.Props, "spec", "selector")), podLabels) {
 			return true
 		}
 	}
-	for _, m := range byKind(rs, "ServiceMonitor") {
-		for _, s := range byKind(rs, "Service") {
-			if namespace(s) == namespace(w) && inNS(m, namespace(s)) &&
-				selects(mapOf(get(m.Props, "spec", "selector")), labelsOf(mapOf(s.Props["metadata"]))) &&
-				selects(mapOf(get(s.Props, "spec", "selector")), podLabels) {
+	for _, m := range object.ByKind(rs, "ServiceMonitor") {
+		for _, s := range object.ByKind(rs, "Service") {
+			if object.Namespace(s) == object.Namespace(w) && inNS(m, object.Namespace(s)) &&
+				object.Selects(object.MapOf(object.Get(m.Props, "spec", "selector")), object.Labels(object.MapOf(s.Props["metadata"]))) &&
+				object.Selects(object.MapOf(object.Get(s.Props, "spec", "selector")), podLabels) {
 				return true
 			}
 		}

@@ -1,6 +1,11 @@
 package rules
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/scaleplane/scaleplane/policies/rules/internal/conf"
+	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
+)
 
 // PostgresPooler requires a connection pooler in front of Postgres.
 var PostgresPooler = register(&Rule{
@@ -13,19 +18,19 @@ var PostgresPooler = register(&Rule{
 	Rationale:   "'Your database allows only a finite number of connections'; 'ensure your DB isn't overwhelmed by establishing a connection pool'. Every pod the autoscaler adds opens its own pool: a pooler multiplexes them onto the few server connections Postgres can afford.",
 	CheckStack: func(rs []Resource, t Thresholds) []Violation {
 		var out []Violation
-		if dbs := byType(rs, awsDBInstance); len(dbs) > 0 && len(byType(rs, awsDBProxy)) == 0 {
+		if dbs := object.ByType(rs, object.AWSDBInstance); len(dbs) > 0 && len(object.ByType(rs, object.AWSDBProxy)) == 0 {
 			out = append(out, Violation{URN: dbs[0].URN, Message: msgf("RDS instance %s has no RDS Proxy in front of it", dbs[0].Name)})
 		}
 		var pg []Resource
 		pooled := false
-		for _, cm := range byKind(rs, "ConfigMap") {
-			if len(configFiles(cm, postgresConfKey)) > 0 {
+		for _, cm := range object.ByKind(rs, "ConfigMap") {
+			if len(object.ConfigFiles(cm, conf.PostgresConfKey)) > 0 {
 				pg = append(pg, cm)
 			}
-			pooled = pooled || len(configFiles(cm, pgbouncerKey)) > 0
+			pooled = pooled || len(object.ConfigFiles(cm, conf.PgBouncerKey)) > 0
 		}
 		if len(pg) > 0 && !pooled {
-			out = append(out, Violation{URN: pg[0].URN, Message: msgf("%s configures Postgres but the stack has no pgbouncer.ini", display(pg[0]))})
+			out = append(out, Violation{URN: pg[0].URN, Message: msgf("%s configures Postgres but the stack has no pgbouncer.ini", object.Display(pg[0]))})
 		}
 		return out
 	},
@@ -48,8 +53,8 @@ var PostgresReadReplicas = register(&Rule{
 		var out []Violation
 		var primaries []Resource
 		replicas := 0
-		for _, db := range byType(rs, awsDBInstance) {
-			if str(db.Props["replicateSourceDb"]) != "" {
+		for _, db := range object.ByType(rs, object.AWSDBInstance) {
+			if object.Str(db.Props["replicateSourceDb"]) != "" {
 				replicas++
 			} else {
 				primaries = append(primaries, db)
@@ -60,17 +65,17 @@ var PostgresReadReplicas = register(&Rule{
 		}
 		var pgSets []Resource
 		inCluster := 0
-		for _, cm := range byKind(rs, "ConfigMap") {
-			if len(configFiles(cm, postgresConfKey)) == 0 {
+		for _, cm := range object.ByKind(rs, "ConfigMap") {
+			if len(object.ConfigFiles(cm, conf.PostgresConfKey)) == 0 {
 				continue
 			}
-			pgSets = append(pgSets, mounting(rs, cm, "StatefulSet")...)
+			pgSets = append(pgSets, object.Mounting(rs, cm, "StatefulSet")...)
 		}
 		for _, s := range pgSets {
-			spec, _, _ := pod(s)
-			for _, l := range commandLines(spec) {
+			spec, _, _ := object.Pod(s)
+			for _, l := range object.CommandLines(spec) {
 				if strings.Contains(l, "pg_basebackup") {
-					n, _ := replicaRange(rs, s)
+					n, _ := object.ReplicaRange(rs, s)
 					inCluster += n
 					break
 				}

@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
 )
 
 // Level is how a violation is enforced.
@@ -47,14 +49,13 @@ var Categories = []Category{Scaling, Resources, Availability, Edge, Security, Ob
 
 // Resource is one declared resource as a rule sees it: the Pulumi type
 // token and the inputs the provider receives (for Kubernetes objects:
-// apiVersion, kind, metadata, spec, data...).
-type Resource struct {
-	URN    string
-	Type   string
-	Name   string
-	Parent string
-	Props  map[string]any
-}
+// apiVersion, kind, metadata, spec, data...). It is defined with the
+// accessors that read it, in internal/object.
+type Resource = object.Resource
+
+// Unknown is what a value not known yet (a preview's computed output)
+// looks like to a rule; rules do not judge what they cannot see.
+const Unknown = object.Unknown
 
 // Violation is one broken rule on one resource.
 type Violation struct {

@@ -1,24 +1,26 @@
-package rules
+package conf
 
 import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
 )
 
 // proxyKind is the proxy a config file is written for.
-type proxyKind string
+type ProxyKind string
 
 const (
-	nginxProxy   proxyKind = "nginx"
-	haproxyProxy proxyKind = "haproxy"
+	Nginx   ProxyKind = "nginx"
+	HAProxy ProxyKind = "haproxy"
 )
 
 // edgeConfig is one proxy config file found in a ConfigMap.
-type edgeConfig struct {
-	key   string
-	proxy proxyKind
-	lines []string
+type EdgeConfig struct {
+	Key   string
+	Proxy ProxyKind
+	Lines []string
 }
 
 var (
@@ -29,16 +31,16 @@ var (
 
 // edgeConfigs finds the nginx and HAProxy configs in a ConfigMap's data by
 // their content, so the rules hold whatever the file is called.
-func edgeConfigs(r Resource) []edgeConfig {
-	files := configFiles(r, anyKey)
-	var out []edgeConfig
-	for _, k := range sortedKeys(files) {
+func EdgeConfigs(r object.Resource) []EdgeConfig {
+	files := object.ConfigFiles(r, anyKey)
+	var out []EdgeConfig
+	for _, k := range object.SortedKeys(files) {
 		text := files[k]
 		switch {
 		case nginxBlock.MatchString(text):
-			out = append(out, edgeConfig{key: k, proxy: nginxProxy, lines: stripComments(text)})
+			out = append(out, EdgeConfig{Key: k, Proxy: Nginx, Lines: StripComments(text)})
 		case haproxyBlock.MatchString(text) && !nginxBlock.MatchString(text):
-			out = append(out, edgeConfig{key: k, proxy: haproxyProxy, lines: stripComments(text)})
+			out = append(out, EdgeConfig{Key: k, Proxy: HAProxy, Lines: StripComments(text)})
 		}
 	}
 	return out
@@ -46,8 +48,8 @@ func edgeConfigs(r Resource) []edgeConfig {
 
 // find returns the first comment-free line matching re (at index 0) and
 // the submatches.
-func (e edgeConfig) find(re *regexp.Regexp) []string {
-	for _, l := range e.lines {
+func (e EdgeConfig) Find(re *regexp.Regexp) []string {
+	for _, l := range e.Lines {
 		if m := re.FindStringSubmatch(l); m != nil {
 			return append([]string{l}, m[1:]...)
 		}
@@ -56,7 +58,7 @@ func (e edgeConfig) find(re *regexp.Regexp) []string {
 }
 
 // nginxSize parses nginx's size syntax (bytes, k, m, g).
-func nginxSize(s string) (int64, bool) {
+func NginxSize(s string) (int64, bool) {
 	s = strings.ToLower(strings.TrimSpace(s))
 	mult := int64(1)
 	switch {

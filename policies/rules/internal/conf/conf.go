@@ -1,4 +1,7 @@
-package rules
+// Package conf parses the config files the rules read inside ConfigMaps:
+// nginx and HAProxy configs at the edge, redis.conf, postgresql.conf,
+// pgbouncer.ini, Kafka's server.properties and declared topic lists.
+package conf
 
 import (
 	"regexp"
@@ -6,33 +9,24 @@ import (
 	"strings"
 
 	"sigs.k8s.io/yaml"
-)
 
-// Type tokens of the AWS-managed data tier.
-const (
-	awsReplicationGroup = "aws:elasticache/replicationGroup:ReplicationGroup"
-	awsDBInstance       = "aws:rds/instance:Instance"
-	awsDBClusterInst    = "aws:rds/clusterInstance:ClusterInstance"
-	awsDBProxy          = "aws:rds/proxy:Proxy"
-	awsMSKCluster       = "aws:msk/cluster:Cluster"
-	awsMSKConfig        = "aws:msk/configuration:Configuration"
-	kafkaTopicType      = "kafka:index/topic:Topic"
+	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
 )
 
 // Config file keys the in-cluster data tier renders into ConfigMaps.
 var (
-	redisConfKey    = regexp.MustCompile(`(^|[._-])redis\.conf$`)
-	postgresConfKey = regexp.MustCompile(`(^|[._-])postgresql\.conf$`)
-	pgbouncerKey    = regexp.MustCompile(`(^|[._-])pgbouncer\.ini$`)
-	kafkaPropsKey   = regexp.MustCompile(`(^|[._-])server\.properties$`)
-	topicsKey       = regexp.MustCompile(`(^|[._-])topics\.(json|ya?ml)$`)
+	RedisConfKey    = regexp.MustCompile(`(^|[._-])redis\.conf$`)
+	PostgresConfKey = regexp.MustCompile(`(^|[._-])postgresql\.conf$`)
+	PgBouncerKey    = regexp.MustCompile(`(^|[._-])pgbouncer\.ini$`)
+	KafkaPropsKey   = regexp.MustCompile(`(^|[._-])server\.properties$`)
+	TopicsKey       = regexp.MustCompile(`(^|[._-])topics\.(json|ya?ml)$`)
 )
 
 // spaceConf parses "key value" lines (redis.conf, postgresql.conf with
 // "key = value"), lower-casing keys; later lines win as in both servers.
-func spaceConf(text string) map[string]string {
+func SpaceConf(text string) map[string]string {
 	out := map[string]string{}
-	for _, l := range stripComments(text) {
+	for _, l := range StripComments(text) {
 		l = strings.Replace(l, "=", " ", 1)
 		k, v, _ := strings.Cut(l, " ")
 		out[strings.ToLower(strings.TrimSpace(k))] = strings.Trim(strings.TrimSpace(v), `'"`)
@@ -41,9 +35,9 @@ func spaceConf(text string) map[string]string {
 }
 
 // properties parses a Java properties file (key=value or key: value).
-func properties(text string) map[string]string {
+func Properties(text string) map[string]string {
 	out := map[string]string{}
-	for _, l := range stripComments(text) {
+	for _, l := range StripComments(text) {
 		if strings.HasPrefix(l, "!") {
 			continue
 		}
@@ -57,7 +51,7 @@ func properties(text string) map[string]string {
 }
 
 // ini parses pgbouncer.ini into section -> key -> value (';' and '#' comments).
-func ini(text string) map[string]map[string]string {
+func INI(text string) map[string]map[string]string {
 	out := map[string]map[string]string{}
 	section := ""
 	for _, l := range strings.Split(text, "\n") {
@@ -79,7 +73,7 @@ func ini(text string) map[string]map[string]string {
 }
 
 // atoiOr reads an integer setting, or def when it is absent.
-func atoiOr(m map[string]string, key string, def int) (int, bool) {
+func AtoiOr(m map[string]string, key string, def int) (int, bool) {
 	v, ok := m[key]
 	if !ok || v == "" {
 		return def, true
@@ -91,7 +85,7 @@ func atoiOr(m map[string]string, key string, def int) (int, bool) {
 var redisMemRE = regexp.MustCompile(`^(\d+)\s*(b|k|kb|m|mb|g|gb)?$`)
 
 // redisBytes parses Redis' memory units (1k = 1000, 1kb = 1024, ...).
-func redisBytes(s string) (int64, bool) {
+func RedisBytes(s string) (int64, bool) {
 	m := redisMemRE.FindStringSubmatch(strings.ToLower(strings.TrimSpace(s)))
 	if m == nil {
 		return 0, false
@@ -102,33 +96,34 @@ func redisBytes(s string) (int64, bool) {
 }
 
 // topic is one declared Kafka topic.
-type topic struct {
+type Topic struct {
 	Name              string `json:"name"`
 	Partitions        int    `json:"partitions"`
 	ReplicationFactor int    `json:"replicationFactor"`
 	Replication       int    `json:"replication"`
-	// from is the resource that declares it.
-	from Resource
+	// From is the resource that declares it.
+	From object.Resource `json:"-"`
 }
 
-func (t topic) replication() int { return max(t.ReplicationFactor, t.Replication) }
+// Factor is the topic's replication factor, whichever field declares it.
+func (t Topic) Factor() int { return max(t.ReplicationFactor, t.Replication) }
 
 // topics collects the declared topics: kafka provider Topic resources and
 // topics.json/yaml lists in ConfigMaps (what a topic-creating Job reads).
-func topics(rs []Resource) []topic {
-	var out []topic
-	for _, r := range byType(rs, kafkaTopicType) {
-		p, _ := intOf(r.Props["partitions"])
-		rf, _ := intOf(r.Props["replicationFactor"])
-		out = append(out, topic{Name: str(r.Props["name"]), Partitions: p, ReplicationFactor: rf, from: r})
+func Topics(rs []object.Resource) []Topic {
+	var out []Topic
+	for _, r := range object.ByType(rs, object.KafkaTopicType) {
+		p, _ := object.Int(r.Props["partitions"])
+		rf, _ := object.Int(r.Props["replicationFactor"])
+		out = append(out, Topic{Name: object.Str(r.Props["name"]), Partitions: p, ReplicationFactor: rf, From: r})
 	}
-	for _, r := range byKind(rs, "ConfigMap") {
-		files := configFiles(r, topicsKey)
-		for _, k := range sortedKeys(files) {
-			var list []topic
+	for _, r := range object.ByKind(rs, "ConfigMap") {
+		files := object.ConfigFiles(r, TopicsKey)
+		for _, k := range object.SortedKeys(files) {
+			var list []Topic
 			if err := yaml.Unmarshal([]byte(files[k]), &list); err != nil {
 				var wrapped struct {
-					Topics []topic `json:"topics"`
+					Topics []Topic `json:"topics"`
 				}
 				if yaml.Unmarshal([]byte(files[k]), &wrapped) != nil {
 					continue
@@ -136,7 +131,7 @@ func topics(rs []Resource) []topic {
 				list = wrapped.Topics
 			}
 			for _, t := range list {
-				t.from = r
+				t.From = r
 				out = append(out, t)
 			}
 		}
@@ -144,29 +139,18 @@ func topics(rs []Resource) []topic {
 	return out
 }
 
-// containerMemoryLimit is the largest memory limit among a pod's containers.
-func containerMemoryLimit(spec map[string]any) (int64, bool) {
-	var best int64
-	for _, c := range containers(spec, false) {
-		if q, ok := quantity(get(c.m, "resources", "limits", "memory")); ok && q.Value() > best {
-			best = q.Value()
-		}
-	}
-	return best, best > 0
-}
-
-// commandLines returns every container's command and args joined, for
-// flags such as --cluster-replicas.
-func commandLines(spec map[string]any) []string {
+// stripComments drops '#' comments from config text (nginx, HAProxy,
+// redis.conf, properties, ini), so a comment that names a forbidden
+// directive is not mistaken for it.
+func StripComments(text string) []string {
 	var out []string
-	for _, c := range containers(spec, true) {
-		var parts []string
-		for _, k := range []string{"command", "args"} {
-			for _, a := range listOf(c.m[k]) {
-				parts = append(parts, str(a))
-			}
+	for _, line := range strings.Split(text, "\n") {
+		if i := strings.Index(line, "#"); i >= 0 {
+			line = line[:i]
 		}
-		out = append(out, strings.Join(parts, " "))
+		if line = strings.TrimSpace(line); line != "" {
+			out = append(out, line)
+		}
 	}
 	return out
 }
