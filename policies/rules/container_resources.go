@@ -1,8 +1,6 @@
 package rules
 
-import (
-	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
-)
+import "github.com/scaleplane/scaleplane/policies/rules/internal/object"
 
 // ContainerResources requires requests and a memory limit.
 var ContainerResources = register(&Rule{

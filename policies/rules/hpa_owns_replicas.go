@@ -1,8 +1,6 @@
 package rules
 
-import (
-	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
-)
+import "github.com/scaleplane/scaleplane/policies/rules/internal/object"
 
 // HPAOwnsReplicas warns when a workload and its autoscaler both set the size.
 var HPAOwnsReplicas = register(&Rule{

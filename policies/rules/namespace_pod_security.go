@@ -1,8 +1,6 @@
 package rules
 
-import (
-	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
-)
+import "github.com/scaleplane/scaleplane/policies/rules/internal/object"
 
 // NamespacePodSecurity requires the restricted Pod Security Standard.
 var NamespacePodSecurity = register(&Rule{

@@ -1,8 +1,6 @@
 package rules
 
-import (
-	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
-)
+import "github.com/scaleplane/scaleplane/policies/rules/internal/object"
 
 // NoPrivileged forbids privileged containers and host namespaces.
 var NoPrivileged = register(&Rule{

@@ -1,8 +1,6 @@
 package rules
 
-import (
-	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
-)
+import "github.com/scaleplane/scaleplane/policies/rules/internal/object"
 
 // ZoneSpread requires a hard spread across zones where the stack asks for it.
 var ZoneSpread = register(&Rule{

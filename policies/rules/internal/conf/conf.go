@@ -22,7 +22,7 @@ var (
 	TopicsKey       = regexp.MustCompile(`(^|[._-])topics\.(json|ya?ml)$`)
 )
 
-// spaceConf parses "key value" lines (redis.conf, postgresql.conf with
+// SpaceConf parses "key value" lines (redis.conf, postgresql.conf with
 // "key = value"), lower-casing keys; later lines win as in both servers.
 func SpaceConf(text string) map[string]string {
 	out := map[string]string{}
@@ -34,7 +34,7 @@ func SpaceConf(text string) map[string]string {
 	return out
 }
 
-// properties parses a Java properties file (key=value or key: value).
+// Properties parses a Java properties file (key=value or key: value).
 func Properties(text string) map[string]string {
 	out := map[string]string{}
 	for _, l := range StripComments(text) {
@@ -50,7 +50,7 @@ func Properties(text string) map[string]string {
 	return out
 }
 
-// ini parses pgbouncer.ini into section -> key -> value (';' and '#' comments).
+// INI parses pgbouncer.ini into section -> key -> value (';' and '#' comments).
 func INI(text string) map[string]map[string]string {
 	out := map[string]map[string]string{}
 	section := ""
@@ -72,7 +72,7 @@ func INI(text string) map[string]map[string]string {
 	return out
 }
 
-// atoiOr reads an integer setting, or def when it is absent.
+// AtoiOr reads an integer setting, or def when it is absent.
 func AtoiOr(m map[string]string, key string, def int) (int, bool) {
 	v, ok := m[key]
 	if !ok || v == "" {
@@ -84,7 +84,7 @@ func AtoiOr(m map[string]string, key string, def int) (int, bool) {
 
 var redisMemRE = regexp.MustCompile(`^(\d+)\s*(b|k|kb|m|mb|g|gb)?$`)
 
-// redisBytes parses Redis' memory units (1k = 1000, 1kb = 1024, ...).
+// RedisBytes parses Redis' memory units (1k = 1000, 1kb = 1024, ...).
 func RedisBytes(s string) (int64, bool) {
 	m := redisMemRE.FindStringSubmatch(strings.ToLower(strings.TrimSpace(s)))
 	if m == nil {
@@ -95,7 +95,7 @@ func RedisBytes(s string) (int64, bool) {
 	return n * mult, true
 }
 
-// topic is one declared Kafka topic.
+// Topic is one declared Kafka topic.
 type Topic struct {
 	Name              string `json:"name"`
 	Partitions        int    `json:"partitions"`
@@ -108,8 +108,8 @@ type Topic struct {
 // Factor is the topic's replication factor, whichever field declares it.
 func (t Topic) Factor() int { return max(t.ReplicationFactor, t.Replication) }
 
-// topics collects the declared topics: kafka provider Topic resources and
-// topics.json/yaml lists in ConfigMaps (what a topic-creating Job reads).
+// Topics collects the declared topics: kafka provider Topic resources and
+// Topics.json/yaml lists in ConfigMaps (what a topic-creating Job reads).
 func Topics(rs []object.Resource) []Topic {
 	var out []Topic
 	for _, r := range object.ByType(rs, object.KafkaTopicType) {
@@ -139,7 +139,7 @@ func Topics(rs []object.Resource) []Topic {
 	return out
 }
 
-// stripComments drops '#' comments from config text (nginx, HAProxy,
+// StripComments drops '#' comments from config text (nginx, HAProxy,
 // redis.conf, properties, ini), so a comment that names a forbidden
 // directive is not mistaken for it.
 func StripComments(text string) []string {

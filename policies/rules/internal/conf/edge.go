@@ -8,7 +8,7 @@ import (
 	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
 )
 
-// proxyKind is the proxy a config file is written for.
+// ProxyKind is the proxy a config file is written for.
 type ProxyKind string
 
 const (
@@ -16,10 +16,13 @@ const (
 	HAProxy ProxyKind = "haproxy"
 )
 
-// edgeConfig is one proxy config file found in a ConfigMap.
+// EdgeConfig is one proxy config file found in a ConfigMap.
 type EdgeConfig struct {
-	Key   string
+	// Key is the ConfigMap data key holding the file.
+	Key string
+	// Proxy is the proxy the file is written for.
 	Proxy ProxyKind
+	// Lines are the file's lines without comments or blanks.
 	Lines []string
 }
 
@@ -29,7 +32,7 @@ var (
 	anyKey       = regexp.MustCompile(`.`)
 )
 
-// edgeConfigs finds the nginx and HAProxy configs in a ConfigMap's data by
+// EdgeConfigs finds the nginx and HAProxy configs in a ConfigMap's data by
 // their content, so the rules hold whatever the file is called.
 func EdgeConfigs(r object.Resource) []EdgeConfig {
 	files := object.ConfigFiles(r, anyKey)
@@ -46,7 +49,7 @@ func EdgeConfigs(r object.Resource) []EdgeConfig {
 	return out
 }
 
-// find returns the first comment-free line matching re (at index 0) and
+// Find returns the first comment-free line matching re (at index 0) and
 // the submatches.
 func (e EdgeConfig) Find(re *regexp.Regexp) []string {
 	for _, l := range e.Lines {
@@ -57,7 +60,7 @@ func (e EdgeConfig) Find(re *regexp.Regexp) []string {
 	return nil
 }
 
-// nginxSize parses nginx's size syntax (bytes, k, m, g).
+// NginxSize parses nginx's size syntax (bytes, k, m, g).
 func NginxSize(s string) (int64, bool) {
 	s = strings.ToLower(strings.TrimSpace(s))
 	mult := int64(1)

@@ -43,7 +43,7 @@ const (
 // looks like to a rule; rules do not judge what they cannot see.
 const Unknown = "[unknown]"
 
-// kind returns the Kubernetes kind of a kubernetes:* resource, "" otherwise.
+// Kind returns the Kubernetes kind of a kubernetes:* resource, "" otherwise.
 func Kind(r Resource) string {
 	if !strings.HasPrefix(r.Type, "kubernetes:") {
 		return ""
@@ -52,7 +52,7 @@ func Kind(r Resource) string {
 	return parts[len(parts)-1]
 }
 
-// get walks nested maps and lists (an int key indexes a list).
+// Get walks nested maps and lists (an int key indexes a list).
 func Get(v any, path ...any) any {
 	for _, p := range path {
 		switch k := p.(type) {
@@ -73,16 +73,20 @@ func Get(v any, path ...any) any {
 	return v
 }
 
+// MapOf is v as a map, nil when it is not one.
 func MapOf(v any) map[string]any {
 	m, _ := v.(map[string]any)
 	return m
 }
 
+// ListOf is v as a list, nil when it is not one.
 func ListOf(v any) []any {
 	l, _ := v.([]any)
 	return l
 }
 
+// Str is v as text: strings as they are, absent as "", anything else
+// as its JSON form, so a number or flag reads the same as in YAML.
 func Str(v any) string {
 	switch s := v.(type) {
 	case string:
@@ -99,7 +103,7 @@ func toString(v any) string {
 	return strings.Trim(string(b), `"`)
 }
 
-// intOf reads a number whatever its decoded Go type.
+// Int reads a number whatever its decoded Go type.
 func Int(v any) (int, bool) {
 	switch n := v.(type) {
 	case int:
@@ -123,6 +127,7 @@ func Int(v any) (int, bool) {
 	return 0, false
 }
 
+// Bool reads a boolean given as one or as text ("true").
 func Bool(v any) (bool, bool) {
 	switch b := v.(type) {
 	case bool:
@@ -134,17 +139,20 @@ func Bool(v any) (bool, bool) {
 	return false, false
 }
 
+// IsTrue reports whether v is a true boolean, as one or as text.
 func IsTrue(v any) bool {
 	b, ok := Bool(v)
 	return ok && b
 }
 
+// IsUnknown reports whether v is not known yet (a preview).
 func IsUnknown(v any) bool { return v == Unknown }
 
-// metaName and namespace read the object's metadata; an empty namespace
-// is Kubernetes' "default".
+// Name is the object's metadata.name.
 func Name(r Resource) string { return Str(Get(r.Props, "metadata", "name")) }
 
+// Namespace is the object's namespace (a Namespace's own name); an empty
+// namespace is Kubernetes' "default".
 func Namespace(r Resource) string {
 	if Kind(r) == "Namespace" {
 		return Name(r)
@@ -156,7 +164,7 @@ func Namespace(r Resource) string {
 	return ns
 }
 
-// display names an object for messages: Kind namespace/name.
+// Display names an object for messages: Kind namespace/name.
 func Display(r Resource) string {
 	if k := Kind(r); k != "" {
 		if n := Name(r); n != "" {
@@ -167,14 +175,14 @@ func Display(r Resource) string {
 	return r.Type + " " + r.Name
 }
 
-// workloadKinds run pods from a template; long-running ones serve or work continuously.
+// WorkloadKinds run pods from a template; long-running ones serve or work continuously.
 var (
 	WorkloadKinds    = []string{"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
 	LongRunningKinds = []string{"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod"}
 	ScalableKinds    = []string{"Deployment", "StatefulSet"}
 )
 
-// pod returns the pod spec and the pod template's metadata of a workload.
+// Pod returns the pod spec and the pod template's metadata of a workload.
 func Pod(r Resource) (spec, meta map[string]any, ok bool) {
 	switch Kind(r) {
 	case "Pod":
@@ -189,13 +197,18 @@ func Pod(r Resource) (spec, meta map[string]any, ok bool) {
 	return nil, nil, false
 }
 
-// container is one container of a pod spec with its role.
+// Container is one container of a pod spec with its role.
 type Container struct {
-	Name   string
-	Init   bool
+	// Name is the container's name.
+	Name string
+	// Init is set for an init container.
+	Init bool
+	// Fields are the container's declared fields (image, env, resources...).
 	Fields map[string]any
 }
 
+// Containers lists a pod spec's containers, the init containers first
+// when withInit is set.
 func Containers(spec map[string]any, withInit bool) []Container {
 	var out []Container
 	if withInit {
@@ -209,6 +222,7 @@ func Containers(spec map[string]any, withInit bool) []Container {
 	return out
 }
 
+// Label names the container in messages.
 func (c Container) Label() string {
 	if c.Init {
 		return "init container " + c.Name
@@ -216,7 +230,7 @@ func (c Container) Label() string {
 	return "container " + c.Name
 }
 
-// env returns a variable's literal value; set reports whether the
+// Env returns a variable's literal value; set reports whether the
 // variable exists at all (a valueFrom counts as set).
 func (c Container) Env(name string) (value string, set bool) {
 	for _, e := range ListOf(c.Fields["env"]) {
@@ -227,7 +241,7 @@ func (c Container) Env(name string) (value string, set bool) {
 	return "", false
 }
 
-// envNames lists the container's variable names.
+// EnvNames lists the container's variable names.
 func (c Container) EnvNames() []string {
 	var out []string
 	for _, e := range ListOf(c.Fields["env"]) {
@@ -236,11 +250,11 @@ func (c Container) EnvNames() []string {
 	return out
 }
 
-// goMarker is the variable the platform sets on every Go service; its
+// GoMarker is the variable the platform sets on every Go service; its
 // presence is how rules recognise one from the outside.
 const GoMarker = "GOMEMLIMIT"
 
-// goService reports whether any container of the pod spec is a Go service.
+// GoService reports whether any container of the pod spec is a Go service.
 func GoService(spec map[string]any) bool {
 	for _, c := range Containers(spec, false) {
 		if _, ok := c.Env(GoMarker); ok {
@@ -250,7 +264,7 @@ func GoService(spec map[string]any) bool {
 	return false
 }
 
-// quantity parses a Kubernetes quantity; ok is false when absent or invalid.
+// Quantity parses a Kubernetes quantity; ok is false when absent or invalid.
 func Quantity(v any) (resource.Quantity, bool) {
 	s := Str(v)
 	if s == "" || s == Unknown {
@@ -263,7 +277,7 @@ func Quantity(v any) (resource.Quantity, bool) {
 	return q, err == nil
 }
 
-// labelsOf returns an object's or template's labels as strings.
+// Labels returns an object's or template's labels as strings.
 func Labels(meta map[string]any) map[string]string {
 	out := map[string]string{}
 	for k, v := range MapOf(meta["labels"]) {
@@ -272,7 +286,7 @@ func Labels(meta map[string]any) map[string]string {
 	return out
 }
 
-// selects reports whether a label selector (matchLabels and the In/Exists
+// Selects reports whether a label selector (matchLabels and the In/Exists
 // expressions, or a Service's plain map) selects the labels. An empty
 // selector selects nothing here: no rule wants "everything" to count.
 func Selects(selector map[string]any, labels map[string]string) bool {
@@ -324,7 +338,7 @@ func Selects(selector map[string]any, labels map[string]string) bool {
 	return true
 }
 
-// byKind returns the Kubernetes objects of the given kinds.
+// ByKind returns the Kubernetes objects of the given kinds.
 func ByKind(rs []Resource, kinds ...string) []Resource {
 	var out []Resource
 	for _, r := range rs {
@@ -335,7 +349,7 @@ func ByKind(rs []Resource, kinds ...string) []Resource {
 	return out
 }
 
-// byType returns the resources of a Pulumi type token.
+// ByType returns the resources of a Pulumi type token.
 func ByType(rs []Resource, typ string) []Resource {
 	var out []Resource
 	for _, r := range rs {
@@ -346,7 +360,7 @@ func ByType(rs []Resource, typ string) []Resource {
 	return out
 }
 
-// hpaFor returns the HorizontalPodAutoscalers aimed at a workload: same
+// HPAFor returns the HorizontalPodAutoscalers aimed at a workload: same
 // namespace, kind and name; a target name not known yet (a preview)
 // matches a workload declared under the same Pulumi parent.
 func HPAFor(rs []Resource, w Resource) []Resource {
@@ -367,7 +381,7 @@ func HPAFor(rs []Resource, w Resource) []Resource {
 	return out
 }
 
-// replicaRange is the fewest and most pods a workload runs: its HPA's
+// ReplicaRange is the fewest and most pods a workload runs: its HPA's
 // bounds if it has one, else spec.replicas (default 1).
 func ReplicaRange(rs []Resource, w Resource) (lo, hi int) {
 	if hs := HPAFor(rs, w); len(hs) > 0 {
@@ -385,7 +399,7 @@ func ReplicaRange(rs []Resource, w Resource) (lo, hi int) {
 	return n, n
 }
 
-// mountedConfigMaps returns the names of the ConfigMaps a pod spec mounts
+// MountedConfigMaps returns the names of the ConfigMaps a pod spec mounts
 // (directly or through a projected volume).
 func MountedConfigMaps(spec map[string]any) []string {
 	var out []string
@@ -402,7 +416,7 @@ func MountedConfigMaps(spec map[string]any) []string {
 	return out
 }
 
-// mounting returns the workloads of the kinds that mount the ConfigMap.
+// Mounting returns the workloads of the kinds that mount the ConfigMap.
 func Mounting(rs []Resource, cm Resource, kinds ...string) []Resource {
 	var out []Resource
 	for _, w := range ByKind(rs, kinds...) {
@@ -414,7 +428,7 @@ func Mounting(rs []Resource, cm Resource, kinds ...string) []Resource {
 	return out
 }
 
-// configFiles returns a ConfigMap's data entries whose key matches.
+// ConfigFiles returns a ConfigMap's data entries whose key matches.
 func ConfigFiles(r Resource, key *regexp.Regexp) map[string]string {
 	if Kind(r) != "ConfigMap" {
 		return nil
@@ -428,10 +442,10 @@ func ConfigFiles(r Resource, key *regexp.Regexp) map[string]string {
 	return out
 }
 
-// sortedKeys iterates a map in a stable order so messages are stable.
+// SortedKeys iterates a map in a stable order so messages are stable.
 func SortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
-// hpaTarget returns the Utilization target of a resource metric, if set.
+// HPATarget returns the Utilization target of a resource metric, if set.
 func HPATarget(r Resource, resourceName string) (percent int, found bool) {
 	for _, m := range ListOf(Get(r.Props, "spec", "metrics")) {
 		if Str(Get(m, "type")) != "Resource" || Str(Get(m, "resource", "name")) != resourceName {
@@ -448,7 +462,7 @@ func HPATarget(r Resource, resourceName string) (percent int, found bool) {
 	return 0, false
 }
 
-// containerMemoryLimit is the largest memory limit among a pod's containers.
+// MemoryLimit is the largest memory limit among a pod's containers.
 func MemoryLimit(spec map[string]any) (int64, bool) {
 	var best int64
 	for _, c := range Containers(spec, false) {
@@ -459,7 +473,7 @@ func MemoryLimit(spec map[string]any) (int64, bool) {
 	return best, best > 0
 }
 
-// commandLines returns every container's command and args joined, for
+// CommandLines returns every container's command and args joined, for
 // flags such as --cluster-replicas.
 func CommandLines(spec map[string]any) []string {
 	var out []string

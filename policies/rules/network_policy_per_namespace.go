@@ -1,8 +1,6 @@
 package rules
 
-import (
-	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
-)
+import "github.com/scaleplane/scaleplane/policies/rules/internal/object"
 
 // NetworkPolicyPerNamespace requires a NetworkPolicy wherever pods run.
 var NetworkPolicyPerNamespace = register(&Rule{

@@ -1,4 +1,4 @@
-package rules
+package docs
 
 // The hand-written sections of docs/policies.md; Markdown places them
 // around the generated rule list.
