@@ -29,10 +29,6 @@ const PackName = "scaleplane"
 // PackVersion is the pack's version.
 const PackVersion = "0.1.0"
 
-// ThresholdsPolicy is the name of the pseudo-policy that carries the
-// pack-wide thresholds: its config is the one place to set them.
-const ThresholdsPolicy = "thresholds"
-
 // EnvironmentKey is the stack config key whose value picks the default
 // thresholds (prod is stricter); the CLI passes the stack's config to the
 // pack when it configures it for a stack.
@@ -48,28 +44,15 @@ func main() {
 	}
 }
 
-// thresholds holds the pack-wide values: the environment's defaults,
-// overridden by the "thresholds" policy's config once the engine sends it.
-type thresholds struct {
-	mu  sync.Mutex
-	cur rules.Thresholds
-}
-
-func (t *thresholds) get() rules.Thresholds {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.cur
-}
-
 // newPack is called by policyx when the engine configures the pack for a
-// stack (ConfigureStack); ctx carries that stack's config.
+// stack (ConfigureStack); ctx carries that stack's config, whose
+// environment picks the defaults every policy starts from.
 func newPack(ctx *pulumi.Context) (policyx.PolicyPack, error) {
 	env, _ := ctx.GetConfig(EnvironmentKey)
 	base := rules.DefaultThresholds(env)
-	st := &thresholds{cur: base}
-	policies := []policyx.Policy{thresholdsPolicy(st, base)}
+	var policies []policyx.Policy
 	for _, r := range rules.All() {
-		policies = append(policies, wrap(r, st))
+		policies = append(policies, wrap(r, base)...)
 	}
 	pack, err := policyx.NewPolicyPack(PackName, semver.MustParse(PackVersion), policyx.EnforcementLevelMandatory, policies)
 	if err != nil {
@@ -78,65 +61,109 @@ func newPack(ctx *pulumi.Context) (policyx.PolicyPack, error) {
 	return pack, nil
 }
 
-// thresholdsPolicy reports nothing: it exists because policyx hands
-// policy config to resource policies only (StackValidationArgs has no
-// Config). It runs first on every resource, reads its own config and makes
-// it the pack-wide thresholds every rule, stack rules included, then uses.
-func thresholdsPolicy(st *thresholds, base rules.Thresholds) policyx.Policy {
+// ConfigSchema declares a rule's thresholds, and only those, as its
+// policy's config, so `--policy-pack-config` sets a threshold per policy:
+// {"hpa-replicas": {"minReplicas": 4}}. A rule without thresholds takes no
+// config.
+func ConfigSchema(r *rules.Rule) *policyx.ConfigSchema {
+	if len(r.Thresholds) == 0 {
+		return nil
+	}
 	schema := &policyx.ConfigSchema{Properties: map[string]map[string]any{}}
-	for _, name := range rules.ThresholdNames() {
+	for _, name := range r.Thresholds {
 		schema.Properties[name] = map[string]any{"type": rules.JSONType(name), "description": rules.ThresholdDocs[name]}
 	}
-	return policyx.NewResourceValidationPolicy(ThresholdsPolicy, policyx.ResourceValidationPolicyArgs{
-		Description:      "Carries the thresholds every scaleplane rule compares against; it never reports a violation.",
-		EnforcementLevel: policyx.EnforcementLevelAdvisory,
-		ConfigSchema:     schema,
-		ValidateResource: func(_ context.Context, args policyx.ResourceValidationArgs) error {
-			t, err := base.Override(args.Config)
-			if err != nil {
-				return fmt.Errorf("policy config %q: %w", ThresholdsPolicy, err)
-			}
-			st.mu.Lock()
-			st.cur = t
-			st.mu.Unlock()
-			return nil
-		},
-	})
+	return schema
 }
 
-// wrap turns a rule into a policyx policy of the same name and level.
-func wrap(r *rules.Rule, st *thresholds) policyx.Policy {
+// wrap turns a rule into policyx policies of the rule's name and level,
+// each reading the thresholds from that name's own config on top of the
+// stack's defaults. A resource rule is one policy. A stack rule is two of
+// the same name: policyx hands config to resource policies only
+// (StackValidationArgs has no Config, pulumi/pulumi#24657), so a resource
+// policy named after the stack rule receives the stack rule's config on
+// every Analyze call, which the engine makes before AnalyzeStack, and
+// keeps it for the stack policy. Disabling the rule disables both, and no
+// other policy's config or level is involved.
+func wrap(r *rules.Rule, base rules.Thresholds) []policyx.Policy {
 	level := policyx.EnforcementLevelAdvisory
 	if r.Level == rules.Mandatory {
 		level = policyx.EnforcementLevelMandatory
 	}
-	if r.Stack() {
-		return policyx.NewStackValidationPolicy(r.ID, policyx.StackValidationPolicyArgs{
+	configured := func(config map[string]any) (rules.Thresholds, error) {
+		t, err := r.Configured(base, config)
+		if err != nil {
+			return t, fmt.Errorf("policy config %q: %w", r.ID, err)
+		}
+		return t, nil
+	}
+	if !r.Stack() {
+		return []policyx.Policy{policyx.NewResourceValidationPolicy(r.ID, policyx.ResourceValidationPolicyArgs{
 			Description:      r.Description,
 			EnforcementLevel: level,
-			ValidateStack: func(_ context.Context, args policyx.StackValidationArgs) error {
-				rs := make([]rules.Resource, 0, len(args.Resources))
-				for _, a := range args.Resources {
-					rs = append(rs, toResource(a.URN, a.Type, a.Name, a.Parent, a.Properties))
+			ConfigSchema:     ConfigSchema(r),
+			ValidateResource: func(_ context.Context, args policyx.ResourceValidationArgs) error {
+				t, err := configured(args.Config)
+				if err != nil {
+					return err
 				}
-				for _, v := range r.CheckStack(rs, st.get()) {
-					args.Manager.ReportViolation(Message(v.Message, r), v.URN)
+				a := args.Resource
+				for _, m := range r.CheckResource(toResource(a.URN, a.Type, a.Name, a.Parent, a.Properties), t) {
+					args.Manager.ReportViolation(Message(m, r), "")
 				}
 				return nil
 			},
-		})
+		})}
 	}
-	return policyx.NewResourceValidationPolicy(r.ID, policyx.ResourceValidationPolicyArgs{
+	own := &stackThresholds{cur: base}
+	reader := policyx.NewResourceValidationPolicy(r.ID, policyx.ResourceValidationPolicyArgs{
 		Description:      r.Description,
 		EnforcementLevel: level,
+		ConfigSchema:     ConfigSchema(r),
 		ValidateResource: func(_ context.Context, args policyx.ResourceValidationArgs) error {
-			a := args.Resource
-			for _, m := range r.CheckResource(toResource(a.URN, a.Type, a.Name, a.Parent, a.Properties), st.get()) {
-				args.Manager.ReportViolation(Message(m, r), "")
+			t, err := configured(args.Config)
+			if err != nil {
+				return err
+			}
+			own.set(t)
+			return nil
+		},
+	})
+	stack := policyx.NewStackValidationPolicy(r.ID, policyx.StackValidationPolicyArgs{
+		Description:      r.Description,
+		EnforcementLevel: level,
+		ConfigSchema:     ConfigSchema(r),
+		ValidateStack: func(_ context.Context, args policyx.StackValidationArgs) error {
+			rs := make([]rules.Resource, 0, len(args.Resources))
+			for _, a := range args.Resources {
+				rs = append(rs, toResource(a.URN, a.Type, a.Name, a.Parent, a.Properties))
+			}
+			for _, v := range r.CheckStack(rs, own.get()) {
+				args.Manager.ReportViolation(Message(v.Message, r), v.URN)
 			}
 			return nil
 		},
 	})
+	return []policyx.Policy{reader, stack}
+}
+
+// stackThresholds is one stack rule's thresholds as its own config last
+// set them; the engine may analyze resources concurrently.
+type stackThresholds struct {
+	mu  sync.Mutex
+	cur rules.Thresholds
+}
+
+func (s *stackThresholds) set(t rules.Thresholds) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cur = t
+}
+
+func (s *stackThresholds) get() rules.Thresholds {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur
 }
 
 // Message is what a violation says: what is wrong, then how to fix it.

@@ -42,10 +42,6 @@ const PackDir = "policies"
 // BinaryName is the compiled pack's file name.
 const BinaryName = "scaleplane-policy"
 
-// ThresholdsPolicy is the pack's pseudo-policy whose config carries the
-// thresholds (see policies/main.go).
-const ThresholdsPolicy = "thresholds"
-
 // remediationPrefix starts the remediation line of the pack's messages.
 const remediationPrefix = "Remediation: "
 
@@ -132,15 +128,28 @@ type Stack struct {
 	Project string
 	// Config is the stack's config with full keys ("scaleplane:environment").
 	Config map[string]string
-	// Thresholds are the policy config of the "thresholds" pseudo-policy;
-	// nil leaves the pack's defaults for the stack's environment.
+	// Thresholds are threshold values by JSON name; each policy is sent,
+	// in its own config, the ones its config schema declares. nil leaves
+	// every policy the pack's defaults for the stack's environment.
 	Thresholds map[string]any
+	// Policies adjusts single policies after Thresholds, by policy name,
+	// as --policy-pack-config does for the Pulumi CLI.
+	Policies map[string]PolicyConfig
+}
+
+// PolicyConfig is one policy's entry in the config sent to the pack.
+type PolicyConfig struct {
+	// Disabled turns the policy off, like "enforcementLevel": "disabled".
+	Disabled bool
+	// Properties are set in the policy's config, over the thresholds.
+	Properties map[string]any
 }
 
 // Configure performs the engine's start-up sequence: Handshake,
 // ConfigureStack (the pack builds its policies for the stack), then
-// GetAnalyzerInfo and Configure with each policy's own enforcement level,
-// since policyx takes a configured policy's level from the config alone.
+// GetAnalyzerInfo and Configure with one config per policy: the policy's
+// own level (policyx takes a configured policy's level from the config
+// alone) and the thresholds its config schema declares.
 func (p *Pack) Configure(ctx context.Context, s Stack) error {
 	root, _ := filepath.Abs(filepath.Dir(p.cmd.Path))
 	if _, err := p.client.Handshake(ctx, &pulumirpc.AnalyzerHandshakeRequest{RootDirectory: &root, ProgramDirectory: &root}); err != nil {
@@ -156,26 +165,62 @@ func (p *Pack) Configure(ctx context.Context, s Stack) error {
 		return p.fail("analyzer info", err)
 	}
 	p.Info = info
-	if s.Thresholds == nil {
-		return nil
-	}
-	props, err := structpb.NewStruct(s.Thresholds)
+	cfg, err := policyConfig(info, s)
 	if err != nil {
-		return fmt.Errorf("thresholds as policy config: %w", err)
-	}
-	cfg := map[string]*pulumirpc.PolicyConfig{}
-	for _, pol := range info.GetPolicies() {
-		if pol.GetName() == ThresholdsPolicy {
-			cfg[pol.GetName()] = &pulumirpc.PolicyConfig{EnforcementLevel: pol.GetEnforcementLevel(), Properties: props}
-		}
-	}
-	if len(cfg) == 0 {
-		return fmt.Errorf("policy pack %s has no %q policy to carry the thresholds", info.GetName(), ThresholdsPolicy)
+		return err
 	}
 	if _, err := p.client.Configure(ctx, &pulumirpc.ConfigureAnalyzerRequest{PolicyConfig: cfg}); err != nil {
 		return p.fail("configure policies", err)
 	}
 	return nil
+}
+
+// policyConfig builds each policy's config from its schema, as the Pulumi
+// CLI sends one entry per policy. A name listed twice (a stack rule and
+// the resource policy that reads its config) gets the one entry.
+func policyConfig(info *pulumirpc.AnalyzerInfo, s Stack) (map[string]*pulumirpc.PolicyConfig, error) {
+	cfg := map[string]*pulumirpc.PolicyConfig{}
+	declared := map[string]bool{}
+	for _, pol := range info.GetPolicies() {
+		name := pol.GetName()
+		if _, done := cfg[name]; done {
+			continue
+		}
+		props := map[string]any{}
+		for k := range pol.GetConfigSchema().GetProperties().GetFields() {
+			declared[k] = true
+			if v, ok := s.Thresholds[k]; ok {
+				props[k] = v
+			}
+		}
+		level := pol.GetEnforcementLevel()
+		if own, ok := s.Policies[name]; ok {
+			for k, v := range own.Properties {
+				props[k] = v
+			}
+			if own.Disabled {
+				level = pulumirpc.EnforcementLevel_DISABLED
+			}
+		}
+		st, err := structpb.NewStruct(props)
+		if err != nil {
+			return nil, fmt.Errorf("policy %s config: %w", name, err)
+		}
+		cfg[name] = &pulumirpc.PolicyConfig{EnforcementLevel: level, Properties: st}
+	}
+	for name := range s.Policies {
+		if _, ok := cfg[name]; !ok {
+			return nil, fmt.Errorf("policy pack %s has no policy %q to configure", info.GetName(), name)
+		}
+	}
+	// A threshold no policy declares would reach nothing: say so rather
+	// than check against the default unnoticed.
+	for k := range s.Thresholds {
+		if !declared[k] {
+			return nil, fmt.Errorf("threshold %q: unknown, no policy of pack %s declares it", k, info.GetName())
+		}
+	}
+	return cfg, nil
 }
 
 // Diagnostic is one violation the pack reported.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -76,8 +77,8 @@ func TestShippedStacksPass(t *testing.T) {
 	}
 }
 
-// TestAnalyzerInfo: the pack names every rule with its level, and the
-// thresholds carrier.
+// TestAnalyzerInfo: the pack names every rule with its level, and each
+// policy's config schema declares exactly the rule's thresholds.
 func TestAnalyzerInfo(t *testing.T) {
 	p, err := Start(ctx(t), packBinary)
 	if err != nil {
@@ -88,11 +89,22 @@ func TestAnalyzerInfo(t *testing.T) {
 		t.Fatalf("configure: %v", err)
 	}
 	got := map[string]pulumirpc.EnforcementLevel{}
+	schemas := map[string][]string{}
 	for _, pol := range p.Info.GetPolicies() {
-		got[pol.GetName()] = pol.GetEnforcementLevel()
-	}
-	if _, ok := got[ThresholdsPolicy]; !ok {
-		t.Errorf("pack policies %v lack %q", got, ThresholdsPolicy)
+		name := pol.GetName()
+		if lvl, seen := got[name]; seen && lvl != pol.GetEnforcementLevel() {
+			t.Errorf("policy %s is listed twice with levels %v and %v", name, lvl, pol.GetEnforcementLevel())
+		}
+		got[name] = pol.GetEnforcementLevel()
+		var props []string
+		for k := range pol.GetConfigSchema().GetProperties().GetFields() {
+			props = append(props, k)
+		}
+		slices.Sort(props)
+		if prev, seen := schemas[name]; seen && !slices.Equal(prev, props) {
+			t.Errorf("policy %s is listed twice with config schemas %v and %v", name, prev, props)
+		}
+		schemas[name] = props
 	}
 	for _, r := range rules.All() {
 		want := pulumirpc.EnforcementLevel_ADVISORY
@@ -102,9 +114,13 @@ func TestAnalyzerInfo(t *testing.T) {
 		if lvl, ok := got[r.ID]; !ok || lvl != want {
 			t.Errorf("rule %s: pack reports level %v (present %v), want %v", r.ID, lvl, ok, want)
 		}
+		own := slices.Sorted(slices.Values(r.Thresholds))
+		if !slices.Equal(schemas[r.ID], own) {
+			t.Errorf("rule %s: config schema declares %v, want its thresholds %v", r.ID, schemas[r.ID], own)
+		}
 	}
-	if len(got) != len(rules.All())+1 {
-		t.Errorf("pack has %d policies, want %d rules + thresholds", len(got), len(rules.All()))
+	if len(got) != len(rules.All()) {
+		t.Errorf("pack has %d policy names %v, want one per rule (%d)", len(got), got, len(rules.All()))
 	}
 }
 
@@ -131,9 +147,12 @@ func TestEnvironmentFromStackConfig(t *testing.T) {
 	}
 }
 
-// TestThresholdsReachStackRules: policyx gives stack policies no config;
-// the thresholds carrier must still make a configured value reach them.
-func TestThresholdsReachStackRules(t *testing.T) {
+// withRedis is the local stack plus a Redis of 3 pods in cluster mode:
+// enough for one master per shard with the default minRedisShards 3 and
+// minRedisReplicasPerShard 1 (6 pods) to fail, so redis-cluster-mode (a
+// stack rule) shows which thresholds it was given.
+func withRedis(t *testing.T) (*render.Graph, *stacks.Env) {
+	t.Helper()
 	g, env, err := render.Stack(moduleRoot, "local")
 	if err != nil {
 		t.Fatalf("render local: %v", err)
@@ -148,40 +167,124 @@ func TestThresholdsReachStackRules(t *testing.T) {
 				"spec": map[string]any{"replicas": 3, "template": map[string]any{"spec": map[string]any{
 					"volumes": []any{map[string]any{"name": "config", "configMap": map[string]any{"name": "redis"}}}}}}}},
 	)
+	return g, env
+}
+
+// checkStack is the Stack `scaleplane check` sends for env, with policies
+// adjusted on top.
+func checkStack(t *testing.T, env *stacks.Env, policies map[string]PolicyConfig) Stack {
+	t.Helper()
+	th, err := ThresholdsConfig(Thresholds(env))
+	if err != nil {
+		t.Fatalf("thresholds: %v", err)
+	}
+	return Stack{Name: env.Environment, Project: stacks.Project, Config: map[string]string{"scaleplane:environment": env.Environment}, Thresholds: th, Policies: policies}
+}
+
+// TestThresholdsReachStackRules: policyx gives stack policies no config;
+// a value in the stack rule's own policy config must still reach it.
+func TestThresholdsReachStackRules(t *testing.T) {
+	g, env := withRedis(t)
 	for _, tc := range []struct {
-		shards int
+		config map[string]any
 		want   bool
-	}{{3, true}, {1, false}} {
-		th := Thresholds(env)
-		th.MinRedisShards = tc.shards
-		cfg, err := ThresholdsConfig(th)
-		if err != nil {
-			t.Fatalf("thresholds: %v", err)
-		}
-		ds := analyzeWith(t, g, Stack{Name: "local", Project: stacks.Project, Config: map[string]string{"scaleplane:environment": "local"}, Thresholds: cfg})
+	}{{nil, true}, {map[string]any{"minRedisShards": 3}, true}, {map[string]any{"minRedisShards": 1}, false}} {
+		ds := analyzeWith(t, g, checkStack(t, env, map[string]PolicyConfig{"redis-cluster-mode": {Properties: tc.config}}))
 		if got := has(ds, "redis-cluster-mode", "StatefulSet"); got != tc.want {
-			t.Errorf("minRedisShards %d with 3 Redis pods: redis-cluster-mode violation %v, want %v (%v)", tc.shards, got, tc.want, ds)
+			t.Errorf("redis-cluster-mode config %v with 3 Redis pods: violation %v, want %v (%v)", tc.config, got, tc.want, ds)
 		}
 	}
 }
 
-// TestBadThresholdsFail: a misspelt threshold is an error, not a silent default.
-func TestBadThresholdsFail(t *testing.T) {
-	g, _, err := render.Stack(moduleRoot, "local")
+// TestPolicyConfigReachesOnlyItsRule: a non-default threshold in one
+// policy's config changes that rule's verdict on the check path, and no
+// other rule's.
+func TestPolicyConfigReachesOnlyItsRule(t *testing.T) {
+	g, env, err := render.Stack(moduleRoot, "local")
 	if err != nil {
 		t.Fatalf("render local: %v", err)
+	}
+	plain := analyzeWith(t, g, checkStack(t, env, nil))
+	raised := analyzeWith(t, g, checkStack(t, env, map[string]PolicyConfig{"hpa-replicas": {Properties: map[string]any{"minReplicas": 50}}}))
+	if n := count(plain, "hpa-replicas"); n != 0 {
+		t.Fatalf("local stack with default thresholds: %d hpa-replicas violations, want 0 (%v)", n, plain)
+	}
+	if n := count(raised, "hpa-replicas"); n == 0 || !has(raised, "hpa-replicas", "below 50") {
+		t.Errorf("hpa-replicas minReplicas 50: %d violations, want one per HPA saying \"below 50\" (%v)", n, raised)
+	}
+	if a, b := others(plain, "hpa-replicas"), others(raised, "hpa-replicas"); !slices.Equal(a, b) {
+		t.Errorf("hpa-replicas' config changed other rules' verdicts:\nbefore %v\nafter  %v", a, b)
+	}
+}
+
+// TestDisablingAPolicyKeepsOthersThresholds: what a rule sees comes from
+// its own config alone, so disabling every other policy (the first in the
+// pack's order among them, where a shared carrier would sit) changes
+// neither the thresholds a resource rule nor a stack rule sees.
+func TestDisablingAPolicyKeepsOthersThresholds(t *testing.T) {
+	g, env := withRedis(t)
+	kept := []string{"redis-cluster-mode", "hpa-replicas"}
+	own := map[string]PolicyConfig{
+		"redis-cluster-mode": {Properties: map[string]any{"minRedisShards": 1}},
+		"hpa-replicas":       {Properties: map[string]any{"minReplicas": 50}},
+	}
+	allOthersOff := map[string]PolicyConfig{}
+	for _, r := range rules.All() {
+		allOthersOff[r.ID] = PolicyConfig{Disabled: true}
+	}
+	for _, id := range kept {
+		allOthersOff[id] = own[id]
+	}
+	for name, policies := range map[string]map[string]PolicyConfig{"none disabled": own, "all others disabled": allOthersOff} {
+		ds := analyzeWith(t, g, checkStack(t, env, policies))
+		if has(ds, "redis-cluster-mode", "StatefulSet") {
+			t.Errorf("%s: redis-cluster-mode flags 3 pods although its config says minRedisShards 1 (%v)", name, ds)
+		}
+		if !has(ds, "hpa-replicas", "below 50") {
+			t.Errorf("%s: hpa-replicas does not apply its configured minReplicas 50 (%v)", name, ds)
+		}
+		for _, d := range ds {
+			if !slices.Contains(kept, d.Policy) && policies[d.Policy].Disabled {
+				t.Errorf("%s: disabled policy %s reported %s", name, d.Policy, d.Problem)
+			}
+		}
+	}
+}
+
+// TestBadThresholdsFail: a misspelt threshold, or one the policy does not
+// read, is an error, not a silent default.
+func TestBadThresholdsFail(t *testing.T) {
+	g, env := withRedis(t)
+	for _, tc := range []struct {
+		policy string
+		config map[string]any
+		want   string
+	}{
+		{"hpa-replicas", map[string]any{"minReplica": 2}, `threshold "minReplica": unknown`},
+		{"hpa-replicas", map[string]any{"minRedisShards": 1}, `threshold "minRedisShards": unknown to policy hpa-replicas`},
+		{"redis-cluster-mode", map[string]any{"minReplicas": 1}, `threshold "minReplicas": unknown to policy redis-cluster-mode`},
+	} {
+		p, err := Start(ctx(t), packBinary)
+		if err != nil {
+			t.Fatalf("start: %v", err)
+		}
+		if err := p.Configure(ctx(t), checkStack(t, env, map[string]PolicyConfig{tc.policy: {Properties: tc.config}})); err != nil {
+			t.Fatalf("configure: %v", err)
+		}
+		_, err = p.Analyze(ctx(t), g.Resources)
+		_ = p.Close()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("analyze with %s config %v: err %v, want one containing %q", tc.policy, tc.config, err, tc.want)
+		}
 	}
 	p, err := Start(ctx(t), packBinary)
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
 	defer func() { _ = p.Close() }()
-	if err := p.Configure(ctx(t), Stack{Name: "local", Project: stacks.Project, Thresholds: map[string]any{"minReplica": 2}}); err != nil {
-		t.Fatalf("configure: %v", err)
-	}
-	_, err = p.Analyze(ctx(t), g.Resources)
+	err = p.Configure(ctx(t), Stack{Name: "local", Project: stacks.Project, Thresholds: map[string]any{"minReplica": 2}})
 	if err == nil || !strings.Contains(err.Error(), `threshold "minReplica": unknown`) {
-		t.Errorf("analyze with a misspelt threshold: err %v, want one naming the unknown threshold", err)
+		t.Errorf("configure with thresholds {minReplica: 2}: err %v, want one naming the unknown threshold", err)
 	}
 }
 
@@ -216,6 +319,29 @@ func analyzeWith(t *testing.T, g *render.Graph, s Stack) []Diagnostic {
 		t.Fatalf("analyze: %v", err)
 	}
 	return ds
+}
+
+// count is how many diagnostics the policy reported.
+func count(ds []Diagnostic, policy string) int {
+	n := 0
+	for _, d := range ds {
+		if d.Policy == policy {
+			n++
+		}
+	}
+	return n
+}
+
+// others lists the diagnostics of every policy but one, comparably.
+func others(ds []Diagnostic, policy string) []string {
+	var out []string
+	for _, d := range ds {
+		if d.Policy != policy {
+			out = append(out, d.Policy+" "+d.URN+" "+d.Problem)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // has reports a mandatory diagnostic of the policy whose problem mentions fragment.

@@ -21,7 +21,10 @@ func Thresholds(env *stacks.Env) rules.Thresholds {
 	return t
 }
 
-// ThresholdsConfig is t as the "thresholds" policy's config.
+// ThresholdsConfig is t by JSON name, as Stack.Thresholds: Configure sends
+// each policy the values its config schema declares. The environment is
+// left out: it is no policy's threshold, the pack reads it from the
+// stack's config to pick the defaults.
 func ThresholdsConfig(t rules.Thresholds) (map[string]any, error) {
 	raw, err := json.Marshal(t)
 	if err != nil {
@@ -31,6 +34,7 @@ func ThresholdsConfig(t rules.Thresholds) (map[string]any, error) {
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return nil, fmt.Errorf("thresholds: %w", err)
 	}
+	delete(out, "environment")
 	return out, nil
 }
 

@@ -1,5 +1,7 @@
 package rules
 
+import "github.com/scaleplane/scaleplane/policies/rules/internal/object"
+
 // ContainerResources requires requests and a memory limit.
 var ContainerResources = register(&Rule{
 	ID:          "container-resources",
@@ -10,22 +12,22 @@ var ContainerResources = register(&Rule{
 	Remediation: "Set <service>CpuRequest, <service>MemoryRequest and <service>MemoryLimit in the stack file (microservice.Resources); for other workloads add resources.requests and resources.limits.memory.",
 	Rationale:   "The HPA's utilization targets are percentages of the requests: without them the autoscaler cannot scale. Without a memory limit a leak takes the whole node down instead of one pod; the articles cap the runtime's heap below the container limit for exactly that reason.",
 	CheckResource: func(r Resource, t Thresholds) []string {
-		spec, _, ok := pod(r)
+		spec, _, ok := object.Pod(r)
 		if !ok {
 			return nil
 		}
 		var out []string
-		for _, c := range containers(spec, true) {
-			res := c.m["resources"]
+		for _, c := range object.Containers(spec, true) {
+			res := c.Fields["resources"]
 			for _, need := range []struct{ path []any }{
 				{[]any{"requests", "cpu"}}, {[]any{"requests", "memory"}}, {[]any{"limits", "memory"}},
 			} {
-				v := get(res, need.path...)
-				if unknown(v) {
+				v := object.Get(res, need.path...)
+				if object.IsUnknown(v) {
 					continue
 				}
-				if q, ok := quantity(v); !ok || q.Sign() <= 0 {
-					out = append(out, msgf("%s %s: resources.%s.%s is not set", display(r), c.label(), need.path[0], need.path[1]))
+				if q, ok := object.Quantity(v); !ok || q.Sign() <= 0 {
+					out = append(out, msgf("%s %s: resources.%s.%s is not set", object.Display(r), c.Label(), need.path[0], need.path[1]))
 				}
 			}
 		}

@@ -1,6 +1,10 @@
 package rules
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
+)
 
 // ContainerSecurity requires the restricted container settings.
 var ContainerSecurity = register(&Rule{
@@ -12,43 +16,43 @@ var ContainerSecurity = register(&Rule{
 	Remediation: "Declare workloads with the microservice component, which sets all of these; write what the process needs to an emptyDir (it mounts one at /tmp).",
 	Rationale:   "Scaling out multiplies every pod's attack surface. The restricted profile means a compromised process cannot become root, write to its image or gain capabilities, and the namespaces' admission would refuse the pod anyway.",
 	CheckResource: func(r Resource, t Thresholds) []string {
-		spec, _, ok := pod(r)
+		spec, _, ok := object.Pod(r)
 		if !ok {
 			return nil
 		}
-		podSC := mapOf(spec["securityContext"])
+		podSC := object.MapOf(spec["securityContext"])
 		var out []string
-		for _, c := range containers(spec, true) {
-			sc := mapOf(c.m["securityContext"])
+		for _, c := range object.Containers(spec, true) {
+			sc := object.MapOf(c.Fields["securityContext"])
 			eff := func(key string) any {
 				if v, ok := sc[key]; ok && v != nil {
 					return v
 				}
 				return podSC[key]
 			}
-			bad := func(what string) { out = append(out, msgf("%s %s: %s", display(r), c.label(), what)) }
-			if v := eff("runAsNonRoot"); !isTrue(v) && !unknown(v) {
+			bad := func(what string) { out = append(out, msgf("%s %s: %s", object.Display(r), c.Label(), what)) }
+			if v := eff("runAsNonRoot"); !object.IsTrue(v) && !object.IsUnknown(v) {
 				bad("runAsNonRoot is not true")
 			}
-			if u, ok := intOf(eff("runAsUser")); ok && u == 0 {
+			if u, ok := object.Int(eff("runAsUser")); ok && u == 0 {
 				bad("runAsUser is 0 (root)")
 			}
-			if v := sc["readOnlyRootFilesystem"]; !isTrue(v) && !unknown(v) {
+			if v := sc["readOnlyRootFilesystem"]; !object.IsTrue(v) && !object.IsUnknown(v) {
 				bad("readOnlyRootFilesystem is not true")
 			}
-			if v := sc["allowPrivilegeEscalation"]; !unknown(v) {
-				if b, ok := boolOf(v); !ok || b {
+			if v := sc["allowPrivilegeEscalation"]; !object.IsUnknown(v) {
+				if b, ok := object.Bool(v); !ok || b {
 					bad("allowPrivilegeEscalation is not false")
 				}
 			}
 			var drops []string
-			for _, d := range listOf(get(sc, "capabilities", "drop")) {
-				drops = append(drops, str(d))
+			for _, d := range object.ListOf(object.Get(sc, "capabilities", "drop")) {
+				drops = append(drops, object.Str(d))
 			}
 			if !slices.Contains(drops, "ALL") {
 				bad("capabilities do not drop ALL")
 			}
-			if p := str(get(eff("seccompProfile"), "type")); p != "RuntimeDefault" && p != "Localhost" && p != Unknown {
+			if p := object.Str(object.Get(eff("seccompProfile"), "type")); p != "RuntimeDefault" && p != "Localhost" && p != Unknown {
 				bad("no RuntimeDefault or Localhost seccomp profile")
 			}
 		}

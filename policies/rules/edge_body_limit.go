@@ -3,6 +3,9 @@ package rules
 import (
 	"regexp"
 	"strconv"
+
+	"github.com/scaleplane/scaleplane/policies/rules/internal/conf"
+	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
 )
 
 var (
@@ -22,31 +25,31 @@ var EdgeBodyLimit = register(&Rule{
 	Rationale:   "'Don't process JSON blobs > 10MB: JSON.parse is synchronous and CPU intensive.' A huge body blocks a worker and buffers in memory; refusing it with 413 at the edge keeps it away from every service.",
 	CheckResource: func(r Resource, t Thresholds) []string {
 		var out []string
-		for _, e := range edgeConfigs(r) {
-			switch e.proxy {
-			case nginxProxy:
-				m := e.find(nginxBodyLimit)
+		for _, e := range conf.EdgeConfigs(r) {
+			switch e.Proxy {
+			case conf.Nginx:
+				m := e.Find(nginxBodyLimit)
 				if m == nil {
-					out = append(out, msgf("%s %s (nginx): no client_max_body_size", display(r), e.key))
+					out = append(out, msgf("%s %s (nginx): no client_max_body_size", object.Display(r), e.Key))
 					continue
 				}
-				n, ok := nginxSize(m[1])
+				n, ok := conf.NginxSize(m[1])
 				switch {
 				case !ok:
-					out = append(out, msgf("%s %s (nginx): client_max_body_size %q is not a size", display(r), e.key, m[1]))
+					out = append(out, msgf("%s %s (nginx): client_max_body_size %q is not a size", object.Display(r), e.Key, m[1]))
 				case n == 0:
-					out = append(out, msgf("%s %s (nginx): client_max_body_size 0 disables the limit", display(r), e.key))
+					out = append(out, msgf("%s %s (nginx): client_max_body_size 0 disables the limit", object.Display(r), e.Key))
 				case n > t.MaxBodyBytes:
-					out = append(out, msgf("%s %s (nginx): client_max_body_size %s (%d bytes) is above %d bytes", display(r), e.key, m[1], n, t.MaxBodyBytes))
+					out = append(out, msgf("%s %s (nginx): client_max_body_size %s (%d bytes) is above %d bytes", object.Display(r), e.Key, m[1], n, t.MaxBodyBytes))
 				}
-			case haproxyProxy:
-				m := e.find(haproxyBodyLimit)
+			case conf.HAProxy:
+				m := e.Find(haproxyBodyLimit)
 				if m == nil {
-					out = append(out, msgf("%s %s (haproxy): no deny on the request body size (content-length or req.body_size)", display(r), e.key))
+					out = append(out, msgf("%s %s (haproxy): no deny on the request body size (content-length or req.body_size)", object.Display(r), e.Key))
 					continue
 				}
 				if n, _ := strconv.ParseInt(m[2], 10, 64); n > t.MaxBodyBytes {
-					out = append(out, msgf("%s %s (haproxy): body limit %d bytes is above %d bytes", display(r), e.key, n, t.MaxBodyBytes))
+					out = append(out, msgf("%s %s (haproxy): body limit %d bytes is above %d bytes", object.Display(r), e.Key, n, t.MaxBodyBytes))
 				}
 			}
 		}

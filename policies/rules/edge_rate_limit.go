@@ -1,6 +1,11 @@
 package rules
 
-import "regexp"
+import (
+	"regexp"
+
+	"github.com/scaleplane/scaleplane/policies/rules/internal/conf"
+	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
+)
 
 var (
 	nginxRateZone   = regexp.MustCompile(`^limit_req_zone\s`)
@@ -20,15 +25,15 @@ var EdgeRateLimit = register(&Rule{
 	Rationale:   "'Rate-limiting layers using token bucket algorithms ... prevent malicious actors or misconfigured client loops from overwhelming our public gateway instances.' The edge's limit is the cheap first line; the gateway's Redis limiter is the precise one.",
 	CheckResource: func(r Resource, t Thresholds) []string {
 		var out []string
-		for _, e := range edgeConfigs(r) {
-			switch e.proxy {
-			case nginxProxy:
-				if e.find(nginxRateZone) == nil || e.find(nginxRateUse) == nil {
-					out = append(out, msgf("%s %s (nginx): no rate limit (needs limit_req_zone and limit_req zone=...)", display(r), e.key))
+		for _, e := range conf.EdgeConfigs(r) {
+			switch e.Proxy {
+			case conf.Nginx:
+				if e.Find(nginxRateZone) == nil || e.Find(nginxRateUse) == nil {
+					out = append(out, msgf("%s %s (nginx): no rate limit (needs limit_req_zone and limit_req zone=...)", object.Display(r), e.Key))
 				}
-			case haproxyProxy:
-				if e.find(haproxyTrack) == nil || e.find(haproxyRateDeny) == nil {
-					out = append(out, msgf("%s %s (haproxy): no rate limit (needs track-sc and a deny on sc_http_req_rate)", display(r), e.key))
+			case conf.HAProxy:
+				if e.Find(haproxyTrack) == nil || e.Find(haproxyRateDeny) == nil {
+					out = append(out, msgf("%s %s (haproxy): no rate limit (needs track-sc and a deny on sc_http_req_rate)", object.Display(r), e.Key))
 				}
 			}
 		}

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
 )
 
 // A fixture is a multi-document YAML file: Kubernetes objects as they
@@ -57,17 +59,17 @@ func loadFixture(path string) ([]Resource, Thresholds, []string, error) {
 				return nil, Thresholds{}, nil, fmt.Errorf("%s fixture settings: %w", path, err)
 			}
 		case m["type"] != nil && m["inputs"] != nil:
-			name := str(m["name"])
+			name := object.Str(m["name"])
 			rs = append(rs, Resource{
-				Type: str(m["type"]), Name: name, Parent: str(m["parent"]), Props: mapOf(m["inputs"]),
-				URN: "urn:pulumi:fixture::scaleplane::" + str(m["type"]) + "::" + name,
+				Type: object.Str(m["type"]), Name: name, Parent: object.Str(m["parent"]), Props: object.MapOf(m["inputs"]),
+				URN: "urn:pulumi:fixture::scaleplane::" + object.Str(m["type"]) + "::" + name,
 			})
 		default:
-			typ, err := k8sType(str(m["apiVersion"]), str(m["kind"]))
+			typ, err := k8sType(object.Str(m["apiVersion"]), object.Str(m["kind"]))
 			if err != nil {
 				return nil, Thresholds{}, nil, fmt.Errorf("%s document %d: %w", path, i, err)
 			}
-			name := strings.ToLower(str(m["kind"])) + "-" + str(get(m, "metadata", "name"))
+			name := strings.ToLower(object.Str(m["kind"])) + "-" + object.Str(object.Get(m, "metadata", "name"))
 			rs = append(rs, Resource{Type: typ, Name: name, Props: m, URN: "urn:pulumi:fixture::scaleplane::" + typ + "::" + name})
 		}
 	}

@@ -3,6 +3,8 @@ package rules
 import (
 	"regexp"
 	"strconv"
+
+	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
 )
 
 var goMemLimitRE = regexp.MustCompile(`^(\d+)(B|KiB|MiB|GiB|TiB)?$`)
@@ -32,28 +34,28 @@ var GoMemLimit = register(&Rule{
 	Remediation: "Let the microservice component derive GOMEMLIMIT (GoRuntime: true) from <service>MemoryLimit, or lower the variable to the ratio of the limit.",
 	Rationale:   "The blueprint article sets Node's --max-old-space-size so 'the runtime garbage collector triggers aggressively before the container crosses its Kubernetes resource limit, avoiding abrupt Out-Of-Memory (OOM) termination'. GOMEMLIMIT is Go's equivalent; the 10 % left covers stacks, buffers and the runtime.",
 	CheckResource: func(r Resource, t Thresholds) []string {
-		spec, _, ok := pod(r)
+		spec, _, ok := object.Pod(r)
 		if !ok {
 			return nil
 		}
 		var out []string
-		for _, c := range containers(spec, true) {
-			v, set := c.env(goMarker)
+		for _, c := range object.Containers(spec, true) {
+			v, set := c.Env(object.GoMarker)
 			if !set || v == Unknown {
 				continue
 			}
 			got, ok := parseGoMemLimit(v)
 			if !ok {
-				out = append(out, msgf("%s %s: GOMEMLIMIT %q is not a byte size such as 460MiB", display(r), c.label(), v))
+				out = append(out, msgf("%s %s: GOMEMLIMIT %q is not a byte size such as 460MiB", object.Display(r), c.Label(), v))
 				continue
 			}
-			limit, ok := quantity(get(c.m, "resources", "limits", "memory"))
+			limit, ok := object.Quantity(object.Get(c.Fields, "resources", "limits", "memory"))
 			if !ok {
-				out = append(out, msgf("%s %s: GOMEMLIMIT %s is set but the container has no memory limit", display(r), c.label(), v))
+				out = append(out, msgf("%s %s: GOMEMLIMIT %s is set but the container has no memory limit", object.Display(r), c.Label(), v))
 				continue
 			}
 			if allowed := int64(float64(limit.Value()) * t.GoMemLimitMaxRatio); got > allowed {
-				out = append(out, msgf("%s %s: GOMEMLIMIT %s is above %.0f %% of the memory limit %s (%d bytes)", display(r), c.label(), v, t.GoMemLimitMaxRatio*100, limit.String(), allowed))
+				out = append(out, msgf("%s %s: GOMEMLIMIT %s is above %.0f %% of the memory limit %s (%d bytes)", object.Display(r), c.Label(), v, t.GoMemLimitMaxRatio*100, limit.String(), allowed))
 			}
 		}
 		return out

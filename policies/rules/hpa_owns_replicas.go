@@ -1,5 +1,7 @@
 package rules
 
+import "github.com/scaleplane/scaleplane/policies/rules/internal/object"
+
 // HPAOwnsReplicas warns when a workload and its autoscaler both set the size.
 var HPAOwnsReplicas = register(&Rule{
 	ID:          "hpa-owns-replicas",
@@ -11,17 +13,17 @@ var HPAOwnsReplicas = register(&Rule{
 	Rationale:   "Every `pulumi up` re-applies a declared spec.replicas: a service the HPA scaled out for a traffic peak is cut back to the declared size in the middle of it, then scaled out again. kube-score flags the same (deployment-targeted-by-hpa-does-not-have-replicas-configured).",
 	CheckStack: func(rs []Resource, t Thresholds) []Violation {
 		var out []Violation
-		for _, w := range byKind(rs, scalableKinds...) {
+		for _, w := range object.ByKind(rs, object.ScalableKinds...) {
 			// After `pulumi up` the engine checks the stack again with each
 			// object as the API server returned it, where spec.replicas is
 			// always filled in (defaulted, or the HPA's current size). An
 			// object carrying a server-assigned uid is that live copy: only
 			// declarations (preview, the offline check) can say who sets it.
-			if get(w.Props, "metadata", "uid") != nil {
+			if object.Get(w.Props, "metadata", "uid") != nil {
 				continue
 			}
-			if v := get(w.Props, "spec", "replicas"); v != nil && len(hpaFor(rs, w)) > 0 {
-				out = append(out, Violation{URN: w.URN, Message: msgf("%s sets spec.replicas %v while an HPA scales it; each update resets the size", display(w), v)})
+			if v := object.Get(w.Props, "spec", "replicas"); v != nil && len(object.HPAFor(rs, w)) > 0 {
+				out = append(out, Violation{URN: w.URN, Message: msgf("%s sets spec.replicas %v while an HPA scales it; each update resets the size", object.Display(w), v)})
 			}
 		}
 		return out

@@ -1,6 +1,10 @@
 package rules
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
+)
 
 // HPARequired: every Deployment and StatefulSet that serves traffic is autoscaled.
 var HPARequired = register(&Rule{
@@ -13,18 +17,18 @@ var HPARequired = register(&Rule{
 	Rationale:   "The articles scale out horizontally: the HPA adds pods when CPU passes 70 % or memory 80 % and removes them when load falls. A fixed replica count is either too small at peak or wasted at night.",
 	CheckStack: func(rs []Resource, t Thresholds) []Violation {
 		var out []Violation
-		services := byKind(rs, "Service")
-		for _, w := range byKind(rs, scalableKinds...) {
-			if kind(w) == "StatefulSet" && len(listOf(get(w.Props, "spec", "volumeClaimTemplates"))) > 0 {
+		services := object.ByKind(rs, "Service")
+		for _, w := range object.ByKind(rs, object.ScalableKinds...) {
+			if object.Kind(w) == "StatefulSet" && len(object.ListOf(object.Get(w.Props, "spec", "volumeClaimTemplates"))) > 0 {
 				continue
 			}
-			_, meta, _ := pod(w)
-			labels := labelsOf(meta)
+			_, meta, _ := object.Pod(w)
+			labels := object.Labels(meta)
 			serving := slices.ContainsFunc(services, func(s Resource) bool {
-				return namespace(s) == namespace(w) && selects(mapOf(get(s.Props, "spec", "selector")), labels)
+				return object.Namespace(s) == object.Namespace(w) && object.Selects(object.MapOf(object.Get(s.Props, "spec", "selector")), labels)
 			})
-			if serving && len(hpaFor(rs, w)) == 0 {
-				out = append(out, Violation{URN: w.URN, Message: msgf("%s serves traffic but no HorizontalPodAutoscaler targets it", display(w))})
+			if serving && len(object.HPAFor(rs, w)) == 0 {
+				out = append(out, Violation{URN: w.URN, Message: msgf("%s serves traffic but no HorizontalPodAutoscaler targets it", object.Display(w))})
 			}
 		}
 		return out

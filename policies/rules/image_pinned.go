@@ -3,6 +3,8 @@ package rules
 import (
 	"regexp"
 	"strings"
+
+	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
 )
 
 var digestRef = regexp.MustCompile(`@sha256:[0-9a-f]{64}$`)
@@ -27,18 +29,18 @@ var ImagePinned = register(&Rule{
 	Remediation: "Set imageTag (and edgeImage) in the stack file to a release tag such as 0.1.0, or pin a digest.",
 	Rationale:   "When the autoscaler adds a pod it pulls the image again: with :latest, pods of one Deployment can run different code, and a rollback has nothing to roll back to.",
 	CheckResource: func(r Resource, t Thresholds) []string {
-		spec, _, ok := pod(r)
+		spec, _, ok := object.Pod(r)
 		if !ok {
 			return nil
 		}
 		var out []string
-		for _, c := range containers(spec, true) {
-			img := str(c.m["image"])
+		for _, c := range object.Containers(spec, true) {
+			img := object.Str(c.Fields["image"])
 			if img == Unknown {
 				continue
 			}
 			if !imagePinned(img) {
-				out = append(out, msgf("%s %s: image %q is untagged or :latest", display(r), c.label(), img))
+				out = append(out, msgf("%s %s: image %q is untagged or :latest", object.Display(r), c.Label(), img))
 			}
 		}
 		return out

@@ -1,6 +1,11 @@
 package rules
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/scaleplane/scaleplane/policies/rules/internal/conf"
+	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
+)
 
 // KafkaPartitions requires enough partitions for every consumer pod.
 var KafkaPartitions = register(&Rule{
@@ -13,26 +18,26 @@ var KafkaPartitions = register(&Rule{
 	Remediation: "Raise the topic's partitions in its declaration, or lower the consumer's <service>MaxReplicas.",
 	Rationale:   "'A fleet of worker services then consumes the events from the queue at their own pace.' Within a consumer group each partition goes to one consumer: pods beyond the partition count sit idle, so the autoscaler's extra workers add cost and no throughput.",
 	CheckStack: func(rs []Resource, t Thresholds) []Violation {
-		declared := map[string]topic{}
-		for _, tp := range topics(rs) {
+		declared := map[string]conf.Topic{}
+		for _, tp := range conf.Topics(rs) {
 			declared[tp.Name] = tp
 		}
 		var out []Violation
-		for _, w := range byKind(rs, workloadKinds...) {
-			spec, _, _ := pod(w)
-			_, hi := replicaRange(rs, w)
-			for _, c := range containers(spec, false) {
-				if _, consumer := c.env(t.KafkaGroupEnv); !consumer {
+		for _, w := range object.ByKind(rs, object.WorkloadKinds...) {
+			spec, _, _ := object.Pod(w)
+			_, hi := object.ReplicaRange(rs, w)
+			for _, c := range object.Containers(spec, false) {
+				if _, consumer := c.Env(t.KafkaGroupEnv); !consumer {
 					continue
 				}
-				list, _ := c.env(t.KafkaTopicEnv)
+				list, _ := c.Env(t.KafkaTopicEnv)
 				for _, name := range strings.Split(list, ",") {
 					tp, ok := declared[strings.TrimSpace(name)]
 					if !ok || tp.Partitions == 0 {
 						continue
 					}
 					if tp.Partitions < hi {
-						out = append(out, Violation{URN: w.URN, Message: msgf("%s consumes topic %s with up to %d pods but it has %d partitions", display(w), tp.Name, hi, tp.Partitions)})
+						out = append(out, Violation{URN: w.URN, Message: msgf("%s consumes topic %s with up to %d pods but it has %d partitions", object.Display(w), tp.Name, hi, tp.Partitions)})
 					}
 				}
 			}

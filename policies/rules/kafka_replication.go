@@ -1,10 +1,15 @@
 package rules
 
-import "strconv"
+import (
+	"strconv"
+
+	"github.com/scaleplane/scaleplane/policies/rules/internal/conf"
+	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
+)
 
 // kafkaPropsViolations checks broker settings from server properties text.
 func kafkaPropsViolations(where, text string, t Thresholds) []string {
-	p := properties(text)
+	p := conf.Properties(text)
 	var out []string
 	for _, s := range []struct {
 		key string
@@ -38,25 +43,25 @@ var KafkaReplication = register(&Rule{
 	CheckResource: func(r Resource, t Thresholds) []string {
 		var out []string
 		switch r.Type {
-		case awsMSKConfig:
-			out = append(out, kafkaPropsViolations("MSK configuration "+r.Name, str(r.Props["serverProperties"]), t)...)
-		case awsMSKCluster:
-			if n, ok := intOf(r.Props["numberOfBrokerNodes"]); ok && n < t.MinKafkaReplication {
+		case object.AWSMSKConfig:
+			out = append(out, kafkaPropsViolations("MSK configuration "+r.Name, object.Str(r.Props["serverProperties"]), t)...)
+		case object.AWSMSKCluster:
+			if n, ok := object.Int(r.Props["numberOfBrokerNodes"]); ok && n < t.MinKafkaReplication {
 				out = append(out, msgf("MSK cluster %s has %d brokers, fewer than %d", r.Name, n, t.MinKafkaReplication))
 			}
-		case kafkaTopicType:
-			if n, ok := intOf(r.Props["replicationFactor"]); ok && n < t.MinKafkaReplication {
-				out = append(out, msgf("topic %s has replication %d, below %d", str(r.Props["name"]), n, t.MinKafkaReplication))
+		case object.KafkaTopicType:
+			if n, ok := object.Int(r.Props["replicationFactor"]); ok && n < t.MinKafkaReplication {
+				out = append(out, msgf("topic %s has replication %d, below %d", object.Str(r.Props["name"]), n, t.MinKafkaReplication))
 			}
 		}
-		if kind(r) == "ConfigMap" {
-			files := configFiles(r, kafkaPropsKey)
-			for _, k := range sortedKeys(files) {
-				out = append(out, kafkaPropsViolations(display(r)+" "+k, files[k], t)...)
+		if object.Kind(r) == "ConfigMap" {
+			files := object.ConfigFiles(r, conf.KafkaPropsKey)
+			for _, k := range object.SortedKeys(files) {
+				out = append(out, kafkaPropsViolations(object.Display(r)+" "+k, files[k], t)...)
 			}
-			for _, tp := range topics([]Resource{r}) {
-				if rf := tp.replication(); rf != 0 && rf < t.MinKafkaReplication {
-					out = append(out, msgf("%s: topic %s has replication %d, below %d", display(r), tp.Name, rf, t.MinKafkaReplication))
+			for _, tp := range conf.Topics([]Resource{r}) {
+				if rf := tp.Factor(); rf != 0 && rf < t.MinKafkaReplication {
+					out = append(out, msgf("%s: topic %s has replication %d, below %d", object.Display(r), tp.Name, rf, t.MinKafkaReplication))
 				}
 			}
 		}

@@ -1,5 +1,7 @@
 package rules
 
+import "github.com/scaleplane/scaleplane/policies/rules/internal/object"
+
 // NamespacePodSecurity requires the restricted Pod Security Standard.
 var NamespacePodSecurity = register(&Rule{
 	ID:          "namespace-pod-security",
@@ -11,16 +13,16 @@ var NamespacePodSecurity = register(&Rule{
 	Remediation: "Declare namespaces with the namespace component (components/namespace), which labels them enforce/audit/warn restricted.",
 	Rationale:   "The container rules below are checked before deployment; the admission label makes the cluster refuse anything that slips past them (a kubectl apply, a Helm chart), so the guarantee holds at run time too.",
 	CheckResource: func(r Resource, t Thresholds) []string {
-		if kind(r) != "Namespace" {
+		if object.Kind(r) != "Namespace" {
 			return nil
 		}
-		v := get(r.Props, "metadata", "labels", "pod-security.kubernetes.io/enforce")
-		if unknown(v) || str(v) == t.PodSecurityLevel {
+		v := object.Get(r.Props, "metadata", "labels", "pod-security.kubernetes.io/enforce")
+		if object.IsUnknown(v) || object.Str(v) == t.PodSecurityLevel {
 			return nil
 		}
-		if str(v) == "" {
-			return []string{msgf("%s has no pod-security.kubernetes.io/enforce label (want %s)", display(r), t.PodSecurityLevel)}
+		if object.Str(v) == "" {
+			return []string{msgf("%s has no pod-security.kubernetes.io/enforce label (want %s)", object.Display(r), t.PodSecurityLevel)}
 		}
-		return []string{msgf("%s enforces Pod Security %q, want %q", display(r), str(v), t.PodSecurityLevel)}
+		return []string{msgf("%s enforces Pod Security %q, want %q", object.Display(r), object.Str(v), t.PodSecurityLevel)}
 	},
 })

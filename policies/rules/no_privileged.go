@@ -1,5 +1,7 @@
 package rules
 
+import "github.com/scaleplane/scaleplane/policies/rules/internal/object"
+
 // NoPrivileged forbids privileged containers and host namespaces.
 var NoPrivileged = register(&Rule{
 	ID:          "no-privileged",
@@ -10,19 +12,19 @@ var NoPrivileged = register(&Rule{
 	Remediation: "Remove privileged: true and hostNetwork/hostPID/hostIPC; a service that needs a node-level capability belongs in the cluster's own components, not in the platform's workloads.",
 	Rationale:   "A privileged container is root on the node: one compromised replica of a horizontally scaled service would own every pod scheduled there.",
 	CheckResource: func(r Resource, t Thresholds) []string {
-		spec, _, ok := pod(r)
+		spec, _, ok := object.Pod(r)
 		if !ok {
 			return nil
 		}
 		var out []string
 		for _, host := range []string{"hostNetwork", "hostPID", "hostIPC"} {
-			if isTrue(spec[host]) {
-				out = append(out, msgf("%s: %s is true", display(r), host))
+			if object.IsTrue(spec[host]) {
+				out = append(out, msgf("%s: %s is true", object.Display(r), host))
 			}
 		}
-		for _, c := range containers(spec, true) {
-			if isTrue(get(c.m, "securityContext", "privileged")) {
-				out = append(out, msgf("%s %s is privileged", display(r), c.label()))
+		for _, c := range object.Containers(spec, true) {
+			if object.IsTrue(object.Get(c.Fields, "securityContext", "privileged")) {
+				out = append(out, msgf("%s %s is privileged", object.Display(r), c.Label()))
 			}
 		}
 		return out

@@ -3,6 +3,9 @@ package rules
 import (
 	"regexp"
 	"strings"
+
+	"github.com/scaleplane/scaleplane/policies/rules/internal/conf"
+	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
 )
 
 var (
@@ -32,26 +35,26 @@ var NoStickySessions = register(&Rule{
 	Rationale:   "'If you store user sessions in RAM ... Next request hits Server B. Server B knows nothing about the session.' The articles' fix is a central session store so any server serves any client; sticky sessions bring the problem back and defeat the autoscaler, since new pods get no pinned clients.",
 	CheckResource: func(r Resource, t Thresholds) []string {
 		var out []string
-		switch kind(r) {
+		switch object.Kind(r) {
 		case "Service":
-			if str(get(r.Props, "spec", "sessionAffinity")) == "ClientIP" {
-				out = append(out, msgf("%s has sessionAffinity: ClientIP", display(r)))
+			if object.Str(object.Get(r.Props, "spec", "sessionAffinity")) == "ClientIP" {
+				out = append(out, msgf("%s has sessionAffinity: ClientIP", object.Display(r)))
 			}
 		case "Ingress":
 			for _, a := range ingressAffinity {
-				if v := str(get(r.Props, "metadata", "annotations", a)); v != "" {
-					out = append(out, msgf("%s asks for client affinity (%s: %s)", display(r), a, v))
+				if v := object.Str(object.Get(r.Props, "metadata", "annotations", a)); v != "" {
+					out = append(out, msgf("%s asks for client affinity (%s: %s)", object.Display(r), a, v))
 				}
 			}
 		case "ConfigMap":
-			for _, e := range edgeConfigs(r) {
+			for _, e := range conf.EdgeConfigs(r) {
 				res := nginxSticky
-				if e.proxy == haproxyProxy {
+				if e.Proxy == conf.HAProxy {
 					res = haproxySticky
 				}
 				for _, re := range res {
-					if m := e.find(re); m != nil {
-						out = append(out, msgf("%s %s (%s): %q pins clients to a server", display(r), e.key, e.proxy, strings.TrimSpace(m[0])))
+					if m := e.Find(re); m != nil {
+						out = append(out, msgf("%s %s (%s): %q pins clients to a server", object.Display(r), e.Key, e.Proxy, strings.TrimSpace(m[0])))
 					}
 				}
 			}

@@ -1,5 +1,10 @@
 package rules
 
+import (
+	"github.com/scaleplane/scaleplane/policies/rules/internal/conf"
+	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
+)
+
 // RedisMaxmemory keeps Redis' data below its container limit.
 var RedisMaxmemory = register(&Rule{
 	ID:          "redis-maxmemory",
@@ -12,21 +17,21 @@ var RedisMaxmemory = register(&Rule{
 	Rationale:   "Redis holds the sessions and rate limits the stateless services depend on. Replication buffers, fork-on-save copy-on-write and fragmentation need room above the dataset; a maxmemory at the limit (or none) ends in the OOM killer taking a master down.",
 	CheckStack: func(rs []Resource, t Thresholds) []Violation {
 		var out []Violation
-		for _, cm := range byKind(rs, "ConfigMap") {
-			for _, k := range sortedKeys(configFiles(cm, redisConfKey)) {
-				conf := spaceConf(configFiles(cm, redisConfKey)[k])
-				for _, s := range mounting(rs, cm, "StatefulSet", "Deployment") {
-					spec, _, _ := pod(s)
-					limit, ok := containerMemoryLimit(spec)
+		for _, cm := range object.ByKind(rs, "ConfigMap") {
+			for _, k := range object.SortedKeys(object.ConfigFiles(cm, conf.RedisConfKey)) {
+				settings := conf.SpaceConf(object.ConfigFiles(cm, conf.RedisConfKey)[k])
+				for _, s := range object.Mounting(rs, cm, "StatefulSet", "Deployment") {
+					spec, _, _ := object.Pod(s)
+					limit, ok := object.MemoryLimit(spec)
 					if !ok {
 						continue // container-resources reports the missing limit
 					}
-					mm, ok := redisBytes(conf["maxmemory"])
+					mm, ok := conf.RedisBytes(settings["maxmemory"])
 					switch {
 					case !ok || mm == 0:
-						out = append(out, Violation{URN: cm.URN, Message: msgf("%s %s: maxmemory is not set (Redis grows until %s is OOM-killed)", display(cm), k, display(s))})
+						out = append(out, Violation{URN: cm.URN, Message: msgf("%s %s: maxmemory is not set (Redis grows until %s is OOM-killed)", object.Display(cm), k, object.Display(s))})
 					case float64(mm) > float64(limit)*t.MaxRedisMaxmemoryRatio:
-						out = append(out, Violation{URN: cm.URN, Message: msgf("%s %s: maxmemory %d bytes is above %.0f %% of %s's memory limit %d bytes", display(cm), k, mm, t.MaxRedisMaxmemoryRatio*100, display(s), limit)})
+						out = append(out, Violation{URN: cm.URN, Message: msgf("%s %s: maxmemory %d bytes is above %.0f %% of %s's memory limit %d bytes", object.Display(cm), k, mm, t.MaxRedisMaxmemoryRatio*100, object.Display(s), limit)})
 					}
 				}
 			}

@@ -14,6 +14,9 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
+
+	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
 )
 
 // Level is how a violation is enforced.
@@ -46,14 +49,13 @@ var Categories = []Category{Scaling, Resources, Availability, Edge, Security, Ob
 
 // Resource is one declared resource as a rule sees it: the Pulumi type
 // token and the inputs the provider receives (for Kubernetes objects:
-// apiVersion, kind, metadata, spec, data...).
-type Resource struct {
-	URN    string
-	Type   string
-	Name   string
-	Parent string
-	Props  map[string]any
-}
+// apiVersion, kind, metadata, spec, data...). It is defined with the
+// accessors that read it, in internal/object.
+type Resource = object.Resource
+
+// Unknown is what a value not known yet (a preview's computed output)
+// looks like to a rule; rules do not judge what they cannot see.
+const Unknown = object.Unknown
 
 // Violation is one broken rule on one resource.
 type Violation struct {
@@ -90,6 +92,32 @@ type Rule struct {
 
 // Stack reports whether the rule needs every resource at once.
 func (r *Rule) Stack() bool { return r.CheckStack != nil }
+
+// ConfigLevelKey is the key the Pulumi CLI adds to every policy's config
+// (the enforcement level); it is not a threshold.
+const ConfigLevelKey = "enforcementLevel"
+
+// Configured returns base with the thresholds of the rule's own policy
+// config applied. Only the rule's declared Thresholds may be set there: a
+// name the rule does not read is an error, so a value meant for another
+// policy, or misspelt, cannot pass silently.
+func (r *Rule) Configured(base Thresholds, config map[string]any) (Thresholds, error) {
+	own := make(map[string]any, len(config))
+	for k, v := range config {
+		if k == ConfigLevelKey {
+			continue
+		}
+		if !slices.Contains(r.Thresholds, k) {
+			known := "none"
+			if len(r.Thresholds) > 0 {
+				known = strings.Join(r.Thresholds, ", ")
+			}
+			return base, fmt.Errorf("threshold %q: unknown to policy %s (its thresholds: %s)", k, r.ID, known)
+		}
+		own[k] = v
+	}
+	return base.Override(own)
+}
 
 // Check runs the rule over a set of resources: a resource rule on each, a
 // stack rule once. Every violation carries the rule's id.

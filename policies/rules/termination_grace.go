@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
 )
 
 // defaultGraceSeconds is Kubernetes' terminationGracePeriodSeconds when unset.
@@ -13,14 +15,14 @@ const defaultGraceSeconds = 30
 var sleepArg = regexp.MustCompile(`\bsleep\s+(\d+)`)
 
 // preStopSeconds reads a preStop sleep: the sleep action or an exec of `sleep N`.
-func preStopSeconds(c container) int {
-	pre := get(c.m, "lifecycle", "preStop")
-	if s, ok := intOf(get(pre, "sleep", "seconds")); ok {
+func preStopSeconds(c object.Container) int {
+	pre := object.Get(c.Fields, "lifecycle", "preStop")
+	if s, ok := object.Int(object.Get(pre, "sleep", "seconds")); ok {
 		return s
 	}
 	var cmd []string
-	for _, a := range listOf(get(pre, "exec", "command")) {
-		cmd = append(cmd, str(a))
+	for _, a := range object.ListOf(object.Get(pre, "exec", "command")) {
+		cmd = append(cmd, object.Str(a))
 	}
 	if m := sleepArg.FindStringSubmatch(strings.Join(cmd, " ")); m != nil {
 		n, _ := strconv.Atoi(m[1])
@@ -40,27 +42,27 @@ var TerminationGrace = register(&Rule{
 	Remediation: "Let the microservice component compute the grace period from preStopSeconds and drainSeconds, or raise terminationGracePeriodSeconds / lower drainSeconds in the stack file.",
 	Rationale:   "The articles' graceful shutdown: on SIGTERM 'stop accepting new requests, and finish existing ones'. Kubernetes kills the pod when the grace period ends, preStop included; a drain longer than what is left is cut off mid-request.",
 	CheckResource: func(r Resource, t Thresholds) []string {
-		spec, _, ok := pod(r)
+		spec, _, ok := object.Pod(r)
 		if !ok {
 			return nil
 		}
 		grace := defaultGraceSeconds
 		if v := spec["terminationGracePeriodSeconds"]; v != nil {
-			g, ok := intOf(v)
+			g, ok := object.Int(v)
 			if !ok {
 				return nil
 			}
 			grace = g
 		}
 		var out []string
-		for _, c := range containers(spec, false) {
+		for _, c := range object.Containers(spec, false) {
 			drain := 0
-			if v, set := c.env(t.DrainSecondsEnv); set {
+			if v, set := c.Env(t.DrainSecondsEnv); set {
 				drain = seconds(v)
 			}
 			pre := preStopSeconds(c)
 			if need := pre + drain; grace < need {
-				out = append(out, msgf("%s %s: terminationGracePeriodSeconds %d is below preStop %d s + drain %d s = %d s", display(r), c.label(), grace, pre, drain, need))
+				out = append(out, msgf("%s %s: terminationGracePeriodSeconds %d is below preStop %d s + drain %d s = %d s", object.Display(r), c.Label(), grace, pre, drain, need))
 			}
 		}
 		return out

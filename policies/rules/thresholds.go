@@ -188,3 +188,12 @@ func JSONType(name string) string {
 		return "string"
 	}
 }
+
+// envName names the stack in messages: rules compare against the
+// environment's defaults, so the message says which.
+func envName(t Thresholds) string {
+	if t.Environment == "" {
+		return "this stack"
+	}
+	return "environment " + t.Environment
+}

@@ -1,5 +1,7 @@
 package rules
 
+import "github.com/scaleplane/scaleplane/policies/rules/internal/object"
+
 // ZoneSpread requires a hard spread across zones where the stack asks for it.
 var ZoneSpread = register(&Rule{
 	ID:          "zone-spread",
@@ -14,23 +16,23 @@ var ZoneSpread = register(&Rule{
 		if !t.RequireZoneSpread {
 			return nil
 		}
-		switch kind(r) {
+		switch object.Kind(r) {
 		case "Deployment", "StatefulSet":
 		default:
 			return nil
 		}
-		spec, _, _ := pod(r)
-		for _, c := range listOf(spec["topologySpreadConstraints"]) {
-			if str(get(c, "topologyKey")) == zoneKey && str(get(c, "whenUnsatisfiable")) == "DoNotSchedule" {
+		spec, _, _ := object.Pod(r)
+		for _, c := range object.ListOf(spec["topologySpreadConstraints"]) {
+			if object.Str(object.Get(c, "topologyKey")) == zoneKey && object.Str(object.Get(c, "whenUnsatisfiable")) == "DoNotSchedule" {
 				return nil
 			}
 		}
-		for _, a := range listOf(get(spec, "affinity", "podAntiAffinity", "requiredDuringSchedulingIgnoredDuringExecution")) {
-			if str(get(a, "topologyKey")) == zoneKey {
+		for _, a := range object.ListOf(object.Get(spec, "affinity", "podAntiAffinity", "requiredDuringSchedulingIgnoredDuringExecution")) {
+			if object.Str(object.Get(a, "topologyKey")) == zoneKey {
 				return nil
 			}
 		}
-		return []string{msgf("%s has no hard spread across %s (a DoNotSchedule topology spread constraint or a required anti-affinity)", display(r), zoneKey)}
+		return []string{msgf("%s has no hard spread across %s (a DoNotSchedule topology spread constraint or a required anti-affinity)", object.Display(r), zoneKey)}
 	},
 })
 

@@ -1,5 +1,7 @@
 package rules
 
+import "github.com/scaleplane/scaleplane/policies/rules/internal/object"
+
 // NetworkPolicyPerNamespace requires a NetworkPolicy wherever pods run.
 var NetworkPolicyPerNamespace = register(&Rule{
 	ID:          "network-policy-per-namespace",
@@ -12,9 +14,9 @@ var NetworkPolicyPerNamespace = register(&Rule{
 	CheckStack: func(rs []Resource, t Thresholds) []Violation {
 		covered := map[string]bool{}
 		coveredParent := map[string]bool{}
-		for _, p := range byKind(rs, "NetworkPolicy") {
-			covered[namespace(p)] = true
-			if unknown(get(p.Props, "metadata", "namespace")) && p.Parent != "" {
+		for _, p := range object.ByKind(rs, "NetworkPolicy") {
+			covered[object.Namespace(p)] = true
+			if object.IsUnknown(object.Get(p.Props, "metadata", "namespace")) && p.Parent != "" {
 				coveredParent[p.Parent] = true
 			}
 		}
@@ -26,23 +28,23 @@ var NetworkPolicyPerNamespace = register(&Rule{
 				order = append(order, ns)
 			}
 		}
-		for _, n := range byKind(rs, "Namespace") {
-			if !unknown(get(n.Props, "metadata", "name")) {
-				note(namespace(n), n)
+		for _, n := range object.ByKind(rs, "Namespace") {
+			if !object.IsUnknown(object.Get(n.Props, "metadata", "name")) {
+				note(object.Namespace(n), n)
 			}
 		}
-		for _, w := range byKind(rs, workloadKinds...) {
-			if !unknown(get(w.Props, "metadata", "namespace")) {
-				note(namespace(w), w)
+		for _, w := range object.ByKind(rs, object.WorkloadKinds...) {
+			if !object.IsUnknown(object.Get(w.Props, "metadata", "namespace")) {
+				note(object.Namespace(w), w)
 			}
 		}
 		var out []Violation
 		for _, ns := range order {
 			r := first[ns]
-			if covered[ns] || (kind(r) == "Namespace" && coveredParent[r.Parent]) {
+			if covered[ns] || (object.Kind(r) == "Namespace" && coveredParent[r.Parent]) {
 				continue
 			}
-			out = append(out, Violation{URN: r.URN, Message: msgf("namespace %s has no NetworkPolicy (first seen on %s)", ns, display(r))})
+			out = append(out, Violation{URN: r.URN, Message: msgf("namespace %s has no NetworkPolicy (first seen on %s)", ns, object.Display(r))})
 		}
 		return out
 	},

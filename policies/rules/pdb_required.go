@@ -4,6 +4,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
 )
 
 // PDBRequired requires a disruption budget that still lets a node drain.
@@ -17,28 +19,28 @@ var PDBRequired = register(&Rule{
 	Rationale:   "Replicas only protect availability if voluntary disruptions (node drains, cluster upgrades) take them one at a time. A budget that allows no eviction (minAvailable equal to the replica count, maxUnavailable 0) blocks every drain forever, and two budgets on one pod make eviction fail.",
 	CheckStack: func(rs []Resource, t Thresholds) []Violation {
 		var out []Violation
-		pdbs := byKind(rs, "PodDisruptionBudget")
-		for _, w := range byKind(rs, scalableKinds...) {
-			lo, hi := replicaRange(rs, w)
+		pdbs := object.ByKind(rs, "PodDisruptionBudget")
+		for _, w := range object.ByKind(rs, object.ScalableKinds...) {
+			lo, hi := object.ReplicaRange(rs, w)
 			if hi < 2 {
 				continue
 			}
-			_, meta, _ := pod(w)
-			labels := labelsOf(meta)
+			_, meta, _ := object.Pod(w)
+			labels := object.Labels(meta)
 			var mine []Resource
 			for _, p := range pdbs {
-				if namespace(p) == namespace(w) && selects(mapOf(get(p.Props, "spec", "selector")), labels) {
+				if object.Namespace(p) == object.Namespace(w) && object.Selects(object.MapOf(object.Get(p.Props, "spec", "selector")), labels) {
 					mine = append(mine, p)
 				}
 			}
 			switch {
 			case len(mine) == 0:
-				out = append(out, Violation{URN: w.URN, Message: msgf("%s runs up to %d pods but no PodDisruptionBudget selects it", display(w), hi)})
+				out = append(out, Violation{URN: w.URN, Message: msgf("%s runs up to %d pods but no PodDisruptionBudget selects it", object.Display(w), hi)})
 			case len(mine) > 1:
-				out = append(out, Violation{URN: w.URN, Message: msgf("%s is selected by %d PodDisruptionBudgets; eviction fails when more than one matches", display(w), len(mine))})
+				out = append(out, Violation{URN: w.URN, Message: msgf("%s is selected by %d PodDisruptionBudgets; eviction fails when more than one matches", object.Display(w), len(mine))})
 			default:
 				if n, ok := evictable(mine[0], lo); ok && n < 1 {
-					out = append(out, Violation{URN: mine[0].URN, Message: msgf("%s allows no eviction of %s at %d pods: a node drain would never finish", display(mine[0]), display(w), lo)})
+					out = append(out, Violation{URN: mine[0].URN, Message: msgf("%s allows no eviction of %s at %d pods: a node drain would never finish", object.Display(mine[0]), object.Display(w), lo)})
 				}
 			}
 		}
@@ -49,11 +51,11 @@ var PDBRequired = register(&Rule{
 // evictable is how many of n pods the budget lets go; ok is false when
 // the budget's values are not known.
 func evictable(pdb Resource, n int) (int, bool) {
-	spec := get(pdb.Props, "spec")
-	if v := get(spec, "maxUnavailable"); v != nil {
+	spec := object.Get(pdb.Props, "spec")
+	if v := object.Get(spec, "maxUnavailable"); v != nil {
 		return scaled(v, n, true)
 	}
-	if v := get(spec, "minAvailable"); v != nil {
+	if v := object.Get(spec, "minAvailable"); v != nil {
 		m, ok := scaled(v, n, true)
 		return n - m, ok
 	}
@@ -64,10 +66,10 @@ func evictable(pdb Resource, n int) (int, bool) {
 // scaled resolves an int-or-percent against n, rounding up as the
 // disruption controller does.
 func scaled(v any, n int, roundUp bool) (int, bool) {
-	if i, ok := intOf(v); ok {
+	if i, ok := object.Int(v); ok {
 		return i, true
 	}
-	s := str(v)
+	s := object.Str(v)
 	if p, ok := strings.CutSuffix(s, "%"); ok {
 		f, err := strconv.ParseFloat(p, 64)
 		if err != nil {

@@ -4,6 +4,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/scaleplane/scaleplane/policies/rules/internal/conf"
+	"github.com/scaleplane/scaleplane/policies/rules/internal/object"
 )
 
 var clusterReplicasFlag = regexp.MustCompile(`--cluster-replicas\s+(\d+)`)
@@ -20,10 +23,10 @@ var RedisCluster = register(&Rule{
 	Rationale:   "'Redis cluster distributions ensure caching states are shared globally across all microservice instances.' Sessions, rate limits and the cache all live in Redis once the services are stateless, so Redis must shard to scale writes and fail over when a master dies.",
 	CheckStack: func(rs []Resource, t Thresholds) []Violation {
 		var out []Violation
-		for _, g := range byType(rs, awsReplicationGroup) {
+		for _, g := range object.ByType(rs, object.AWSReplicationGroup) {
 			p := g.Props
-			mode := str(p["clusterMode"])
-			shards, shardsOK := intOf(p["numNodeGroups"])
+			mode := object.Str(p["clusterMode"])
+			shards, shardsOK := object.Int(p["numNodeGroups"])
 			clustered := mode == "enabled" || (mode == "" && shardsOK && shards > 1)
 			if !clustered {
 				out = append(out, Violation{URN: g.URN, Message: msgf("replication group %s is not in cluster mode (clusterMode %q)", g.Name, mode)})
@@ -31,37 +34,37 @@ var RedisCluster = register(&Rule{
 			if shardsOK && shards < t.MinRedisShards {
 				out = append(out, Violation{URN: g.URN, Message: msgf("replication group %s has %d node groups, fewer than %d", g.Name, shards, t.MinRedisShards)})
 			}
-			if n, ok := intOf(p["replicasPerNodeGroup"]); !ok || n < t.MinRedisReplicasPerShard {
+			if n, ok := object.Int(p["replicasPerNodeGroup"]); !ok || n < t.MinRedisReplicasPerShard {
 				out = append(out, Violation{URN: g.URN, Message: msgf("replication group %s has %v replicas per node group, fewer than %d", g.Name, p["replicasPerNodeGroup"], t.MinRedisReplicasPerShard)})
 			}
-			if !isTrue(p["automaticFailoverEnabled"]) {
+			if !object.IsTrue(p["automaticFailoverEnabled"]) {
 				out = append(out, Violation{URN: g.URN, Message: msgf("replication group %s has no automatic failover", g.Name)})
 			}
 		}
-		for _, cm := range byKind(rs, "ConfigMap") {
-			for k, text := range configFiles(cm, redisConfKey) {
-				conf := spaceConf(text)
-				if conf["cluster-enabled"] != "yes" {
-					out = append(out, Violation{URN: cm.URN, Message: msgf("%s %s: cluster-enabled is not yes", display(cm), k)})
+		for _, cm := range object.ByKind(rs, "ConfigMap") {
+			for k, text := range object.ConfigFiles(cm, conf.RedisConfKey) {
+				settings := conf.SpaceConf(text)
+				if settings["cluster-enabled"] != "yes" {
+					out = append(out, Violation{URN: cm.URN, Message: msgf("%s %s: cluster-enabled is not yes", object.Display(cm), k)})
 					continue
 				}
 				need := t.MinRedisShards * (1 + t.MinRedisReplicasPerShard)
-				for _, s := range mounting(rs, cm, "StatefulSet") {
-					if n, _ := replicaRange(rs, s); n < need {
-						out = append(out, Violation{URN: s.URN, Message: msgf("%s runs %d Redis nodes, fewer than %d shards × (1 + %d replicas) = %d", display(s), n, t.MinRedisShards, t.MinRedisReplicasPerShard, need)})
+				for _, s := range object.Mounting(rs, cm, "StatefulSet") {
+					if n, _ := object.ReplicaRange(rs, s); n < need {
+						out = append(out, Violation{URN: s.URN, Message: msgf("%s runs %d Redis nodes, fewer than %d shards × (1 + %d replicas) = %d", object.Display(s), n, t.MinRedisShards, t.MinRedisReplicasPerShard, need)})
 					}
 				}
 			}
 		}
-		for _, w := range byKind(rs, workloadKinds...) {
-			spec, _, _ := pod(w)
-			for _, line := range commandLines(spec) {
+		for _, w := range object.ByKind(rs, object.WorkloadKinds...) {
+			spec, _, _ := object.Pod(w)
+			for _, line := range object.CommandLines(spec) {
 				if !strings.Contains(line, "--cluster") {
 					continue
 				}
 				if m := clusterReplicasFlag.FindStringSubmatch(line); m != nil {
 					if n, _ := strconv.Atoi(m[1]); n < t.MinRedisReplicasPerShard {
-						out = append(out, Violation{URN: w.URN, Message: msgf("%s forms the Redis cluster with --cluster-replicas %d, fewer than %d", display(w), n, t.MinRedisReplicasPerShard)})
+						out = append(out, Violation{URN: w.URN, Message: msgf("%s forms the Redis cluster with --cluster-replicas %d, fewer than %d", object.Display(w), n, t.MinRedisReplicasPerShard)})
 					}
 				}
 			}

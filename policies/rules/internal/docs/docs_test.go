@@ -1,4 +1,4 @@
-package rules
+package docs
 
 import (
 	"flag"
@@ -6,11 +6,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/scaleplane/scaleplane/policies/rules"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/policies.md from the rules")
 
-const docsPath = "../../docs/policies.md"
+const docsPath = "../../../../docs/policies.md"
 
 // TestDocs: docs/policies.md is what Markdown renders from the rules.
 func TestDocs(t *testing.T) {
@@ -25,12 +27,12 @@ func TestDocs(t *testing.T) {
 	}
 	got, err := os.ReadFile(docsPath)
 	if err != nil {
-		t.Fatalf("read %s: %v (generate it: go test ./policies/rules -run TestDocs -update)", docsPath, err)
+		t.Fatalf("read %s: %v (generate it: go test ./policies/rules/internal/docs -run TestDocs -update)", docsPath, err)
 	}
 	if string(got) != want {
-		t.Errorf("%s is out of date with the rules; run: go test ./policies/rules -run TestDocs -update", docsPath)
+		t.Errorf("%s is out of date with the rules; run: go test ./policies/rules/internal/docs -run TestDocs -update", docsPath)
 	}
-	for _, r := range All() {
+	for _, r := range rules.All() {
 		if !strings.Contains(want, "### "+r.ID+"\n") {
 			t.Errorf("rendered docs lack a section for rule %s", r.ID)
 		}

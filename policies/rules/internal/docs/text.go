@@ -1,4 +1,4 @@
-package rules
+package docs
 
 // The hand-written sections of docs/policies.md; Markdown places them
 // around the generated rule list.
@@ -41,22 +41,25 @@ const docsPack = `## The pack and policyx
 protocol. policyx (SDK v3.274.1) is young; where it falls short the pack
 and the offline client work around it:
 
-- **Stack policies get no config.** ` + "`StackValidationArgs`" + ` has no ` + "`Config`" + `,
-  so a stack rule could not see a configured threshold. The pack adds a
-  pseudo-policy named ` + "`thresholds`" + ` (advisory, never reports): it is the
-  first policy, so it runs first on every ` + "`Analyze`" + ` call, reads its own
-  config and makes it the pack-wide thresholds that every rule, stack rules
-  included, then uses. Set thresholds in one place:
-  ` + "`{\"thresholds\": {\"minReplicas\": 4}}`" + ` in ` + "`--policy-pack-config`" + `. An unknown
-  threshold name fails the analysis instead of being ignored.
+- **Each policy reads its own config.** A policy's config schema declares
+  the rule's thresholds (the table above), and the rule reads them from that
+  policy's config alone: ` + "`{\"hpa-replicas\": {\"minReplicas\": 4}}`" + ` in
+  ` + "`--policy-pack-config`" + `. Disabling one policy changes no other's thresholds. A
+  name the policy does not declare fails the analysis instead of being
+  ignored.
+- **Stack policies get no config.** ` + "`StackValidationArgs`" + ` has no ` + "`Config`" + `
+  (pulumi/pulumi#24657). Each stack rule is therefore listed twice under
+  its id: the stack policy, and a resource policy that reports nothing and
+  receives the same config on every ` + "`Analyze`" + ` call, which the engine makes
+  before ` + "`AnalyzeStack`" + `, and keeps it for the stack policy.
 - **Per-stack defaults.** The policy pack factory receives the stack's
   config (` + "`ConfigureStack`" + `), so the pack reads ` + "`scaleplane:environment`" + ` and starts
   from that environment's defaults (prod: three replicas, a hard zone
   spread, a Postgres read replica) with no policy config at all.
 - **Enforcement levels.** policyx takes a configured policy's level from the
   config alone, and an entry without one decodes as advisory. The offline
-  client therefore sends config only for ` + "`thresholds`" + `, with the level the
-  pack itself reports, so no mandatory rule is silently downgraded. (The
+  client therefore sends every policy its config with the level the pack
+  itself reports, so no mandatory rule is silently downgraded. (The
   Pulumi CLI fills in each policy's default level itself.)
 - **Start-up order.** ` + "`GetAnalyzerInfo`" + ` and ` + "`GetPluginInfo`" + ` dereference the pack
   that policyx only builds in ` + "`ConfigureStack`" + `, which itself requires
