@@ -83,7 +83,9 @@ func (s State) why() string {
 // both the user's cluster and the embedded node answer, with the user's
 // kubeconfig as it is.
 type Checker struct {
-	Kubectl    string
+	// Kubectl is the kubectl binary to run (see cluster.KubectlPath).
+	Kubectl string
+	// Kubeconfig names the cluster and the credentials kubectl uses.
 	Kubeconfig string
 	// ContainerdSocket, when set, is the node's containerd: image presence
 	// is checked there exactly instead of inferred from pod events.

@@ -431,7 +431,11 @@ func TestDoneIsKstatusVerdict(t *testing.T) {
 // after the pods' own reasons.
 func TestWaitOnAStalledDeploymentSaysTheControllerGaveUp(t *testing.T) {
 	dep := deploymentJSON(1, 1, 2, 2, 0, 0, "ProgressDeadlineExceeded")
-	dep = strings.Replace(dep, `has successfully progressed.`, `has timed out progressing.`, 1)
+	dep = strings.NewReplacer(
+		`has successfully progressed.`, `has timed out progressing.`,
+		`"status":"True","reason":"Min`, `"status":"False","reason":"Min`,
+		`"status":"True","reason":"ProgressDeadlineExceeded"`, `"status":"False","reason":"ProgressDeadlineExceeded"`,
+	).Replace(dep)
 	file := filepath.Join(t.TempDir(), "deployment.json")
 	require.NoError(t, os.WriteFile(file, []byte(dep), 0o644), "write the Deployment")
 	r := Checker{Kubectl: fakeRolloutKubectl(t, "unschedulable-cpu", file), Kubeconfig: "/dev/null"}
