@@ -19,6 +19,7 @@ import (
 	"github.com/scaleplane/scaleplane/internal/cluster"
 	"github.com/scaleplane/scaleplane/internal/pulumicli"
 	"github.com/scaleplane/scaleplane/internal/render"
+	"github.com/scaleplane/scaleplane/internal/rollout"
 	"github.com/scaleplane/scaleplane/internal/toolchain"
 	"github.com/scaleplane/scaleplane/stacks"
 )
@@ -140,7 +141,7 @@ func runEngine(op string, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	r := cluster.Rollouts{Kubectl: kubectl, Kubeconfig: kc}
+	r := rollout.Checker{Kubectl: kubectl, Kubeconfig: kc}
 	if embedded != nil {
 		r.ContainerdSocket = embedded.ContainerdSocket
 	}

@@ -175,18 +175,6 @@ func Preflight() error {
 	return nil
 }
 
-func uniq(s []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, v := range s {
-		if !seen[v] {
-			seen[v] = true
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
 // cniBinDir is where Debian's containernetworking-plugins installs.
 const cniBinDir = "/usr/lib/cni"
 

@@ -1,15 +1,12 @@
 package cluster
 
 import (
-	"context"
 	"crypto/x509"
 	"encoding/pem"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -100,106 +97,7 @@ func TestConfigsCarryTheSettingsPodsNeedHere(t *testing.T) {
 	}
 }
 
-func TestRequiredSecretsSkipOptionalReferences(t *testing.T) {
-	var p podSpec
-	require.NoError(t, yaml.Unmarshal([]byte(`
-containers:
-- image: scaleplane.local/gateway:dev
-  env:
-  - name: A
-    valueFrom: {secretKeyRef: {name: redis-auth, key: password}}
-  - name: B
-    valueFrom: {secretKeyRef: {name: maybe, key: x, optional: true}}
-  envFrom:
-  - secretRef: {name: postgres-app}
-volumes:
-- name: v
-  secret: {secretName: tls}
-`), &p), "pod spec")
-	secrets, imgs := p.required()
-	assert.Equal(t, []string{"redis-auth", "postgres-app", "tls"}, secrets, "required secrets, optional ones excluded")
-	assert.Equal(t, []string{"scaleplane.local/gateway:dev"}, imgs, "images of the pod")
-}
-
 func TestUnescapeMount(t *testing.T) {
 	assert.Equal(t, "/a b/c", unescapeMount(`/a\040b/c`), "mountinfo escapes spaces as \\040")
 	assert.Equal(t, "/plain", unescapeMount("/plain"), "plain paths are unchanged")
-}
-
-func TestAllBoundOnlyWhenEveryClaimIsBound(t *testing.T) {
-	phases := map[string]string{"data-0": "Bound", "logs-0": "Pending"}
-	for _, tc := range []struct {
-		claims []string
-		want   bool
-	}{
-		{[]string{"data-0"}, true},
-		{[]string{"data-0", "logs-0"}, false},
-		{[]string{"data-0", "missing"}, false},
-		{nil, false},
-	} {
-		if got := allBound(tc.claims, phases); got != tc.want {
-			t.Errorf("allBound(%v) = %v, want %v", tc.claims, got, tc.want)
-		}
-	}
-}
-
-// fakeKubectl writes a kubectl that answers `get pods` with one pod left
-// unschedulable on claim data-0 since podSince, `get persistentvolumeclaims`
-// with that claim in phase (or fails when phase is empty), and records a
-// `delete pod` in the returned file.
-func fakeKubectl(t *testing.T, podSince time.Time, phase string) (kubectl, deleted string) {
-	t.Helper()
-	dir := t.TempDir()
-	deleted = filepath.Join(dir, "deleted")
-	pod := fmt.Sprintf(`{"items":[{"metadata":{"name":"prometheus-0"},"spec":{"volumes":[{"persistentVolumeClaim":{"claimName":"data-0"}}]},`+
-		`"status":{"conditions":[{"type":"PodScheduled","status":"False","lastTransitionTime":%q,`+
-		`"message":"0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims."}]}}]}`, podSince.UTC().Format(time.RFC3339))
-	claims := `{"items":[{"metadata":{"name":"data-0"},"status":{"phase":"` + phase + `"}}]}`
-	claimsCmd := "echo '" + claims + "'"
-	if phase == "" {
-		claimsCmd = "echo 'forbidden' >&2; exit 1"
-	}
-	script := "#!/bin/sh\ncase \"$*\" in\n" +
-		"*'get pods'*) echo '" + pod + "' ;;\n" +
-		"*'get persistentvolumeclaims'*) " + claimsCmd + " ;;\n" +
-		"*'delete pod'*) echo \"$*\" > " + deleted + " ;;\n" +
-		"*) exit 1 ;;\nesac\n"
-	kubectl = filepath.Join(dir, "kubectl")
-	require.NoError(t, os.WriteFile(kubectl, []byte(script), 0o755), "write the fake kubectl")
-	return kubectl, deleted
-}
-
-// TestUnschedulablePodOnBoundClaimsIsRecreatedOnlyAfterAGrace: a pod whose
-// claims were bound after the scheduler's last try is left to the
-// scheduler for schedulerRetryGrace, then recreated; unbound claims are
-// reported missing; claims that cannot be read are a passing problem, not
-// a failed wait and not a missing provisioner.
-func TestUnschedulablePodOnBoundClaimsIsRecreatedOnlyAfterAGrace(t *testing.T) {
-	for _, tc := range []struct {
-		name        string
-		since       time.Duration
-		phase       string
-		recreated   bool
-		problem     string
-		missingSome bool
-	}{
-		{"bound just now", 5 * time.Second, "Bound", false, "waits for the scheduler to retry", false},
-		{"bound long ago", 2 * time.Minute, "Bound", true, "recreated", false},
-		{"unbound", 2 * time.Minute, "Pending", false, "", true},
-		{"claims unreadable", 2 * time.Minute, "", false, "volume claims unreadable", false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			kubectl, deleted := fakeKubectl(t, time.Now().Add(-tc.since), tc.phase)
-			r := Rollouts{Kubectl: kubectl, Kubeconfig: "/dev/null"}
-			problems, missing, err := r.podProblems(context.Background(), "sp", map[string]string{"app": "prometheus"})
-			require.NoError(t, err, "inspecting the pods never fails the wait")
-			_, statErr := os.Stat(deleted)
-			assert.Equal(t, tc.recreated, statErr == nil, "whether the pod was deleted")
-			if tc.problem != "" {
-				require.Len(t, problems, 1, "one problem reported")
-				assert.Contains(t, problems[0], tc.problem, "the problem says what happens to the pod")
-			}
-			assert.Equal(t, tc.missingSome, len(missing) > 0, "only unbound claims are reported missing: %v", missing)
-		})
-	}
 }

@@ -15,7 +15,7 @@ import (
 // ten minutes per object (a Deployment until its pods are available, a
 // Service until it has endpoints, a Job until it succeeds): one pod waiting
 // for a Secret another component has not created yet stalls the whole
-// update. scaleplane waits itself instead (package rollout), knowing which
+// update. scaleplane waits itself instead (rollout.Checker), knowing which
 // workloads can start and why the others cannot.
 const skipAwaitAnnotation = "pulumi.com/skipAwait"
 

@@ -33,7 +33,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/tokens"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/workspace"
 
-	"github.com/scaleplane/scaleplane/internal/cluster"
+	"github.com/scaleplane/scaleplane/internal/rollout"
 	"github.com/scaleplane/scaleplane/internal/toolchain"
 	"github.com/scaleplane/scaleplane/stacks"
 )
@@ -78,7 +78,7 @@ type Options struct {
 	Parallel int
 	// Await keeps the kubernetes provider's own readiness wait on
 	// Deployments and StatefulSets; by default it is skipped (see
-	// skipAwaitAnnotation) and the caller waits with cluster.Rollouts.
+	// skipAwaitAnnotation) and the caller waits with rollout.Checker.
 	Await bool
 	// Checkpoints keeps the engine's per-step state checkpoints for a
 	// stack whose environment is local, where they are skipped by default
@@ -125,7 +125,7 @@ type Result struct {
 	// Stdout is the engine's full output (for policy messages).
 	Stdout string
 	// Workloads are the stack's Deployments and StatefulSets after up.
-	Workloads []cluster.Workload
+	Workloads []rollout.Workload
 	// Policy is what the engine's policy packs reported; nil without packs.
 	Policy *PolicyReport
 }

@@ -22,7 +22,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/scaleplane/scaleplane/internal/cluster"
+	"github.com/scaleplane/scaleplane/internal/rollout"
 	"github.com/scaleplane/scaleplane/stacks"
 )
 
@@ -71,7 +71,7 @@ func TestResourcesFollowTheSteps(t *testing.T) {
 	}
 	assert.Equal(t, map[string]int{"pulumi:pulumi:Stack": 1, "kubernetes:apps/v1:Deployment": 1, "kubernetes:apps/v1:StatefulSet": 2, "kubernetes:core/v1:Service": 1},
 		r.kinds(), "every declared resource once; the deleted one gone, the replaced one kept")
-	assert.Equal(t, []cluster.Workload{{Kind: "Deployment", Namespace: "sp", Name: "gateway"}, {Kind: "StatefulSet", Namespace: "sp", Name: "postgres"}, {Kind: "StatefulSet", Namespace: "sp", Name: "redis"}},
+	assert.Equal(t, []rollout.Workload{{Kind: "Deployment", Namespace: "sp", Name: "gateway"}, {Kind: "StatefulSet", Namespace: "sp", Name: "postgres"}, {Kind: "StatefulSet", Namespace: "sp", Name: "redis"}},
 		r.workloads(), "only workloads, sorted, with kind, namespace and name")
 }
 
@@ -107,7 +107,7 @@ func TestResourcesFromTheExportedState(t *testing.T) {
 		{"urn":"ss","type":"kubernetes:apps/v1:StatefulSet","outputs":{"metadata":{"name":"redis","namespace":"sp"}}}]}`))
 	require.NoError(t, err, "a well-formed state is read")
 	assert.Equal(t, map[string]int{"pulumi:pulumi:Stack": 1, "kubernetes:apps/v1:Deployment": 1, "kubernetes:apps/v1:StatefulSet": 1}, r.kinds(), "every resource counted by type")
-	assert.Equal(t, []cluster.Workload{{Kind: "Deployment", Namespace: "sp", Name: "gateway"}, {Kind: "StatefulSet", Namespace: "sp", Name: "redis"}},
+	assert.Equal(t, []rollout.Workload{{Kind: "Deployment", Namespace: "sp", Name: "gateway"}, {Kind: "StatefulSet", Namespace: "sp", Name: "redis"}},
 		r.workloads(), "the workloads with namespace and name")
 	_, err = fromState([]byte(`{"resources":`))
 	assert.Error(t, err, "a truncated state is an error, not an empty stack")

@@ -9,7 +9,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 
-	"github.com/scaleplane/scaleplane/internal/cluster"
+	"github.com/scaleplane/scaleplane/internal/rollout"
 )
 
 // resources is what the stack holds after an update, read from the
@@ -63,8 +63,8 @@ func (r *resources) kinds() map[string]int {
 
 // workloads lists the Deployments and StatefulSets, sorted, for the
 // rollout wait.
-func (r *resources) workloads() []cluster.Workload {
-	var out []cluster.Workload
+func (r *resources) workloads() []rollout.Workload {
+	var out []rollout.Workload
 	for _, s := range r.byURN {
 		kind := ""
 		switch s.Type {
@@ -75,7 +75,7 @@ func (r *resources) workloads() []cluster.Workload {
 		default:
 			continue
 		}
-		out = append(out, cluster.Workload{Kind: kind, Namespace: s.Namespace, Name: s.Name})
+		out = append(out, rollout.Workload{Kind: kind, Namespace: s.Namespace, Name: s.Name})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]

@@ -19,8 +19,8 @@ import (
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/scaleplane/scaleplane/internal/cluster"
 	"github.com/scaleplane/scaleplane/internal/pulumicli"
+	"github.com/scaleplane/scaleplane/internal/rollout"
 )
 
 const (
@@ -107,7 +107,7 @@ func TestDeployLocalStack(t *testing.T) {
 			built[svc.Ref] = true
 		}
 		// `images build` makes every image of local: every workload starts.
-		var available []cluster.WorkloadState
+		var available []rollout.State
 		for _, st := range states {
 			if !assert.True(t, st.Expected(), "%s has everything it needs on the node (blocked by: %s)", st, strings.Join(st.Blockers, "; ")) {
 				for _, b := range st.Blockers {
@@ -171,7 +171,7 @@ func TestDeployLocalStack(t *testing.T) {
 // assertRedisClusterFormed waits, when the Redis StatefulSet runs, for
 // its formation Job to have joined the pods: redis-0 reports
 // cluster_state:ok, all 16384 slots assigned and every pod known.
-func assertRedisClusterFormed(t *testing.T, o *k8s.KubectlOptions, available []cluster.WorkloadState) {
+func assertRedisClusterFormed(t *testing.T, o *k8s.KubectlOptions, available []rollout.State) {
 	t.Helper()
 	var nodes int
 	for _, st := range available {
@@ -202,9 +202,9 @@ func assertRedisClusterFormed(t *testing.T, o *k8s.KubectlOptions, available []c
 // assertJaegerAnswers asks Jaeger's query API, through the Service's
 // cluster IP (routed to this machine by kube-proxy), for the services it
 // knows: a JSON answer means the query side serves over its storage.
-func assertJaegerAnswers(t *testing.T, o *k8s.KubectlOptions, available []cluster.WorkloadState) {
+func assertJaegerAnswers(t *testing.T, o *k8s.KubectlOptions, available []rollout.State) {
 	t.Helper()
-	running := slices.ContainsFunc(available, func(st cluster.WorkloadState) bool { return st.Kind == "StatefulSet" && st.Name == "jaeger" })
+	running := slices.ContainsFunc(available, func(st rollout.State) bool { return st.Kind == "StatefulSet" && st.Name == "jaeger" })
 	if !running {
 		t.Log("Jaeger is not running: no query API to check")
 		return
@@ -240,10 +240,10 @@ func firstLines(s string, n int) string {
 
 // listWorkloads finds the stack's workloads from the cluster (when the
 // deploy stage was skipped).
-func listWorkloads(t *testing.T, s *suite, ns string) []cluster.Workload {
-	var out []cluster.Workload
+func listWorkloads(t *testing.T, s *suite, ns string) []rollout.Workload {
+	var out []rollout.Workload
 	for _, d := range k8s.ListDeploymentsContext(t, context.Background(), s.kubectlOptions(ns), metav1.ListOptions{}) {
-		out = append(out, cluster.Workload{Kind: "Deployment", Namespace: ns, Name: d.Name})
+		out = append(out, rollout.Workload{Kind: "Deployment", Namespace: ns, Name: d.Name})
 	}
 	return out
 }
@@ -289,7 +289,7 @@ func hpaFor(t *testing.T, o *k8s.KubectlOptions, deployment string) string {
 
 // assertServicesOfAvailableWorkloadsHaveEndpoints checks every Service
 // whose selector picks the pods of an available workload.
-func assertServicesOfAvailableWorkloadsHaveEndpoints(t *testing.T, o *k8s.KubectlOptions, available []cluster.WorkloadState) {
+func assertServicesOfAvailableWorkloadsHaveEndpoints(t *testing.T, o *k8s.KubectlOptions, available []rollout.State) {
 	t.Helper()
 	out, err := k8s.RunKubectlAndGetOutputContextE(t, context.Background(), o, "get", "services", "-o", "json")
 	require.NoError(t, err, "listing Services")

@@ -35,6 +35,7 @@ import (
 	"github.com/scaleplane/scaleplane/internal/imageplan"
 	"github.com/scaleplane/scaleplane/internal/images"
 	"github.com/scaleplane/scaleplane/internal/pulumicli"
+	"github.com/scaleplane/scaleplane/internal/rollout"
 	"github.com/scaleplane/scaleplane/internal/toolchain"
 	"github.com/scaleplane/scaleplane/stacks"
 )
@@ -299,8 +300,8 @@ func (s *suite) engine(stack, namespace string, extra map[string]string) pulumic
 }
 
 // rollouts is the exact readiness check shared with `scaleplane up`.
-func (s *suite) rollouts() cluster.Rollouts {
-	r := cluster.Rollouts{Kubectl: s.kubectl, Kubeconfig: s.kubeconfig}
+func (s *suite) rollouts() rollout.Checker {
+	r := rollout.Checker{Kubectl: s.kubectl, Kubeconfig: s.kubeconfig}
 	if s.node != nil {
 		r.ContainerdSocket = s.node.ContainerdSocket
 	}
