@@ -1,23 +1,20 @@
 package imageplan
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/scaleplane/scaleplane/internal/images/imagetest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -44,7 +41,7 @@ func TestKafkaImageRunsTheRenderedNode(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("building Debian images needs root (debootstrap, chroot, numeric owners); CI runs as root")
 	}
-	opts := images.DebianOptions{Log: testLog{t}}
+	opts := images.DebianOptions{Log: imagetest.Log{T: t}}
 	if _, cached, err := images.DebianBaseDir(opts); err != nil || !cached {
 		require.NoError(t, err, "cache dir")
 		if testing.Short() {
@@ -68,7 +65,7 @@ func TestKafkaImageRunsTheRenderedNode(t *testing.T) {
 		require.NoError(t, err, "the node listens on the component's fixed port %d, which must be free here", port)
 		_ = l.Close()
 	}
-	root := extract(t, img)
+	root := imagetest.Extract(t, img)
 	node := kafka.Node{Name: "kafka", Namespace: "it", Nodes: 1}
 	props := kafka.RenderProperties(node, kafka.Settings{ReplicationFactor: 1, MinInSyncReplicas: 1, NumPartitions: 3, RetentionHours: 1})
 	require.NoError(t, os.MkdirAll(filepath.Join(root, "etc/kafka"), 0o755), "config dir")
@@ -79,11 +76,11 @@ func TestKafkaImageRunsTheRenderedNode(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(root, "etc/hosts"), []byte("127.0.0.1 localhost "+node.Host(0)+"\n"), 0o644), "hosts")
 	mountForJVM(t, root)
 
-	run := func() *chrootProc {
+	run := func() *imagetest.Proc {
 		args := append([]string{"/usr/bin/env", "-i"}, cf.Config.Env...)
 		args = append(args, "HOSTNAME=kafka-0", "KAFKA_CLUSTER_ID="+kafka.ClusterID(node.Namespace, node.Name), "KAFKA_HEAP_OPTS=-Xms256m -Xmx256m",
 			"sh", "/etc/kafka/"+kafka.StartScriptName)
-		return startChroot(t, root, uid+":"+uid, args...)
+		return imagetest.Start(t, root, uid+":"+uid, args...)
 	}
 	client := func() *kgo.Client {
 		// The node advertises its in-cluster name: every address maps to loopback.
@@ -112,12 +109,12 @@ func TestKafkaImageRunsTheRenderedNode(t *testing.T) {
 		}
 		lastErr = err
 		return err == nil
-	}, kafkaStartTimeout, kafkaPollInterval, "the node starts and creates a topic (last error: %v)\n%s", lastErr, srv.out)
+	}, kafkaStartTimeout, kafkaPollInterval, "the node starts and creates a topic (last error: %v)\n%s", lastErr, srv.Output())
 	pctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	require.NoError(t, c.ProduceSync(pctx, &kgo.Record{Topic: "registrations", Value: []byte("ada")}).FirstErr(), "produce with acks=all\n%s", srv.out)
+	require.NoError(t, c.ProduceSync(pctx, &kgo.Record{Topic: "registrations", Value: []byte("ada")}).FirstErr(), "produce with acks=all\n%s", srv.Output())
 	c.Close()
-	srv.stop(t)
+	srv.Stop(t)
 
 	srv = run()
 	c = client()
@@ -127,31 +124,9 @@ func TestKafkaImageRunsTheRenderedNode(t *testing.T) {
 		defer cancel()
 		c.PollFetches(ctx).EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
 		return len(got) > 0
-	}, kafkaStartTimeout, kafkaPollInterval, "the restarted node serves the record written before the restart\n%s", srv.out)
+	}, kafkaStartTimeout, kafkaPollInterval, "the restarted node serves the record written before the restart\n%s", srv.Output())
 	assert.Equal(t, []string{"ada"}, got, "the record survived the restart exactly once")
-	srv.stop(t)
-}
-
-type testLog struct{ t *testing.T }
-
-func (l testLog) Write(p []byte) (int, error) {
-	l.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-// extract unpacks img's flattened root filesystem (mutate.Extract applies
-// the whiteouts) into a temporary directory, owners and modes kept.
-func extract(t *testing.T, img v1.Image) string {
-	t.Helper()
-	root := t.TempDir()
-	require.NoError(t, os.Chmod(root, 0o755), "the image's / is traversable by its user")
-	rc := mutate.Extract(img)
-	defer func() { _ = rc.Close() }()
-	cmd := exec.Command("tar", "--numeric-owner", "-xpf", "-", "-C", root)
-	cmd.Stdin = rc
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "extracting the image:\n%s", out)
-	return root
+	srv.Stop(t)
 }
 
 // mountForJVM gives the extracted root what a container has and the JVM
@@ -174,56 +149,4 @@ func mountForJVM(t *testing.T, root string) {
 	out, err := exec.Command("mount", "-t", "proc", "proc", proc).CombinedOutput()
 	require.NoError(t, err, "mount proc: %s", out)
 	t.Cleanup(func() { _ = exec.Command("umount", proc).Run() })
-}
-
-type chrootProc struct {
-	name string
-	cmd  *exec.Cmd
-	out  *lockedBuffer
-	done chan struct{} // closed when the process has exited
-}
-
-// startChroot runs a program of the extracted image as user (uid:gid), in
-// the host's network, until stop or the test's end.
-func startChroot(t *testing.T, root, user string, args ...string) *chrootProc {
-	t.Helper()
-	p := &chrootProc{name: args[0], out: &lockedBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command("chroot", append([]string{"--userspec=" + user, root}, args...)...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	require.NoError(t, p.cmd.Start(), "starting %s", p.name)
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill() // a no-op error once it has exited
-		<-p.done
-	})
-	return p
-}
-
-// stop sends SIGTERM and requires the server to exit within ten seconds.
-func (p *chrootProc) stop(t *testing.T) {
-	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM), "stopping %s", p.name)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("%s did not stop on SIGTERM\n%s", p.name, p.out)
-	}
-}
-
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -3,7 +3,6 @@ package images
 import (
 	"archive/tar"
 	"bufio"
-	"bytes"
 	"compress/gzip"
 	"context"
 	"fmt"
@@ -15,8 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +21,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/scaleplane/scaleplane/internal/images/imagetest"
 )
 
 // The unit tests below need neither root nor the network: they check how
@@ -159,13 +158,6 @@ func TestDebianServersTableIsComplete(t *testing.T) {
 // The tests below build the real images: root (debootstrap, chroot) and the
 // Debian archive on the first run; the tool cache makes later runs fast.
 
-type testLog struct{ t *testing.T }
-
-func (l testLog) Write(p []byte) (int, error) {
-	l.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
 func debianOrSkip(t *testing.T) (context.Context, DebianOptions) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -182,7 +174,7 @@ func debianOrSkip(t *testing.T) (context.Context, DebianOptions) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	t.Cleanup(cancel)
-	return ctx, DebianOptions{Log: testLog{t}}
+	return ctx, DebianOptions{Log: imagetest.Log{T: t}}
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
@@ -284,21 +276,21 @@ func TestDebianServerImages(t *testing.T) {
 
 	t.Run("redis answers PING", func(t *testing.T) {
 		img := built["redis"]
-		root := extract(t, img.Image)
+		root := imagetest.Extract(t, img.Image)
 		port := freePort(t)
-		srv := startChroot(t, root, img.User, "/usr/bin/redis-server", "--port", port, "--bind", "127.0.0.1",
+		srv := imagetest.Start(t, root, img.User, "/usr/bin/redis-server", "--port", port, "--bind", "127.0.0.1",
 			"--save", "", "--appendonly", "no", "--daemonize", "no")
 		var reply string
 		require.Eventually(t, func() bool {
 			reply = redisPing(net.JoinHostPort("127.0.0.1", port))
 			return reply == "+PONG"
-		}, 20*time.Second, 100*time.Millisecond, "redis-server from the image answers PING (last reply %q)\n%s", reply, srv.out)
-		srv.stop(t)
+		}, 20*time.Second, 100*time.Millisecond, "redis-server from the image answers PING (last reply %q)\n%s", reply, srv.Output())
+		srv.Stop(t)
 	})
 
 	t.Run("nginx checks and serves a config", func(t *testing.T) {
 		img := built["nginx"]
-		root := extract(t, img.Image)
+		root := imagetest.Extract(t, img.Image)
 		port := freePort(t)
 		var temps strings.Builder
 		for _, d := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
@@ -309,7 +301,7 @@ func TestDebianServerImages(t *testing.T) {
 		require.NoError(t, os.WriteFile(filepath.Join(root, "tmp/nginx.conf"), []byte(conf), 0o644), "writing the config")
 		out, err := exec.Command("chroot", "--userspec="+img.User, root, "/usr/sbin/nginx", "-e", "stderr", "-t", "-c", "/tmp/nginx.conf").CombinedOutput()
 		require.NoError(t, err, "nginx -t in the image as its user:\n%s", out)
-		srv := startChroot(t, root, img.User, "/usr/sbin/nginx", "-e", "stderr", "-c", "/tmp/nginx.conf", "-g", "daemon off;")
+		srv := imagetest.Start(t, root, img.User, "/usr/sbin/nginx", "-e", "stderr", "-c", "/tmp/nginx.conf", "-g", "daemon off;")
 		var body string
 		require.Eventually(t, func() bool {
 			resp, err := http.Get("http://127.0.0.1:" + port + "/")
@@ -320,14 +312,14 @@ func TestDebianServerImages(t *testing.T) {
 			b, _ := io.ReadAll(resp.Body)
 			body = string(b)
 			return resp.StatusCode == 200
-		}, 20*time.Second, 100*time.Millisecond, "nginx from the image serves\n%s", srv.out)
+		}, 20*time.Second, 100*time.Millisecond, "nginx from the image serves\n%s", srv.Output())
 		assert.Equal(t, "scaleplane\n", body, "the configured answer")
-		srv.stop(t)
+		srv.Stop(t)
 	})
 
 	t.Run("haproxy accepts a config", func(t *testing.T) {
 		img := built["haproxy"]
-		root := extract(t, img.Image)
+		root := imagetest.Extract(t, img.Image)
 		conf := "global\n  maxconn 64\ndefaults\n  mode http\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\n" +
 			"frontend web\n  bind 127.0.0.1:" + freePort(t) + "\n  default_backend app\nbackend app\n  server s1 127.0.0.1:1\n"
 		require.NoError(t, os.WriteFile(filepath.Join(root, "tmp/haproxy.cfg"), []byte(conf), 0o644), "writing the config")
@@ -353,79 +345,12 @@ func imageFiles(t *testing.T, img v1.Image) map[string]bool {
 	}
 }
 
-// extract unpacks img's flattened root filesystem (mutate.Extract applies
-// the whiteouts) into a temporary directory, owners and modes kept.
-func extract(t *testing.T, img v1.Image) string {
-	t.Helper()
-	root := t.TempDir()
-	require.NoError(t, os.Chmod(root, 0o755), "the image's / is traversable by its user")
-	rc := mutate.Extract(img)
-	defer func() { _ = rc.Close() }()
-	cmd := exec.Command("tar", "--numeric-owner", "-xpf", "-", "-C", root)
-	cmd.Stdin = rc
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "extracting the image:\n%s", out)
-	return root
-}
-
 func freePort(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err, "finding a free port")
 	defer func() { _ = l.Close() }()
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
-
-type chrootProc struct {
-	name string
-	cmd  *exec.Cmd
-	out  *lockedBuffer
-	done chan struct{} // closed when the process has exited
-}
-
-// startChroot runs a program of the extracted image as user (uid:gid), in
-// the host's network, until stop or the test's end.
-func startChroot(t *testing.T, root, user string, args ...string) *chrootProc {
-	t.Helper()
-	p := &chrootProc{name: args[0], out: &lockedBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command("chroot", append([]string{"--userspec=" + user, root}, args...)...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	require.NoError(t, p.cmd.Start(), "starting %s", p.name)
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill() // a no-op error once it has exited
-		<-p.done
-	})
-	return p
-}
-
-// stop sends SIGTERM and requires the server to exit within ten seconds.
-func (p *chrootProc) stop(t *testing.T) {
-	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM), "stopping %s", p.name)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("%s did not stop on SIGTERM\n%s", p.name, p.out)
-	}
-}
-
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // redisPing sends PING and returns the reply line.
