@@ -60,7 +60,7 @@ func (n *Nginx) Dir() string { return n.dir }
 
 // TempPaths returns the http-context directives that move nginx's five
 // temp directories (compiled in under /var/lib/nginx) into Dir, so it runs
-// without writing outside the test. Put them in the http {} block.
+// without writing outside its directory. Put them in the http {} block.
 func (n *Nginx) TempPaths() string {
 	var b strings.Builder
 	for _, d := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {

@@ -296,7 +296,7 @@ type account struct {
 	uid, gid int
 }
 
-// cred is the credential for exec; nil means "as the test process itself".
+// cred is the credential for exec; nil means "as this process itself".
 func (a *account) cred() *syscall.Credential {
 	if a == nil {
 		return nil
