@@ -19,7 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/scaleplane/scaleplane/components/edge"
-	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
 )
 
 // Cores: the proxy under test gets one, the load generator and the
@@ -53,7 +53,7 @@ type edgeProxy interface {
 	Dir() string
 	Addr() string
 	Pid() int
-	Start(string)
+	Start(string) error
 }
 
 // TestEdgeTierCost measures, for nginx and haproxy, the CPU per request
@@ -74,13 +74,13 @@ func TestEdgeTierCost(t *testing.T) {
 		var p edgeProxy
 		switch v.proxy {
 		case "nginx":
-			p = realserver.NewNginx(t)
+			p = realservertest.MustNewNginx(t)
 		default:
-			p = realserver.NewHAProxy(t)
+			p = realservertest.MustNewHAProxy(t)
 		}
 		conf, err := v.conf(p.Port(), p.Dir(), backend)
 		require.NoError(t, err, "%s %s config", v.proxy, v.name)
-		p.Start(conf)
+		require.NoError(t, p.Start(conf), "start %s %s", v.proxy, v.name)
 		pin(t, p.Pid(), proxyCore)
 		pids[i] = p.Pid()
 		loads[i] = Load{URL: "http://" + p.Addr() + "/v1/users/42", Core: loadCore, Connections: edgeConns, Duration: edgeWarmup}

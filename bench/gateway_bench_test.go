@@ -25,6 +25,7 @@ import (
 	"github.com/scaleplane/scaleplane/apps/account"
 	"github.com/scaleplane/scaleplane/components/microservice"
 	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
 	"github.com/scaleplane/scaleplane/topology"
 )
 
@@ -90,9 +91,9 @@ func TestGatewayVsNode(t *testing.T) {
 	// core, with wrk and the open-loop generator.
 	defer pinSelf(t, loadCore)()
 	logDir := t.TempDir()
-	rds := realserver.StartRedis(t, "")
-	cluster := realserver.StartRedisCluster(t, realserver.RedisClusterConfig{Replicas: -1})
-	kafka := realserver.StartKafka(t, realserver.KafkaConfig{Nodes: 1})
+	rds := realservertest.MustStartRedis(t, "")
+	cluster := realservertest.MustStartRedisCluster(t, realserver.RedisClusterConfig{Replicas: -1})
+	kafka := realservertest.MustStartKafka(t, realserver.KafkaConfig{Nodes: 1})
 	createTopic(t, kafka.Brokers())
 	userID := seedProfile(t, redis.NewClient(&redis.Options{Addr: rds.Addr()}))
 	require.Equal(t, userID, seedProfile(t, redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster.Addrs()})), "one profile on both")
@@ -114,7 +115,7 @@ func TestGatewayVsNode(t *testing.T) {
 			"RATE_LIMIT_RATE=" + rateLimitRate, "RATE_LIMIT_BURST=" + rateLimitBurst, "L1_TTL_MS=3600000", "NODE_ENV=production"}
 	}
 	startGateway := func(t *testing.T, port int, redisEnv ...string) *Server {
-		admin := realserver.FreePort(t)
+		admin := realservertest.MustFreePort(t)
 		s, err := StartServer("gateway", serverCore, append([]string{
 			"HTTP_ADDR=127.0.0.1:" + strconv.Itoa(port), "ADMIN_ADDR=127.0.0.1:" + strconv.Itoa(admin),
 			"KAFKA_BROKERS=" + strings.Join(kafka.Brokers(), ","),
@@ -164,7 +165,7 @@ func TestGatewayVsNode(t *testing.T) {
 	bases := make([]string, len(variants))
 	getLoads := make([]Load, len(variants))
 	for i, v := range variants {
-		port := realserver.FreePort(t)
+		port := realservertest.MustFreePort(t)
 		servers[i] = v.start(t, port)
 		defer servers[i].Stop()
 		bases[i] = "http://127.0.0.1:" + strconv.Itoa(port)

@@ -4,25 +4,23 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/scaleplane/scaleplane/internal/supervise"
 )
+
+// stopGrace bounds a server's graceful stop before it is killed.
+const stopGrace = 10 * time.Second
 
 // Server is a server process under test, in its own process group so its
 // CPU time and memory can be summed over every process it forks.
 type Server struct {
 	Name string
-	cmd  *exec.Cmd
-	log  string
-	// stop makes Stop idempotent: a server stopped early is still stopped
-	// again by a deferred call, and its process group's id may by then
-	// belong to another group.
-	stop sync.Once
+	proc *supervise.Process
 }
 
 // StartServer runs argv pinned to core (taskset), with env added to this
@@ -30,20 +28,19 @@ type Server struct {
 // healthURL answers 200.
 func StartServer(name string, core int, env []string, logDir, healthURL string, argv ...string) (*Server, error) {
 	logPath := filepath.Join(logDir, name+".log")
-	f, err := os.Create(logPath)
+	proc, err := supervise.Start(supervise.Spec{
+		Name: name,
+		Argv: append([]string{"taskset", "-c", strconv.Itoa(core)}, argv...),
+		Env:  append(os.Environ(), env...),
+		Log:  logPath,
+		// A Node.js cluster's primary does not pass SIGTERM on to its
+		// workers.
+		SignalGroup: true,
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = f.Close() }()
-	args := append([]string{"-c", strconv.Itoa(core)}, argv...)
-	cmd := exec.Command("taskset", args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	s := &Server{Name: name, cmd: cmd, log: logPath}
+	s := &Server{Name: name, proc: proc}
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if resp, err := http.Get(healthURL); err == nil {
@@ -60,7 +57,7 @@ func StartServer(name string, core int, env []string, logDir, healthURL string, 
 }
 
 // Pgid is the server's process group.
-func (s *Server) Pgid() int { return s.cmd.Process.Pid }
+func (s *Server) Pgid() int { return s.proc.Pid() }
 
 // PeakRSS sums VmHWM (peak resident memory) over the group's processes.
 func (s *Server) PeakRSS() int64 {
@@ -89,20 +86,10 @@ func (s *Server) PeakRSS() int64 {
 	return total
 }
 
-// Stop sends SIGTERM to the group, then SIGKILL after 10 s; it does so
-// once, however often it is called.
+// Stop sends SIGTERM to the group, then SIGKILL after 10 s. Stopping a
+// server that has exited does nothing, so a server stopped early may be
+// stopped again by a deferred call: its process group's id may by then
+// belong to another group.
 func (s *Server) Stop() {
-	s.stop.Do(s.terminate)
-}
-
-func (s *Server) terminate() {
-	_ = syscall.Kill(-s.Pgid(), syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = s.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-s.Pgid(), syscall.SIGKILL)
-		<-done
-	}
+	s.proc.Stop(syscall.SIGTERM, stopGrace)
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/scaleplane/scaleplane/components/observability"
-	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
 	"github.com/scaleplane/scaleplane/internal/render"
 	"github.com/scaleplane/scaleplane/internal/toolchain"
 	"github.com/scaleplane/scaleplane/stacks"
@@ -172,8 +172,8 @@ func TestEveryStacksPrometheusConfigPassesPromtool(t *testing.T) {
 		cm := byName(g.ByType("kubernetes:core/v1:ConfigMap"))["prometheus"]
 		conf, rules := str(get(cm.Inputs, "data", "prometheus.yml")), str(get(cm.Inputs, "data", observability.RulesFile))
 		require.NotEmpty(t, conf, "%s renders prometheus.yml", stack)
-		dir := realserver.WritePrometheusFiles(t, conf, map[string]string{observability.RulesFile: rules})
-		out, err := realserver.Promtool(t, dir, "check", "rules", observability.RulesFile)
+		dir := realservertest.MustWritePrometheusFiles(t, conf, map[string]string{observability.RulesFile: rules})
+		out, err := realservertest.Promtool(t, dir, "check", "rules", observability.RulesFile)
 		require.NoError(t, err, "%s: promtool check rules:\n%s", stack, out)
 		cmd := exec.CommandContext(ctx, upstream, "check", "config", "--syntax-only", "prometheus.yml")
 		cmd.Dir = dir

@@ -83,7 +83,11 @@ func exactlyOnce(t *testing.T, st *stack, scenario string) {
 		injected = time.Now()
 		switch scenario {
 		case "postgres-restarted":
-			go st.pg.Restart()
+			go func() {
+				if err := st.pg.Restart(); err != nil {
+					t.Errorf("%v", err)
+				}
+			}()
 		case "broker-killed":
 			go st.kafka.Kill(0)
 		}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/scaleplane/scaleplane/apps/account"
 	"github.com/scaleplane/scaleplane/apps/gateway/gateway"
-	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
 )
 
 // sessionsAcrossInstances: a session opened on one gateway is honoured by
@@ -149,7 +149,7 @@ func rateLimitShared(t *testing.T, st *stack) {
 // fast; retries never exceed the budget; when the service comes back the
 // breaker half-opens and closes.
 func breaker(t *testing.T, st *stack) {
-	port := realserver.FreePort(t)
+	port := realservertest.MustFreePort(t)
 	usersAddr := fmt.Sprintf("127.0.0.1:%d", port)
 	g, gr := st.startGateway(t, map[string]string{
 		"USERS_ADDR": usersAddr, "BREAKER_MIN_REQUESTS": "5", "BREAKER_WINDOW": "5s", "BREAKER_OPEN_FOR": "1s",

@@ -21,6 +21,7 @@ import (
 	"github.com/scaleplane/scaleplane/apps/worker/worker"
 	"github.com/scaleplane/scaleplane/components/observability"
 	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
 	"github.com/scaleplane/scaleplane/internal/toolchain"
 )
 
@@ -50,10 +51,13 @@ func startStack(t *testing.T, kafkaNodes int) *stack {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		st.redis = realserver.StartRedisCluster(t, realserver.RedisClusterConfig{})
+		st.redis = realservertest.MustStartRedisCluster(t, realserver.RedisClusterConfig{})
 	}()
-	st.pg = realserver.StartPostgres(t, realserver.PostgresConfig{Replicas: 1})
-	direct := st.pg.CreateDatabase("app", "app-pw", "appdb")
+	st.pg = realservertest.MustStartPostgres(t, realserver.PostgresConfig{Replicas: 1})
+	direct, err := st.pg.CreateDatabase("app", "app-pw", "appdb")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ini := fmt.Sprintf(`[databases]
 appdb = host=%[1]s port=%[2]d dbname=appdb
 appdb_ro = host=%[1]s port=%[3]d dbname=appdb
@@ -65,15 +69,14 @@ max_client_conn = 400
 default_pool_size = 20
 server_login_retry = 1
 `, st.pg.Host(), st.pg.Port(), st.pg.ReplicaPorts()[0])
-	b := realserver.StartPgBouncer(t, realserver.PgBouncerConfig{Ini: ini, Users: map[string]string{"app": "app-pw"}})
+	b := realservertest.MustStartPgBouncer(t, realserver.PgBouncerConfig{Ini: ini, Users: map[string]string{"app": "app-pw"}})
 	st.rwURL, st.roURL = b.DSN("app", "app-pw", "appdb"), b.DSN("app", "app-pw", "appdb_ro")
-	st.kafka = realserver.StartKafka(t, realserver.KafkaConfig{
+	st.kafka = realservertest.MustStartKafka(t, realserver.KafkaConfig{
 		Nodes:      kafkaNodes,
 		Properties: fmt.Sprintf("default.replication.factor=%d\nmin.insync.replicas=%d\nauto.create.topics.enable=false\n", kafkaNodes, max(1, kafkaNodes-1)),
 		Overrides:  map[string]string{"broker.session.timeout.ms": "3000", "broker.heartbeat.interval.ms": "500"},
 	})
 	<-done
-	var err error
 	if st.db, err = pgxpool.New(context.Background(), direct); err != nil {
 		t.Fatalf("pool to the primary: %v", err)
 	}
@@ -279,12 +282,12 @@ func (st *stack) startTracing(t *testing.T) {
 	if err != nil {
 		t.Fatalf("jaeger: %v", err)
 	}
-	ports := realserver.NewJaegerPorts(t)
+	ports := realservertest.MustNewJaegerPorts(t)
 	c := observability.DefaultJaegerConfig(observability.JaegerStorage{Kind: observability.StorageMemory, MaxTraces: 10000})
 	c.Bind = realserver.Loopback
 	c.OTLPGRPCPort, c.OTLPHTTPPort, c.QueryHTTPPort, c.QueryGRPCPort = ports.OTLPGRPC, ports.OTLPHTTP, ports.QueryHTTP, ports.QueryGRPC
 	c.HealthPort, c.MetricsPort = ports.Health, ports.Metrics
-	st.jaeger = realserver.StartJaeger(t, bin.Path, observability.RenderJaegerConfig(c), ports)
+	st.jaeger = realservertest.MustStartJaeger(t, bin.Path, observability.RenderJaegerConfig(c), ports)
 	st.otlpAddr = fmt.Sprintf("%s:%d", realserver.Loopback, ports.OTLPGRPC)
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
 )
 
 // clusterRecoveryBound is how long pipelines may fail after the cluster
@@ -26,7 +27,7 @@ func TestClusterClientFollowsAFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a six-node Redis Cluster; -short runs only the unit tests")
 	}
-	rc := realserver.StartRedisCluster(t, realserver.RedisClusterConfig{Conf: "cluster-node-timeout 2000\n"})
+	rc := realservertest.MustStartRedisCluster(t, realserver.RedisClusterConfig{Conf: "cluster-node-timeout 2000\n"})
 	c, err := NewRedis(RedisConfig{Addrs: rc.Addrs(), Cluster: true, Timeout: 300 * time.Millisecond, Refresh: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatalf("NewRedis: %v", err)
@@ -45,10 +46,17 @@ func TestClusterClientFollowsAFailover(t *testing.T) {
 	if err := pipeline(); err != nil {
 		t.Fatalf("pipeline before the failure: %v", err)
 	}
-	victim := rc.Masters()[0]
+	masters := func() []int {
+		m, err := rc.Masters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	victim := masters()[0]
 	rc.Kill(victim)
 	killed := time.Now()
-	for m := rc.Masters(); len(m) != 3 || slices.Contains(m, victim); m = rc.Masters() {
+	for m := masters(); len(m) != 3 || slices.Contains(m, victim); m = masters() {
 		if time.Since(killed) > time.Minute {
 			t.Fatalf("no replica promoted within a minute (masters %v)", m)
 		}

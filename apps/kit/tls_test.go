@@ -23,7 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scaleplane/scaleplane/apps/kit"
-	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
 )
 
 // testPKI is a private CA and a server certificate for 127.0.0.1, written
@@ -77,8 +77,8 @@ func newTestPKI(t *testing.T) testPKI {
 func TestRedisOverTLS(t *testing.T) {
 	t.Parallel()
 	pki := newTestPKI(t)
-	port := realserver.FreePort(t)
-	realserver.StartRedis(t, fmt.Sprintf("tls-port %d\ntls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\ntls-auth-clients no\n",
+	port := realservertest.MustFreePort(t)
+	realservertest.MustStartRedis(t, fmt.Sprintf("tls-port %d\ntls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\ntls-auth-clients no\n",
 		port, pki.certFile, pki.keyFile, pki.caFile))
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	ping := func(tc kit.TLSConfig) error {

@@ -16,6 +16,7 @@ import (
 	"github.com/scaleplane/scaleplane/components/kafka/topics"
 	"github.com/scaleplane/scaleplane/internal/realserver"
 	"github.com/scaleplane/scaleplane/stacks"
+	"github.com/scaleplane/scaleplane/topology"
 )
 
 func runServices(args []string, stdout, stderr io.Writer) error {
@@ -43,52 +44,70 @@ func runServices(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	s, err := realserver.NewSession(func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) })
+	start := time.Now()
+	fmt.Fprintln(stderr, "starting Redis Cluster (6 nodes), Postgres primary + replica, PgBouncer and Kafka on loopback...")
+	// Every server started is closed on the way out, whether the start
+	// failed half-way, or Ctrl-C ended the wait.
+	redis, err := realserver.StartRedisCluster(realserver.RedisClusterConfig{})
 	if err != nil {
 		return err
 	}
-	defer s.Close()
-	start := time.Now()
-	fmt.Fprintln(stderr, "starting Redis Cluster (6 nodes), Postgres primary + replica, PgBouncer and Kafka on loopback...")
-	var env []string
-	err = s.Do(func() {
-		redis := realserver.StartRedisCluster(s, realserver.RedisClusterConfig{})
-		pg := realserver.StartPostgres(s, realserver.PostgresConfig{Replicas: 1})
-		pg.CreateDatabase("app", "app-pw", "appdb")
-		bouncer := realserver.StartPgBouncer(s, realserver.PgBouncerConfig{
-			Ini: fmt.Sprintf("[databases]\nappdb = host=%[1]s port=%[2]d dbname=appdb\nappdb_ro = host=%[1]s port=%[3]d dbname=appdb\n\n"+
-				"[pgbouncer]\nauth_type = scram-sha-256\npool_mode = transaction\nmax_client_conn = 400\ndefault_pool_size = 20\n",
-				pg.Host(), pg.Port(), pg.ReplicaPorts()[0]),
-			Users: map[string]string{"app": "app-pw"},
-		})
-		kafka := realserver.StartKafka(s, realserver.KafkaConfig{
-			Nodes:      *nodes,
-			Properties: fmt.Sprintf("default.replication.factor=%d\nmin.insync.replicas=%d\nauto.create.topics.enable=false\n", *nodes, max(1, *nodes-1)),
-		})
-		if err := createTopics(ctx, kafka.Brokers(), declared, stderr); err != nil {
-			s.Fatalf("create topics: %v", err)
-		}
-		env = []string{
-			"KAFKA_BROKERS=" + strings.Join(kafka.Brokers(), ","),
-			"REDIS_ADDRS=" + strings.Join(redis.Addrs(), ","),
-			"DATABASE_URL_RW=" + bouncer.DSN("app", "app-pw", "appdb"),
-			"DATABASE_URL_RO=" + bouncer.DSN("app", "app-pw", "appdb_ro"),
-			"USERS_ADDR=127.0.0.1:9000",
-			"SESSION_COOKIE_SECURE=false",
-		}
+	defer closeServer(stderr, redis)
+	pg, err := realserver.StartPostgres(realserver.PostgresConfig{Replicas: 1})
+	if err != nil {
+		return err
+	}
+	defer closeServer(stderr, pg)
+	if _, err := pg.CreateDatabase("app", "app-pw", "appdb"); err != nil {
+		return err
+	}
+	bouncer, err := realserver.StartPgBouncer(realserver.PgBouncerConfig{
+		Ini: fmt.Sprintf("[databases]\nappdb = host=%[1]s port=%[2]d dbname=appdb\nappdb_ro = host=%[1]s port=%[3]d dbname=appdb\n\n"+
+			"[pgbouncer]\nauth_type = scram-sha-256\npool_mode = transaction\nmax_client_conn = 400\ndefault_pool_size = 20\n",
+			pg.Host(), pg.Port(), pg.ReplicaPorts()[0]),
+		Users: map[string]string{"app": "app-pw"},
 	})
 	if err != nil {
 		return err
+	}
+	defer closeServer(stderr, bouncer)
+	kafka, err := realserver.StartKafka(realserver.KafkaConfig{
+		Nodes:      *nodes,
+		Properties: fmt.Sprintf("default.replication.factor=%d\nmin.insync.replicas=%d\nauto.create.topics.enable=false\n", *nodes, max(1, *nodes-1)),
+	})
+	if err != nil {
+		return err
+	}
+	defer closeServer(stderr, kafka)
+	if err := createTopics(ctx, kafka.Brokers(), declared, stderr); err != nil {
+		return fmt.Errorf("create topics: %w", err)
+	}
+	env := []string{
+		"KAFKA_BROKERS=" + strings.Join(kafka.Brokers(), ","),
+		"REDIS_ADDRS=" + strings.Join(redis.Addrs(), ","),
+		"DATABASE_URL_RW=" + bouncer.DSN("app", "app-pw", "appdb"),
+		"DATABASE_URL_RO=" + bouncer.DSN("app", "app-pw", "appdb_ro"),
+		"USERS_ADDR=127.0.0.1" + topology.ListenAddr(topology.UsersGRPCPort),
+		"SESSION_COOKIE_SECURE=false",
 	}
 	fmt.Fprintf(stderr, "ready in %v. In other shells, with these variables exported:\n\n", time.Since(start).Round(time.Millisecond))
 	for _, e := range env {
 		k, v, _ := strings.Cut(e, "=")
 		fmt.Fprintf(stdout, "export %s='%s'\n", k, v)
 	}
-	fmt.Fprintln(stderr, "\n  go run ./apps/users    # gRPC :9000, admin :9091\n  go run ./apps/worker   # admin :9092\n  go run ./apps/gateway  # HTTP :8080, admin :9090\n\nCtrl-C stops every server.")
+	fmt.Fprintf(stderr, "\n  go run ./apps/users    # gRPC :%d, admin :%d\n  go run ./apps/worker   # admin :%d\n  go run ./apps/gateway  # HTTP :%d, admin :%d\n\nCtrl-C stops every server.\n",
+		topology.UsersGRPCPort, topology.UsersLocalAdminPort, topology.WorkerLocalAdminPort, topology.GatewayHTTPPort, topology.AdminHTTPPort)
 	<-ctx.Done()
 	fmt.Fprintln(stderr, "stopping...")
 	return nil
+}
+
+// closeServer stops a server at exit; a failure to clean up is worth a
+// line, not a failed command.
+func closeServer(stderr io.Writer, s interface{ Close() error }) {
+	if err := s.Close(); err != nil {
+		fmt.Fprintln(stderr, err)
+	}
 }
 
 // stackTopics are the topics the stack declares (stacks.Env.Topics: the

@@ -108,7 +108,7 @@ func runEngine(op string, args []string, stdout, stderr io.Writer) error {
 		if o.PolicyPacks, err = policyPacks(ctx, f, stderr); err != nil {
 			return err
 		}
-		if picture, err = topology(*f.root, *f.stack, *f.out); err != nil {
+		if picture, err = drawTopology(*f.root, *f.stack, *f.out); err != nil {
 			return err
 		}
 	}
@@ -218,10 +218,10 @@ func policyPacks(ctx context.Context, f engineFlags, stderr io.Writer) ([]string
 	return []string{bin}, nil
 }
 
-// topology renders the stack under mocks into dir (default out/<stack>)
+// drawTopology renders the stack under mocks into dir (default out/<stack>)
 // and returns its picture (SVG with graphviz, else the DOT source), so the
 // summary can say where the deployed topology is drawn.
-func topology(root, stack, dir string) (string, error) {
+func drawTopology(root, stack, dir string) (string, error) {
 	if dir == "" {
 		dir = filepath.Join("out", stack)
 	}

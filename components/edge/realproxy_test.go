@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
 )
 
 // The rendered configs are proven by the real Debian binaries: several
@@ -81,7 +81,7 @@ type proxy interface {
 	Dir() string
 	Addr() string
 	Check(conf string) error
-	Start(conf string)
+	Start(conf string) error
 }
 
 // proxies pairs each real binary with its renderer.
@@ -90,8 +90,8 @@ var proxies = []struct {
 	new    func(t *testing.T) proxy
 	render func(Config) (string, error)
 }{
-	{"nginx", func(t *testing.T) proxy { return realserver.NewNginx(t) }, RenderNginx},
-	{"haproxy", func(t *testing.T) proxy { return realserver.NewHAProxy(t) }, RenderHAProxy},
+	{"nginx", func(t *testing.T) proxy { return realservertest.MustNewNginx(t) }, RenderNginx},
+	{"haproxy", func(t *testing.T) proxy { return realservertest.MustNewHAProxy(t) }, RenderHAProxy},
 }
 
 func TestRenderedConfigsPassTheRealBinaries(t *testing.T) {
@@ -118,7 +118,7 @@ func TestRealProxiesServeThroughTheRenderedConfig(t *testing.T) {
 			p := px.new(t)
 			conf, err := px.render(loopbackConfig(p.Port(), p.Dir(), servers))
 			require.NoError(t, err, "render %s", px.name)
-			p.Start(conf)
+			require.NoError(t, p.Start(conf), "start %s", px.name)
 			exerciseEdge(t, "http://"+p.Addr(), hits)
 		})
 	}
@@ -136,7 +136,7 @@ func TestRealProxiesRateLimit(t *testing.T) {
 			c.RateLimitPerSecond, c.RateBurst = 1, 2
 			conf, err := px.render(c)
 			require.NoError(t, err, "render %s", px.name)
-			p.Start(conf)
+			require.NoError(t, p.Start(conf), "start %s", px.name)
 			assertRateLimited(t, "http://"+p.Addr())
 		})
 	}

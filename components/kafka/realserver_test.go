@@ -16,6 +16,7 @@ import (
 
 	"github.com/scaleplane/scaleplane/components/kafka/topics"
 	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
 )
 
 const (
@@ -72,7 +73,7 @@ func TestRealKafkaKeepsAcknowledgedWritesThroughABrokerCrash(t *testing.T) {
 	}
 	a := testArgs()
 	props := RenderProperties(Node{Name: "kafka", Namespace: "ns", Nodes: 3}, a.Settings())
-	k := realserver.StartKafka(t, realserver.KafkaConfig{Nodes: 3, Properties: props})
+	k := realservertest.MustStartKafka(t, realserver.KafkaConfig{Nodes: 3, Properties: props})
 	// StartKafka's own kill runs after its temp directories are removed
 	// (cleanups run last-in first-out), so a JVM still writing makes that
 	// removal fail; kill the nodes first.
@@ -204,7 +205,7 @@ func TestRealKafkaKeepsAcknowledgedWritesThroughABrokerCrash(t *testing.T) {
 
 	// With one node left, min.insync.replicas=2 must refuse acks=all writes.
 	second := (victim + 1) % 3
-	k.Stop(second)
+	require.NoError(t, k.Stop(second), "graceful stop of node %d", second)
 	var last []string
 	for i, b := range k.Brokers() {
 		if i != victim && i != second {

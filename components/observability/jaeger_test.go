@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
 	"github.com/scaleplane/scaleplane/internal/toolchain"
 )
 
@@ -109,9 +110,9 @@ func tailLines(s string, n int) string {
 func loopbackJaeger(t *testing.T, s JaegerStorage) JaegerConfig {
 	c := DefaultJaegerConfig(s)
 	c.Bind = realserver.Loopback
-	c.OTLPGRPCPort, c.OTLPHTTPPort = realserver.FreePort(t), realserver.FreePort(t)
-	c.QueryHTTPPort, c.QueryGRPCPort = realserver.FreePort(t), realserver.FreePort(t)
-	c.HealthPort, c.MetricsPort = realserver.FreePort(t), realserver.FreePort(t)
+	c.OTLPGRPCPort, c.OTLPHTTPPort = realservertest.MustFreePort(t), realservertest.MustFreePort(t)
+	c.QueryHTTPPort, c.QueryGRPCPort = realservertest.MustFreePort(t), realservertest.MustFreePort(t)
+	c.HealthPort, c.MetricsPort = realservertest.MustFreePort(t), realservertest.MustFreePort(t)
 	return c
 }
 
@@ -169,8 +170,8 @@ func TestRenderedCollectorConfigValidatesAndCarriesSpansAndMetrics(t *testing.T)
 
 	c := DefaultCollectorConfig(fmt.Sprintf("127.0.0.1:%d", j.OTLPGRPCPort), resource.MustParse("256Mi"))
 	c.Bind = realserver.Loopback
-	c.OTLPGRPCPort, c.OTLPHTTPPort = realserver.FreePort(t), realserver.FreePort(t)
-	c.HealthPort, c.MetricsPort, c.TelemetryPort = realserver.FreePort(t), realserver.FreePort(t), realserver.FreePort(t)
+	c.OTLPGRPCPort, c.OTLPHTTPPort = realservertest.MustFreePort(t), realservertest.MustFreePort(t)
+	c.HealthPort, c.MetricsPort, c.TelemetryPort = realservertest.MustFreePort(t), realservertest.MustFreePort(t), realservertest.MustFreePort(t)
 	c.BatchTimeout = 200 * time.Millisecond
 	conf := RenderCollectorConfig(c)
 

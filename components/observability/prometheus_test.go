@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
 	"github.com/scaleplane/scaleplane/internal/toolchain"
 )
 
@@ -36,11 +37,11 @@ func TestPromtoolAcceptsRenderedConfigAndRules(t *testing.T) {
 	// the in-cluster config is checked by the upstream promtool below.
 	static := inCluster()
 	static.Static = []StaticTarget{{Address: "127.0.0.1:9", Labels: map[string]string{"__meta_kubernetes_namespace": "shop"}}}
-	dir := realserver.WritePrometheusFiles(t, RenderPrometheusConfig(static),
+	dir := realservertest.MustWritePrometheusFiles(t, RenderPrometheusConfig(static),
 		map[string]string{RulesFile: RenderAlertRules(DefaultThresholds())})
-	out, err := realserver.Promtool(t, dir, "check", "config", "prometheus.yml")
+	out, err := realservertest.Promtool(t, dir, "check", "config", "prometheus.yml")
 	require.NoError(t, err, "promtool check config (it also checks the rule file it names):\n%s", out)
-	out, err = realserver.Promtool(t, dir, "check", "rules", RulesFile)
+	out, err = realservertest.Promtool(t, dir, "check", "rules", RulesFile)
 	require.NoError(t, err, "promtool check rules:\n%s", out)
 	assert.Contains(t, out, fmt.Sprintf("SUCCESS: %d rules found", len(Alerts(DefaultThresholds()))), "promtool saw every alert")
 	t.Logf("debian promtool: %s", strings.Join(strings.Fields(out), " "))
@@ -48,7 +49,7 @@ func TestPromtoolAcceptsRenderedConfigAndRules(t *testing.T) {
 
 func TestUpstreamPromtoolAcceptsTheInClusterConfig(t *testing.T) {
 	bin := upstreamPromtool(t)
-	dir := realserver.WritePrometheusFiles(t, RenderPrometheusConfig(inCluster()),
+	dir := realservertest.MustWritePrometheusFiles(t, RenderPrometheusConfig(inCluster()),
 		map[string]string{RulesFile: RenderAlertRules(DefaultThresholds())})
 	// --syntax-only: the service account token and CA it names exist only in a pod.
 	cmd := exec.Command(bin, "check", "config", "--syntax-only", "prometheus.yml")
@@ -59,7 +60,7 @@ func TestUpstreamPromtoolAcceptsTheInClusterConfig(t *testing.T) {
 
 	// And it can fail: an unknown discovery role is refused.
 	broken := strings.Replace(RenderPrometheusConfig(inCluster()), "role: node", "role: nodes", 1)
-	dir = realserver.WritePrometheusFiles(t, broken, map[string]string{RulesFile: RenderAlertRules(DefaultThresholds())})
+	dir = realservertest.MustWritePrometheusFiles(t, broken, map[string]string{RulesFile: RenderAlertRules(DefaultThresholds())})
 	cmd = exec.Command(bin, "check", "config", "--syntax-only", "prometheus.yml")
 	cmd.Dir = dir
 	out, err = cmd.CombinedOutput()
@@ -86,8 +87,8 @@ func TestPromtoolRejectsABrokenRule(t *testing.T) {
 	// expression broken is refused.
 	rules := strings.Replace(RenderAlertRules(DefaultThresholds()), "max by (namespace, app, pod) (go_goroutines)", "max by (namespace, app, pod (go_goroutines)", 1)
 	require.NotEqual(t, RenderAlertRules(DefaultThresholds()), rules, "the mutation applies")
-	dir := realserver.WritePrometheusFiles(t, RenderPrometheusConfig(inCluster()), map[string]string{RulesFile: rules})
-	out, err := realserver.Promtool(t, dir, "check", "rules", RulesFile)
+	dir := realservertest.MustWritePrometheusFiles(t, RenderPrometheusConfig(inCluster()), map[string]string{RulesFile: rules})
+	out, err := realservertest.Promtool(t, dir, "check", "rules", RulesFile)
 	assert.Error(t, err, "promtool must refuse a broken expression:\n%s", out)
 }
 
@@ -258,12 +259,12 @@ func TestEveryAlertFiresOnItsCraftedSeries(t *testing.T) {
 	for _, a := range Alerts(th) {
 		require.Contains(t, covered, a.Name, "every alert has a promtool case")
 	}
-	dir := realserver.WritePrometheusFiles(t, RenderPrometheusConfig(inCluster()), map[string]string{
+	dir := realservertest.MustWritePrometheusFiles(t, RenderPrometheusConfig(inCluster()), map[string]string{
 		RulesFile:        RenderAlertRules(th),
 		"rules_test.yml": ruleTests(th, cases),
 	})
 	start := time.Now()
-	out, err := realserver.Promtool(t, dir, "test", "rules", "rules_test.yml")
+	out, err := realservertest.Promtool(t, dir, "test", "rules", "rules_test.yml")
 	require.NoError(t, err, "promtool test rules:\n%s", out)
 	assert.Contains(t, out, "SUCCESS", "promtool reports success")
 	t.Logf("promtool test rules: %d alerts, each firing on its hot series and quiet on its cold ones and before its for: (%s)",
@@ -276,11 +277,11 @@ func TestRuleTestsCanFail(t *testing.T) {
 	th := DefaultThresholds()
 	lax := th
 	lax.ErrorRatio, lax.Goroutines = th.ErrorRatio*10, th.Goroutines*10
-	dir := realserver.WritePrometheusFiles(t, RenderPrometheusConfig(inCluster()), map[string]string{
+	dir := realservertest.MustWritePrometheusFiles(t, RenderPrometheusConfig(inCluster()), map[string]string{
 		RulesFile:        RenderAlertRules(lax),
 		"rules_test.yml": ruleTests(th, ruleCases(th)[:1]),
 	})
-	out, err := realserver.Promtool(t, dir, "test", "rules", "rules_test.yml")
+	out, err := realservertest.Promtool(t, dir, "test", "rules", "rules_test.yml")
 	assert.Error(t, err, "a rule that no longer fires on the hot series fails the rule test:\n%s", out)
 }
 
@@ -321,7 +322,7 @@ func TestPrometheusScrapesAnAnnotatedTargetWithTheRenderedConfig(t *testing.T) {
 			Labels:  map[string]string{"__meta_kubernetes_pod_name": "unannotated"},
 		},
 	}
-	p := realserver.StartPrometheus(t, RenderPrometheusConfig(conf), map[string]string{RulesFile: RenderAlertRules(DefaultThresholds())})
+	p := realservertest.MustStartPrometheus(t, RenderPrometheusConfig(conf), map[string]string{RulesFile: RenderAlertRules(DefaultThresholds())})
 
 	var got []realserver.PromSample
 	deadline := time.Now().Add(30 * time.Second)

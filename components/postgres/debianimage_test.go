@@ -25,7 +25,7 @@ import (
 	"github.com/scaleplane/scaleplane/components/microservice"
 	"github.com/scaleplane/scaleplane/components/postgres"
 	"github.com/scaleplane/scaleplane/internal/images"
-	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
 )
 
 // Stand-ins for the credentials Secret's values.
@@ -224,7 +224,7 @@ func TestDebianImagesRunTheRenderedStartScriptReplicaAndPooler(t *testing.T) {
 	assert.Equal(t, fmt.Sprintf("%d:%d", postgres.PostgresUIDForTest, postgres.PostgresUIDForTest), pg.user,
 		"the Debian image's postgres account is the uid the pods run as")
 
-	primaryPort, replicaPort := realserver.FreePort(t), realserver.FreePort(t)
+	primaryPort, replicaPort := realservertest.MustFreePort(t), realservertest.MustFreePort(t)
 	for name, content := range a.ConfigFiles("127.0.0.1", primaryPort) {
 		p := filepath.Join(pg.root, postgres.ConfigDir, name)
 		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755), "config dir")
@@ -267,7 +267,7 @@ func TestDebianImagesRunTheRenderedStartScriptReplicaAndPooler(t *testing.T) {
 
 	// A second pod on the same volume (a force-deleted pod's replacement)
 	// waits for the running postmaster instead of starting beside it.
-	second := pg.run(t, postgres.PostgresUIDForTest, secrets, append(append([]string{"sh", script}, postgres.ServerArgs()...), loopback(realserver.FreePort(t))...)...)
+	second := pg.run(t, postgres.PostgresUIDForTest, secrets, append(append([]string{"sh", script}, postgres.ServerArgs()...), loopback(realservertest.MustFreePort(t))...)...)
 	require.Eventually(t, func() bool { return strings.Contains(second.output(), "another postmaster holds") }, 20*time.Second, 100*time.Millisecond,
 		"the second start waits for the lock:\n%s", second.output())
 	select {
@@ -298,7 +298,7 @@ func TestDebianImagesRunTheRenderedStartScriptReplicaAndPooler(t *testing.T) {
 	t.Run("pgbouncer serves the rendered ini", func(t *testing.T) {
 		pb := extractDebian(t, "pgbouncer")
 		pc := a.PoolerConfig("127.0.0.1", primaryPort, false)
-		pc.ListenPort = realserver.FreePort(t) // the pod's 6432 may be taken on this machine
+		pc.ListenPort = realservertest.MustFreePort(t) // the pod's 6432 may be taken on this machine
 		ini := filepath.Join(pb.root, "etc/pgbouncer/pgbouncer.ini")
 		auth := filepath.Join(pb.root, pc.AuthFile)
 		require.NoError(t, os.MkdirAll(filepath.Dir(auth), 0o755), "userlist dir")

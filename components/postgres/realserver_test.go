@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
 )
 
 const (
@@ -41,8 +42,9 @@ func TestRealPostgresReplicatesAndPgBouncerPoolsFiveHundredClients(t *testing.T)
 	}
 	a := testArgs()
 	conf := a.Conf()
-	pg := realserver.StartPostgres(t, realserver.PostgresConfig{Conf: RenderConf(conf), HBA: RenderHBA(conf), Replicas: 1})
-	dsn := pg.CreateDatabase(conf.ApplicationUser, realAppPassword, conf.ApplicationDB)
+	pg := realservertest.MustStartPostgres(t, realserver.PostgresConfig{Conf: RenderConf(conf), HBA: RenderHBA(conf), Replicas: 1})
+	dsn, err := pg.CreateDatabase(conf.ApplicationUser, realAppPassword, conf.ApplicationDB)
+	require.NoError(t, err, "create the application database")
 	ctx := context.Background()
 
 	primary, err := pgx.Connect(ctx, dsn)
@@ -96,7 +98,7 @@ func TestRealPostgresReplicatesAndPgBouncerPoolsFiveHundredClients(t *testing.T)
 
 	// PgBouncer in front of the primary with the rendered ini.
 	ini := RenderPgBouncerIni(a.PoolerConfig(pg.Host(), pg.Port(), false))
-	bouncer := realserver.StartPgBouncer(t, realserver.PgBouncerConfig{Ini: ini, Users: map[string]string{conf.ApplicationUser: realAppPassword}})
+	bouncer := realservertest.MustStartPgBouncer(t, realserver.PgBouncerConfig{Ini: ini, Users: map[string]string{conf.ApplicationUser: realAppPassword}})
 	poolDSN := bouncer.DSN(conf.ApplicationUser, realAppPassword, conf.ApplicationDB) + "&default_query_exec_mode=exec"
 
 	admin, err := pgx.Connect(ctx, pg.DSN())

@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
 )
 
 const (
@@ -38,7 +38,7 @@ func startUnformedNodes(t *testing.T, conf string, n int) []string {
 	for i := range n {
 		// The bus port normally is port+10000, which may not exist above
 		// 55535; the test picks a free one (a machine key, like port).
-		r := realserver.StartRedis(t, conf+fmt.Sprintf("\ncluster-port %d\n", realserver.FreePort(t)))
+		r := realservertest.MustStartRedis(t, conf+fmt.Sprintf("\ncluster-port %d\n", realservertest.MustFreePort(t)))
 		addrs[i] = r.Addr()
 		c := goredis.NewClient(&goredis.Options{Addr: r.Addr()})
 		ctx := context.Background()

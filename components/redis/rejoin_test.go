@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
 )
 
 // rejoinBound is how long the moved cluster may take to be ok again once
@@ -52,7 +53,7 @@ func TestRealClusterRejoinsAfterEveryNodeMoved(t *testing.T) {
 		t.Skip("starts six real redis-server processes; -short runs only the unit tests")
 	}
 	a := testArgs()
-	c := realserver.StartRedisCluster(t, realserver.RedisClusterConfig{Conf: RenderConf(a.Conf())})
+	c := realservertest.MustStartRedisCluster(t, realserver.RedisClusterConfig{Conf: RenderConf(a.Conf())})
 	ctx := context.Background()
 	cc := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: c.Addrs(), MaxRedirects: 16, DialTimeout: time.Second})
 	for i := range keysWritten {
@@ -63,7 +64,7 @@ func TestRealClusterRejoinsAfterEveryNodeMoved(t *testing.T) {
 	}), "replicas acknowledge the writes before the move")
 	_ = cc.Close()
 
-	c.MoveAll()
+	require.NoError(t, c.MoveAll(), "restart every node on new ports")
 	// Past the node timeout, every node has flagged the others it cannot
 	// reach: without a rejoin the cluster is down and stays down.
 	time.Sleep(2 * time.Duration(DefaultNodeTimeoutMillis) * time.Millisecond)
@@ -105,8 +106,8 @@ func TestRejoinLeavesAnUnformedNodeAlone(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real redis-server; -short runs only the unit tests")
 	}
-	r := realserver.StartRedis(t, "cluster-enabled yes\ncluster-config-file nodes.conf\n")
-	other := realserver.StartRedis(t, "cluster-enabled yes\ncluster-config-file nodes.conf\n")
+	r := realservertest.MustStartRedis(t, "cluster-enabled yes\ncluster-config-file nodes.conf\n")
+	other := realservertest.MustStartRedis(t, "cluster-enabled yes\ncluster-config-file nodes.conf\n")
 	script := filepath.Join(t.TempDir(), RejoinScriptName)
 	require.NoError(t, os.WriteFile(script, []byte(RenderRejoinScript()), 0o644), "write the script")
 	cmd := exec.Command("sh", script, other.Addr())

@@ -3,15 +3,14 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/scaleplane/scaleplane/internal/supervise"
 )
 
 // component is one process of the node: how to start it and how to know it
@@ -35,36 +34,7 @@ func (c *Cluster) logFile(name string) string { return filepath.Join(c.LogDir, n
 // running returns the pid of the component if its pid file names a live
 // process running the expected binary (a recycled pid is not ours).
 func (c *Cluster) running(name, bin string) (int, bool) {
-	data, err := os.ReadFile(c.pidFile(name))
-	if err != nil {
-		return 0, false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil || pid <= 0 {
-		return 0, false
-	}
-	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	if err != nil {
-		return 0, false
-	}
-	exe = strings.TrimSuffix(exe, " (deleted)")
-	if bin != "" && filepath.Base(exe) != filepath.Base(bin) {
-		return 0, false
-	}
-	if isZombie(pid) {
-		return 0, false
-	}
-	return pid, true
-}
-
-func isZombie(pid int) bool {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || len(s) < i+3 || s[i+2] == 'Z'
+	return supervise.Lookup(c.pidFile(name), bin)
 }
 
 // start launches the component detached (its own session, so it outlives
@@ -77,26 +47,18 @@ func (c *Cluster) start(ctx context.Context, comp component) error {
 			return nil
 		}
 	}
-	logf, err := os.OpenFile(c.logFile(comp.name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("opening %s log: %w", comp.name, err)
-	}
-	defer func() { _ = logf.Close() }()
-	fmt.Fprintf(logf, "\n==== %s: %s %s\n", time.Now().Format(time.RFC3339), comp.bin, strings.Join(comp.args, " "))
-	cmd := exec.Command(comp.bin, comp.args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Dir = c.StateDir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	cmd.Env = append(os.Environ(), "PATH="+os.Getenv("PATH")+":/usr/sbin:/sbin")
 	begin := time.Now()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", comp.name, err)
-	}
-	pid := cmd.Process.Pid
-	// Reap it if it exits while we wait, so a crash is seen as an exit.
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	if err := os.WriteFile(c.pidFile(comp.name), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+	p, err := supervise.Start(supervise.Spec{
+		Name:    comp.name,
+		Argv:    append([]string{comp.bin}, comp.args...),
+		Dir:     c.StateDir,
+		Env:     append(os.Environ(), "PATH="+os.Getenv("PATH")+":/usr/sbin:/sbin"),
+		Log:     c.logFile(comp.name),
+		Banner:  true,
+		Detach:  true,
+		PIDFile: c.pidFile(comp.name),
+	})
+	if err != nil {
 		return err
 	}
 	timeout := comp.startTimeout
@@ -110,17 +72,17 @@ func (c *Cluster) start(ctx context.Context, comp component) error {
 			break
 		}
 		select {
-		case werr := <-exited:
-			return fmt.Errorf("%s exited during start-up (%v); last lines of %s:\n%s", comp.name, werr, c.logFile(comp.name), lastLines(c.logFile(comp.name), 25))
+		case <-p.Done():
+			return fmt.Errorf("%s exited during start-up (%v); last lines of %s:\n%s", comp.name, p.Wait(), p.Log(), lastLines(p.Log(), 25))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(500 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not healthy after %s (%v); last lines of %s:\n%s", comp.name, timeout, err, c.logFile(comp.name), lastLines(c.logFile(comp.name), 25))
+			return fmt.Errorf("%s not healthy after %s (%v); last lines of %s:\n%s", comp.name, timeout, err, p.Log(), lastLines(p.Log(), 25))
 		}
 	}
-	c.logf("%-24s started (pid %d) in %s", comp.name, pid, time.Since(begin).Round(100*time.Millisecond))
+	c.logf("%-24s started (pid %d) in %s", comp.name, p.Pid(), time.Since(begin).Round(100*time.Millisecond))
 	return nil
 }
 
@@ -132,53 +94,18 @@ func (c *Cluster) stop(name, bin string, grace time.Duration) error {
 		_ = os.Remove(c.pidFile(name))
 		return nil
 	}
-	if err := killWait(pid, grace); err != nil {
+	if err := supervise.Terminate(pid, grace); err != nil {
 		return fmt.Errorf("stopping %s (pid %d): %w", name, pid, err)
 	}
 	c.logf("%-24s stopped", name)
 	return os.Remove(c.pidFile(name))
 }
 
-// killWait terminates pid politely, then forcibly, and waits for it to go.
-func killWait(pid int, grace time.Duration) error {
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) {
-		if !alive(pid) {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	_ = syscall.Kill(pid, syscall.SIGKILL)
-	for i := 0; i < 50; i++ {
-		if !alive(pid) {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return errors.New("still alive after SIGKILL")
-}
-
-// alive reports whether pid exists and is not a zombie (a detached child
-// of an earlier scaleplane is reparented to init, which reaps it).
-func alive(pid int) bool {
-	if err := syscall.Kill(pid, 0); err != nil {
-		return false
-	}
-	return !isZombie(pid)
-}
-
-// lastLines returns the last n lines of a file, for error messages.
+// lastLines returns the last n lines of a log for error messages, nothing
+// when it cannot be read (the message then still names its path).
 func lastLines(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	tail, _ := supervise.Tail(path, n)
+	return tail
 }
 
 // run executes a short command and returns its combined output, wrapping

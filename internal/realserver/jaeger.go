@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -18,6 +17,8 @@ const jaegerReadTimeout = 30 * time.Second
 // started with a rendered config on loopback.
 type Jaeger struct {
 	queryPort int
+	proc      *process
+	res       resources
 }
 
 // JaegerPorts are the loopback ports the rendered config must use.
@@ -26,34 +27,45 @@ type JaegerPorts struct {
 }
 
 // NewJaegerPorts reserves the ports for one Jaeger.
-func NewJaegerPorts(t testing.TB) JaegerPorts {
-	return JaegerPorts{FreePort(t), FreePort(t), FreePort(t), FreePort(t), FreePort(t), FreePort(t)}
+func NewJaegerPorts() (JaegerPorts, error) {
+	p, err := freePorts(6)
+	if err != nil {
+		return JaegerPorts{}, err
+	}
+	return JaegerPorts{p[0], p[1], p[2], p[3], p[4], p[5]}, nil
 }
 
 // StartJaeger runs bin --config=<config> and waits until the health
-// endpoint on ports.Health answers; Jaeger is stopped when the test ends.
-func StartJaeger(t testing.TB, bin, config string, ports JaegerPorts) *Jaeger {
-	t.Helper()
-	dir := t.TempDir()
+// endpoint on ports.Health answers. Close stops it.
+func StartJaeger(bin, config string, ports JaegerPorts) (j *Jaeger, err error) {
+	j = &Jaeger{queryPort: ports.QueryHTTP}
+	defer closeOnError(&err, &j.res)
+	dir, err := j.res.dir("jaeger", nil, false)
+	if err != nil {
+		return nil, fmt.Errorf("realserver: jaeger: %w", err)
+	}
 	path := filepath.Join(dir, "jaeger.yaml")
 	if err := writeFile(path, config, nil); err != nil {
-		t.Fatalf("realserver: jaeger config: %v", err)
+		return nil, fmt.Errorf("realserver: jaeger config: %w", err)
 	}
-	p := newProcess("jaeger", filepath.Join(dir, "jaeger.log"), nil, bin, "--config="+path)
-	t.Cleanup(func() {
-		// Jaeger drains for up to 10 s; a test has nothing left to drain.
-		if !p.stop(syscall.SIGTERM) {
-			p.kill()
-		}
-	})
-	if err := p.start(); err != nil {
-		t.Fatalf("realserver: %v", err)
+	j.proc = j.res.proc("jaeger", filepath.Join(dir, "jaeger.log"), nil, bin, "--config="+path)
+	if err := j.proc.start(); err != nil {
+		return nil, fmt.Errorf("realserver: %w", err)
 	}
 	health := fmt.Sprintf("http://%s/", addr(ports.Health))
-	if err := p.waitReady(startTimeout, httpOK(health)); err != nil {
-		t.Fatalf("realserver: jaeger: %v\n%s", err, p.logTail())
+	if err := j.proc.waitReady(startTimeout, httpOK(health)); err != nil {
+		return nil, fmt.Errorf("realserver: jaeger: %w\n%s", err, j.proc.logTail())
 	}
-	return &Jaeger{queryPort: ports.QueryHTTP}
+	return j, nil
+}
+
+// Close stops Jaeger (SIGTERM, so it flushes what it holds, killed after
+// the stop timeout) and removes its directory.
+func (j *Jaeger) Close() error {
+	if j.proc != nil {
+		j.proc.stop(syscall.SIGTERM)
+	}
+	return j.res.close()
 }
 
 func httpOK(url string) func() error {

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/scaleplane/scaleplane/internal/toolchain"
@@ -66,8 +65,8 @@ type KafkaConfig struct {
 
 // Kafka is a running KRaft cluster of real Kafka nodes.
 type Kafka struct {
-	t     testing.TB
 	nodes []*kafkaNode
+	res   resources
 }
 
 // kafkaNode is one broker+controller JVM.
@@ -86,36 +85,35 @@ func (n *kafkaNode) addr() string { return addr(n.port) }
 // all nodes. Properties are layered, later winning: harness defaults that
 // fit the node count (internal topic replication), the rendered text, the
 // overrides, then the harness's machine keys (process roles, node id,
-// quorum voters, listeners, log dirs). Nodes are killed when the test ends.
-func StartKafka(t testing.TB, cfg KafkaConfig) *Kafka {
-	t.Helper()
+// quorum voters, listeners, log dirs). Close kills the nodes.
+func StartKafka(cfg KafkaConfig) (k *Kafka, err error) {
 	if cfg.Nodes == 0 {
 		cfg.Nodes = 1
 	}
 	java, err := exec.LookPath("java")
 	if err != nil {
-		t.Fatalf("realserver: java not found on PATH (apt-get install openjdk-17-jre-headless): %v", err)
+		return nil, fmt.Errorf("realserver: java %w (apt-get install openjdk-17-jre-headless): %w", ErrNotInstalled, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), kafkaToolchainTimeout)
 	defer cancel()
 	dist, err := toolchain.Kafka(ctx)
 	if err != nil {
-		t.Fatalf("realserver: %v", err)
+		return nil, fmt.Errorf("realserver: StartKafka: %w", err)
 	}
 
-	k := &Kafka{t: t}
+	k = &Kafka{}
+	defer closeOnError(&err, &k.res)
 	for i := range cfg.Nodes {
-		k.nodes = append(k.nodes, &kafkaNode{id: i + 1, port: FreePort(t), ctrlPort: FreePort(t), dir: t.TempDir()})
-	}
-	// Registered after the TempDirs: cleanups run newest first, so the
-	// JVMs are killed before their directories are removed.
-	t.Cleanup(func() {
-		for _, n := range k.nodes {
-			if n.proc != nil {
-				n.proc.kill()
-			}
+		ports, err := freePorts(2)
+		if err != nil {
+			return nil, fmt.Errorf("realserver: StartKafka: %w", err)
 		}
-	})
+		dir, err := k.res.dir(fmt.Sprintf("kafka-node-%d", i+1), nil, false)
+		if err != nil {
+			return nil, fmt.Errorf("realserver: StartKafka: %w", err)
+		}
+		k.nodes = append(k.nodes, &kafkaNode{id: i + 1, port: ports[0], ctrlPort: ports[1], dir: dir})
+	}
 	var voters []string
 	for _, n := range k.nodes {
 		voters = append(voters, fmt.Sprintf("%d@%s", n.id, addr(n.ctrlPort)))
@@ -124,16 +122,16 @@ func StartKafka(t testing.TB, cfg KafkaConfig) *Kafka {
 	for _, n := range k.nodes {
 		props := filepath.Join(n.dir, "server.properties")
 		if err := writeFile(props, kafkaProperties(cfg, n, strings.Join(voters, ",")), nil); err != nil {
-			t.Fatalf("realserver: %v", err)
+			return nil, fmt.Errorf("realserver: StartKafka: %w", err)
 		}
 		log4j := filepath.Join(n.dir, "log4j2.properties")
 		if err := writeFile(log4j, toolchain.KafkaLog4j, nil); err != nil {
-			t.Fatalf("realserver: %v", err)
+			return nil, fmt.Errorf("realserver: StartKafka: %w", err)
 		}
 		args := append([]string{java}, kafkaJVM...)
 		args = append(args, "-Dlog4j2.configurationFile="+log4j, "-Dkafka.logs.dir="+n.dir,
 			"-cp", dist.Classpath, toolchain.ServerClass, props)
-		n.proc = newProcess(fmt.Sprintf("kafka-node-%d", n.id), filepath.Join(n.dir, "kafka.log"), nil, args...)
+		n.proc = k.res.proc(fmt.Sprintf("kafka-node-%d", n.id), filepath.Join(n.dir, "kafka.log"), nil, args...)
 	}
 	err = parallel(len(k.nodes), func(i int) error {
 		n := k.nodes[i]
@@ -147,10 +145,13 @@ func StartKafka(t testing.TB, cfg KafkaConfig) *Kafka {
 		return k.startNode(n)
 	})
 	if err != nil {
-		t.Fatalf("realserver: StartKafka: %v", err)
+		return nil, fmt.Errorf("realserver: StartKafka: %w", err)
 	}
-	return k
+	return k, nil
 }
+
+// Close kills every node and removes their directories.
+func (k *Kafka) Close() error { return k.res.close() }
 
 // kafkaProperties layers the node's server.properties (see StartKafka).
 func kafkaProperties(cfg KafkaConfig, n *kafkaNode, voters string) string {
@@ -259,24 +260,27 @@ func (k *Kafka) Kill(i int) { k.nodes[i].proc.kill() }
 
 // Stop shuts node i down gracefully (SIGTERM: controlled shutdown moves its
 // partition leadership away first).
-func (k *Kafka) Stop(i int) {
-	k.t.Helper()
+// A node that ignores SIGTERM is killed, and the error says so.
+func (k *Kafka) Stop(i int) error {
 	if !k.nodes[i].proc.stop(syscall.SIGTERM) {
-		k.t.Fatalf("realserver: kafka node %d ignored SIGTERM for %v and was killed\n%s", i, stopTimeout, k.nodes[i].proc.logTail())
+		return fmt.Errorf("realserver: kafka node %d ignored SIGTERM for %v and was killed\n%s", i, stopTimeout, k.nodes[i].proc.logTail())
 	}
+	return nil
 }
 
 // Restart starts node i again on its own storage, stopping it first if it
 // is running, and waits until it is back in the metadata.
-func (k *Kafka) Restart(i int) {
-	k.t.Helper()
+func (k *Kafka) Restart(i int) error {
 	if k.nodes[i].proc.running() {
-		k.Stop(i)
+		if err := k.Stop(i); err != nil {
+			return err
+		}
 	}
 	if err := k.startNode(k.nodes[i]); err != nil {
-		k.t.Fatalf("realserver: restarting kafka node %d: %v", i, err)
+		return fmt.Errorf("realserver: restarting kafka node %d: %w", i, err)
 	}
+	return nil
 }
 
 // LogPath returns node i's log file, for tests that assert on what it logged.
-func (k *Kafka) LogPath(i int) string { return k.nodes[i].proc.logPath }
+func (k *Kafka) LogPath(i int) string { return k.nodes[i].proc.logPath() }

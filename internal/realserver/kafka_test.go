@@ -72,7 +72,7 @@ func TestKafkaSingleNode(t *testing.T) {
 	start := time.Now()
 	// A rendered server.properties meant for a pod: its listeners and log
 	// dir must give way to the harness's.
-	k := StartKafka(t, KafkaConfig{Properties: strings.Join([]string{
+	k := must(t, StartKafka, KafkaConfig{Properties: strings.Join([]string{
 		"listeners=PLAINTEXT://:9092,CONTROLLER://:9093",
 		"log.dirs=/var/lib/kafka/data",
 		"num.partitions=3",
@@ -110,7 +110,7 @@ func TestKafkaSurvivesNodeLoss(t *testing.T) {
 	}
 	t.Parallel()
 	start := time.Now()
-	k := StartKafka(t, KafkaConfig{
+	k := must(t, StartKafka, KafkaConfig{
 		Nodes:      3,
 		Properties: "default.replication.factor=3\nmin.insync.replicas=2\n",
 		Overrides: map[string]string{
@@ -146,7 +146,7 @@ func TestKafkaSurvivesNodeLoss(t *testing.T) {
 	}
 
 	restart := time.Now()
-	k.Restart(victim)
+	ok(t, k.Restart(victim))
 	t.Logf("node %d restarted and back in metadata in %v", k.NodeID(victim), time.Since(restart).Round(time.Millisecond))
 	produce(t, cl, "payments", "after-restart")
 }

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"testing"
 )
 
 // PgBouncerConfig describes a PgBouncer to start.
@@ -20,12 +19,13 @@ type PgBouncerConfig struct {
 	Users map[string]string
 }
 
-// PgBouncer is a running pgbouncer, run as the postgres OS user when the
-// tests run as root (pgbouncer refuses root).
+// PgBouncer is a running pgbouncer, run as the postgres OS user when this
+// process runs as root (pgbouncer refuses root).
 type PgBouncer struct {
 	port int
 	dir  string
 	proc *process
+	res  resources
 }
 
 // pgbouncerKeys are the [pgbouncer] settings the harness owns.
@@ -34,12 +34,32 @@ var pgbouncerKeys = []string{"listen_addr", "listen_port", "unix_socket_dir", "a
 // StartPgBouncer starts pgbouncer with the rendered ini. The harness
 // replaces listen_addr, listen_port, unix_socket_dir, auth_file, logfile,
 // pidfile and user in [pgbouncer] and writes auth_file from Users; it waits
-// until the port accepts connections and stops pgbouncer when the test ends.
-func StartPgBouncer(t testing.TB, cfg PgBouncerConfig) *PgBouncer {
-	t.Helper()
-	bin := lookBin(t, "pgbouncer", "pgbouncer")
-	owner := unprivileged(t, "postgres")
-	b := &PgBouncer{port: FreePort(t), dir: workDir(t, "pgbouncer", owner, false)}
+// until the port accepts connections. Close stops pgbouncer.
+func StartPgBouncer(cfg PgBouncerConfig) (b *PgBouncer, err error) {
+	b = &PgBouncer{}
+	defer closeOnError(&err, &b.res)
+	if err := b.start(cfg); err != nil {
+		return nil, fmt.Errorf("realserver: StartPgBouncer: %w", err)
+	}
+	return b, nil
+}
+
+// start does StartPgBouncer's work; its errors get one prefix there.
+func (b *PgBouncer) start(cfg PgBouncerConfig) error {
+	bin, err := lookBin("pgbouncer", "pgbouncer")
+	if err != nil {
+		return err
+	}
+	owner, err := unprivileged("postgres")
+	if err != nil {
+		return err
+	}
+	if b.port, err = FreePort(); err != nil {
+		return err
+	}
+	if b.dir, err = b.res.dir("pgbouncer", owner, false); err != nil {
+		return err
+	}
 
 	var users strings.Builder
 	for _, u := range slices.Sorted(maps.Keys(cfg.Users)) {
@@ -47,7 +67,7 @@ func StartPgBouncer(t testing.TB, cfg PgBouncerConfig) *PgBouncer {
 	}
 	authFile := filepath.Join(b.dir, "userlist.txt")
 	if err := writeFile(authFile, users.String(), owner); err != nil {
-		t.Fatalf("realserver: %v", err)
+		return err
 	}
 	harness := []string{
 		"listen_addr = " + Loopback,
@@ -60,18 +80,17 @@ func StartPgBouncer(t testing.TB, cfg PgBouncerConfig) *PgBouncer {
 	ini := withPgbouncerSection(dropKeys(cfg.Ini, pgbouncerKeys...), harness)
 	path := filepath.Join(b.dir, "pgbouncer.ini")
 	if err := writeFile(path, ini, owner); err != nil {
-		t.Fatalf("realserver: %v", err)
+		return err
 	}
-	b.proc = newProcess("pgbouncer", filepath.Join(b.dir, "pgbouncer.log"), owner.cred(), bin, path)
-	t.Cleanup(b.proc.kill)
+	b.proc = b.res.proc("pgbouncer", filepath.Join(b.dir, "pgbouncer.log"), owner.cred(), bin, path)
 	if err := b.proc.start(); err != nil {
-		t.Fatalf("realserver: StartPgBouncer: %v", err)
+		return err
 	}
-	if err := b.proc.waitReady(startTimeout, dialCheck(b.Addr())); err != nil {
-		t.Fatalf("realserver: StartPgBouncer: %v", err)
-	}
-	return b
+	return b.proc.waitReady(startTimeout, dialCheck(b.Addr()))
 }
+
+// Close stops pgbouncer and removes its directory.
+func (b *PgBouncer) Close() error { return b.res.close() }
 
 // withPgbouncerSection puts the harness lines at the top of the [pgbouncer]
 // section (creating it if the rendered ini has none), since ini keys belong

@@ -11,8 +11,9 @@ import (
 
 func TestPgBouncerInFrontOfPostgres(t *testing.T) {
 	t.Parallel()
-	pg := StartPostgres(t, PostgresConfig{})
-	pg.CreateDatabase("app", "app-pw", "appdb")
+	pg := must(t, StartPostgres, PostgresConfig{})
+	_, err := pg.CreateDatabase("app", "app-pw", "appdb")
+	ok(t, err)
 	// Rendered as the component would, with the pod's own port and paths
 	// that the harness replaces.
 	ini := fmt.Sprintf(`[databases]
@@ -27,7 +28,7 @@ pool_mode = transaction
 max_client_conn = 50
 default_pool_size = 4
 `, pg.Host(), pg.Port())
-	b := StartPgBouncer(t, PgBouncerConfig{Ini: ini, Users: map[string]string{"app": "app-pw"}})
+	b := must(t, StartPgBouncer, PgBouncerConfig{Ini: ini, Users: map[string]string{"app": "app-pw"}})
 
 	cfg, err := pgx.ParseConfig(b.DSN("app", "app-pw", "appdb"))
 	if err != nil {

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -56,15 +55,15 @@ local replication postgres trust
 `
 
 // Postgres is a running PostgreSQL primary with optional streaming replicas,
-// run as the postgres OS user when the tests run as root.
+// run as the postgres OS user when this process runs as root.
 type Postgres struct {
-	t        testing.TB
 	bin      string
 	owner    *account
 	dir      string
 	password string
 	primary  *pgNode
 	replicas []*pgNode
+	res      resources
 }
 
 // pgNode is one postgres server: data dir, socket dir, port, process.
@@ -80,65 +79,86 @@ type pgNode struct {
 // harness keys (listen address, port, socket dir, file locations, logging to
 // the harness log), installs the rendered pg_hba.conf behind one harness
 // line, starts the primary and then the replicas, and waits until the
-// replicas stream. All are stopped when the test ends.
-func StartPostgres(t testing.TB, cfg PostgresConfig) *Postgres {
-	t.Helper()
-	owner := unprivileged(t, "postgres")
-	p := &Postgres{t: t, bin: postgresBin(t), owner: owner, password: randomHex(12)}
-	p.dir = workDir(t, "postgres", owner, false)
-	t.Cleanup(p.killAll)
-
-	p.primary = p.newNode(t, "postgres-primary")
-	pwfile := filepath.Join(p.dir, "pwfile")
-	if err := writeFile(pwfile, p.password+"\n", owner); err != nil {
-		t.Fatalf("realserver: %v", err)
+// replicas stream. Close stops them all.
+func StartPostgres(cfg PostgresConfig) (p *Postgres, err error) {
+	p = &Postgres{password: randomHex(12)}
+	defer closeOnError(&err, &p.res)
+	if err := p.start(cfg); err != nil {
+		return nil, fmt.Errorf("realserver: StartPostgres: %w", err)
 	}
-	if err := run(owner.cred(), p.dir, filepath.Join(p.bin, "initdb"), "-D", p.primary.data,
+	return p, nil
+}
+
+// start does StartPostgres's work; its errors get one prefix there.
+func (p *Postgres) start(cfg PostgresConfig) error {
+	var err error
+	if p.owner, err = unprivileged("postgres"); err != nil {
+		return err
+	}
+	if p.bin, err = postgresBin(); err != nil {
+		return err
+	}
+	if p.dir, err = p.res.dir("postgres", p.owner, false); err != nil {
+		return err
+	}
+	if p.primary, err = p.newNode("postgres-primary"); err != nil {
+		return err
+	}
+	pwfile := filepath.Join(p.dir, "pwfile")
+	if err := writeFile(pwfile, p.password+"\n", p.owner); err != nil {
+		return err
+	}
+	if err := run(p.owner.cred(), p.dir, filepath.Join(p.bin, "initdb"), "-D", p.primary.data,
 		"-U", postgresSuperuser, "--pwfile="+pwfile, "-E", "UTF8", "--locale=C",
 		"--auth=trust", "--no-sync", "--no-instructions"); err != nil {
-		t.Fatalf("realserver: initdb: %v", err)
+		return fmt.Errorf("initdb: %w", err)
 	}
 	hba := cfg.HBA
 	if strings.TrimSpace(hba) == "" {
 		hba = defaultHBA
 	}
-	if err := writeFile(filepath.Join(p.primary.data, "pg_hba.conf"), harnessHBA+hba, owner); err != nil {
-		t.Fatalf("realserver: %v", err)
+	if err := writeFile(filepath.Join(p.primary.data, "pg_hba.conf"), harnessHBA+hba, p.owner); err != nil {
+		return err
 	}
 	if err := appendFile(filepath.Join(p.primary.data, "postgresql.conf"),
 		"\n# --- rendered postgresql.conf ---\n"+dropKeys(cfg.Conf, keyNames(p.primary.harnessLines())...)+
 			harnessBlock(p.primary.harnessLines())); err != nil {
-		t.Fatalf("realserver: %v", err)
+		return err
 	}
 	if err := p.primary.startAndWait(p.adminReady(p.primary)); err != nil {
-		t.Fatalf("realserver: StartPostgres: %v", err)
+		return err
 	}
 
 	for i := range cfg.Replicas {
-		p.replicas = append(p.replicas, p.newNode(t, fmt.Sprintf("postgres-replica-%d", i)))
+		n, err := p.newNode(fmt.Sprintf("postgres-replica-%d", i))
+		if err != nil {
+			return err
+		}
+		p.replicas = append(p.replicas, n)
 	}
-	if err := parallel(cfg.Replicas, func(i int) error { return p.startReplica(p.replicas[i]) }); err != nil {
-		t.Fatalf("realserver: StartPostgres: %v", err)
-	}
-	return p
+	return parallel(cfg.Replicas, func(i int) error { return p.startReplica(p.replicas[i]) })
 }
 
 // newNode reserves a port and names the node's directories (created later
 // by initdb or pg_basebackup).
-func (p *Postgres) newNode(t testing.TB, name string) *pgNode {
-	n := &pgNode{name: name, port: FreePort(t), data: filepath.Join(p.dir, name)}
+func (p *Postgres) newNode(name string) (*pgNode, error) {
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	n := &pgNode{name: name, port: port, data: filepath.Join(p.dir, name)}
 	n.sockDir = filepath.Join(p.dir, name+"-sock")
 	if err := os.Mkdir(n.sockDir, 0o755); err != nil {
-		t.Fatalf("realserver: %v", err)
+		return nil, err
 	}
 	if p.owner != nil {
 		if err := os.Chown(n.sockDir, p.owner.uid, p.owner.gid); err != nil {
-			t.Fatalf("realserver: %v", err)
+			return nil, err
 		}
 	}
-	n.proc = newProcess(name, filepath.Join(p.dir, name+".log"), p.owner.cred(),
+	n.proc = p.res.proc(name, filepath.Join(p.dir, name+".log"), p.owner.cred(),
 		filepath.Join(p.bin, "postgres"), "-D", n.data)
-	return n
+	return n, nil
 }
 
 // harnessLines are the machine-specific settings appended last.
@@ -282,78 +302,72 @@ func (p *Postgres) ReplicaPorts() []int {
 
 // CreateDatabase creates a login role with password and a database it owns,
 // and returns that role's DSN for it over TCP.
-func (p *Postgres) CreateDatabase(user, password, db string) string {
-	p.t.Helper()
+func (p *Postgres) CreateDatabase(user, password, db string) (string, error) {
 	lit := "'" + strings.ReplaceAll(password, "'", "''") + "'"
 	err := p.exec(
 		"CREATE ROLE "+pgx.Identifier{user}.Sanitize()+" LOGIN PASSWORD "+lit,
 		"CREATE DATABASE "+pgx.Identifier{db}.Sanitize()+" OWNER "+pgx.Identifier{user}.Sanitize(),
 	)
 	if err != nil {
-		p.t.Fatalf("realserver: CreateDatabase(%q, %q): %v", user, db, err)
+		return "", fmt.Errorf("realserver: CreateDatabase(%q, %q): %w", user, db, err)
 	}
-	return tcpDSN(user, password, p.primary.port, db)
+	return tcpDSN(user, password, p.primary.port, db), nil
 }
 
 // Stop shuts the primary down (fast shutdown: clients are disconnected);
-// replicas keep running and retry their stream.
-func (p *Postgres) Stop() {
-	p.t.Helper()
+// replicas keep running and retry their stream. A primary that ignores the
+// shutdown is killed, and the error says so.
+func (p *Postgres) Stop() error {
 	if !p.primary.proc.stop(syscall.SIGINT) {
-		p.t.Fatalf("realserver: postgres primary ignored fast shutdown for %v and was killed\n%s", stopTimeout, p.primary.proc.logTail())
+		return fmt.Errorf("realserver: postgres primary ignored fast shutdown for %v and was killed\n%s", stopTimeout, p.primary.proc.logTail())
 	}
+	return nil
 }
 
 // Kill SIGKILLs the primary and its backends, as a crash would.
 func (p *Postgres) Kill() { p.primary.proc.kill() }
 
 // Start starts the primary again after Stop or Kill and waits for it.
-func (p *Postgres) Start() {
-	p.t.Helper()
+func (p *Postgres) Start() error {
 	if err := p.primary.startAndWait(p.adminReady(p.primary)); err != nil {
-		p.t.Fatalf("realserver: restarting postgres primary: %v", err)
+		return fmt.Errorf("realserver: restarting postgres primary: %w", err)
 	}
+	return nil
 }
 
 // Restart stops and starts the primary, as a config change needing a
 // restart would.
-func (p *Postgres) Restart() {
-	p.t.Helper()
-	p.Stop()
-	p.Start()
+func (p *Postgres) Restart() error {
+	if err := p.Stop(); err != nil {
+		return err
+	}
+	return p.Start()
 }
 
-// killAll ends every node at cleanup; a graceful stop buys nothing there.
-func (p *Postgres) killAll() {
-	for _, n := range append([]*pgNode{p.primary}, p.replicas...) {
-		if n != nil {
-			n.proc.kill()
-		}
-	}
-}
+// Close kills every node (a graceful stop buys nothing at the end) and
+// removes their directories.
+func (p *Postgres) Close() error { return p.res.close() }
 
 // postgresBin finds the PostgreSQL bin directory: $SCALEPLANE_PG_BIN, else
 // the newest Debian /usr/lib/postgresql/<major>/bin, else the directory of
 // initdb on PATH.
-func postgresBin(t testing.TB) string {
-	t.Helper()
+func postgresBin() (string, error) {
 	if dir := os.Getenv(PostgresBinEnv); dir != "" {
-		return dir
+		return dir, nil
 	}
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
 	slices.SortFunc(dirs, func(a, b string) int { return majorOf(a) - majorOf(b) })
 	for i := len(dirs) - 1; i >= 0; i-- {
 		if _, err := os.Stat(filepath.Join(dirs[i], "initdb")); err == nil {
-			return dirs[i]
+			return dirs[i], nil
 		}
 	}
 	if path, err := exec.LookPath("initdb"); err == nil {
 		if real, err := filepath.EvalSymlinks(path); err == nil {
-			return filepath.Dir(real)
+			return filepath.Dir(real), nil
 		}
 	}
-	t.Fatalf("realserver: no PostgreSQL server binaries (apt-get install postgresql, or set %s)", PostgresBinEnv)
-	return ""
+	return "", fmt.Errorf("no PostgreSQL server binaries: %w (apt-get install postgresql, or set %s)", ErrNotInstalled, PostgresBinEnv)
 }
 
 // majorOf reads <major> from /usr/lib/postgresql/<major>/bin.

@@ -28,7 +28,7 @@ func connect(t *testing.T, dsn string) *pgx.Conn {
 func TestPostgresReplication(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
-	pg := StartPostgres(t, PostgresConfig{
+	pg := must(t, StartPostgres, PostgresConfig{
 		Conf:     "max_connections = 40\nshared_buffers = '32MB'\nwal_level = replica\nmax_wal_senders = 5\nport = 5432\n",
 		HBA:      "host all all 127.0.0.1/32 scram-sha-256\nhost replication all 127.0.0.1/32 scram-sha-256\n",
 		Replicas: 1,
@@ -67,8 +67,9 @@ func TestPostgresReplication(t *testing.T) {
 
 func TestPostgresCreateDatabaseAndRestart(t *testing.T) {
 	t.Parallel()
-	pg := StartPostgres(t, PostgresConfig{})
-	dsn := pg.CreateDatabase("app", "s3cr'et", "appdb")
+	pg := must(t, StartPostgres, PostgresConfig{})
+	dsn, err := pg.CreateDatabase("app", "s3cr'et", "appdb")
+	ok(t, err)
 	ctx := context.Background()
 	c := connect(t, dsn)
 	if _, err := c.Exec(ctx, "CREATE TABLE kv (k text primary key, v text); INSERT INTO kv VALUES ('a', 'b')"); err != nil {
@@ -77,7 +78,7 @@ func TestPostgresCreateDatabaseAndRestart(t *testing.T) {
 	_ = c.Close(ctx)
 
 	start := time.Now()
-	pg.Restart()
+	ok(t, pg.Restart())
 	t.Logf("primary restarted in %v", time.Since(start).Round(time.Millisecond))
 	var v string
 	if err := connect(t, dsn).QueryRow(ctx, "SELECT v FROM kv WHERE k = 'a'").Scan(&v); err != nil || v != "b" {

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -22,82 +21,102 @@ const promtoolTimeout = 2 * time.Minute
 // loopback port, started with a rendered prometheus.yml and the files it
 // names (rule files), which sit beside it so relative paths resolve.
 type Prometheus struct {
-	t    testing.TB
 	port int
 	dir  string
 	proc *process
+	res  resources
 }
 
-// WritePrometheusFiles writes prometheus.yml and files into a new directory
-// and returns it, for promtool and for StartPrometheus.
-func WritePrometheusFiles(t testing.TB, config string, files map[string]string) string {
-	t.Helper()
-	dir := workDir(t, "prometheus", nil, false)
+// WritePrometheusFiles writes prometheus.yml and files into dir, for
+// promtool and for Prometheus.
+func WritePrometheusFiles(dir, config string, files map[string]string) error {
 	if err := writeFile(filepath.Join(dir, "prometheus.yml"), config, nil); err != nil {
-		t.Fatalf("realserver: %v", err)
+		return fmt.Errorf("realserver: %w", err)
 	}
 	for name, text := range files {
 		if err := writeFile(filepath.Join(dir, name), text, nil); err != nil {
-			t.Fatalf("realserver: %v", err)
+			return fmt.Errorf("realserver: %w", err)
 		}
 	}
-	return dir
+	return nil
 }
 
 // Promtool runs promtool with args in dir and returns its combined output;
-// the error says how it exited.
-func Promtool(t testing.TB, dir string, args ...string) (string, error) {
-	t.Helper()
-	bin := lookBin(t, "promtool", "prometheus")
+// the error says how it exited, or wraps ErrNotInstalled when there is no
+// promtool to run.
+func Promtool(dir string, args ...string) (string, error) {
+	bin, err := lookBin("promtool", "prometheus")
+	if err != nil {
+		return "", fmt.Errorf("realserver: %w", err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), promtoolTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
+	err = cmd.Run()
 	return out.String(), err
 }
 
 // NewPrometheus reserves a free loopback port for one Prometheus, so the
 // caller can render a config that names it (a self-scrape) before Start.
-func NewPrometheus(t testing.TB) *Prometheus {
-	t.Helper()
-	return &Prometheus{t: t, port: FreePort(t)}
+// Close stops it and removes its directory.
+func NewPrometheus() (*Prometheus, error) {
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	return &Prometheus{port: port}, nil
 }
 
 // StartPrometheus is NewPrometheus followed by Start.
-func StartPrometheus(t testing.TB, config string, files map[string]string) *Prometheus {
-	t.Helper()
-	p := NewPrometheus(t)
-	p.Start(config, files)
-	return p
+func StartPrometheus(config string, files map[string]string) (*Prometheus, error) {
+	p, err := NewPrometheus()
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Start(config, files); err != nil {
+		_ = p.Close()
+		return nil, err
+	}
+	return p, nil
 }
 
 // Start checks config with promtool, then starts Prometheus with it
-// (storage in a temporary directory, listening on 127.0.0.1 only) and
-// waits until it reports ready.
-func (p *Prometheus) Start(config string, files map[string]string) {
-	t := p.t
-	t.Helper()
-	p.dir = WritePrometheusFiles(t, config, files)
-	if out, err := Promtool(t, p.dir, "check", "config", "prometheus.yml"); err != nil {
-		t.Fatalf("realserver: promtool check config rejected the config: %v\n%s", err, out)
+// (storage in the server's directory, listening on 127.0.0.1 only) and
+// waits until it reports ready. Start once per Prometheus.
+func (p *Prometheus) Start(config string, files map[string]string) error {
+	var err error
+	if p.dir, err = p.res.dir("prometheus", nil, false); err != nil {
+		return fmt.Errorf("realserver: prometheus: %w", err)
 	}
-	p.proc = newProcess("prometheus", filepath.Join(p.dir, "prometheus.log"), nil,
-		lookBin(t, "prometheus", "prometheus"),
+	if err := WritePrometheusFiles(p.dir, config, files); err != nil {
+		return err
+	}
+	if out, err := Promtool(p.dir, "check", "config", "prometheus.yml"); err != nil {
+		return fmt.Errorf("realserver: promtool check config rejected the config: %w\n%s", err, out)
+	}
+	bin, err := lookBin("prometheus", "prometheus")
+	if err != nil {
+		return fmt.Errorf("realserver: %w", err)
+	}
+	p.proc = p.res.proc("prometheus", filepath.Join(p.dir, "prometheus.log"), nil, bin,
 		"--config.file="+filepath.Join(p.dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(p.dir, "data"),
 		"--web.listen-address="+p.Addr(),
 	)
-	t.Cleanup(p.proc.kill)
 	if err := p.proc.start(); err != nil {
-		t.Fatalf("realserver: %v", err)
+		return fmt.Errorf("realserver: %w", err)
 	}
 	if err := p.proc.waitReady(startTimeout, func() error { return promReady(p.URL() + "/-/ready") }); err != nil {
-		t.Fatalf("realserver: prometheus: %v", err)
+		return fmt.Errorf("realserver: prometheus: %w", err)
 	}
+	return nil
 }
+
+// Close stops Prometheus and removes its directory.
+func (p *Prometheus) Close() error { return p.res.close() }
 
 // Addr is 127.0.0.1:port.
 func (p *Prometheus) Addr() string { return addr(p.port) }
@@ -111,12 +130,13 @@ func (p *Prometheus) Dir() string { return p.dir }
 // Log returns the tail of Prometheus' log, for failure messages.
 func (p *Prometheus) Log() string { return p.proc.logTail() }
 
-// Stop shuts Prometheus down (SIGTERM flushes the head block).
-func (p *Prometheus) Stop() {
-	p.t.Helper()
+// Stop shuts Prometheus down (SIGTERM flushes the head block); one that
+// ignores it is killed, and the error says so.
+func (p *Prometheus) Stop() error {
 	if !p.proc.stop(syscall.SIGTERM) {
-		p.t.Fatalf("realserver: prometheus ignored SIGTERM for %v and was killed", stopTimeout)
+		return fmt.Errorf("realserver: prometheus ignored SIGTERM for %v and was killed", stopTimeout)
 	}
+	return nil
 }
 
 // PromSample is one element of an instant vector.

@@ -1,15 +1,16 @@
 package realserver
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
 )
 
 func TestPrometheusScrapesItself(t *testing.T) {
-	p := NewPrometheus(t)
+	p := newServer(t, NewPrometheus)
 	conf := "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['" + p.Addr() + "']\n"
-	p.Start(conf, nil)
+	ok(t, p.Start(conf, nil))
 	deadline := time.Now().Add(20 * time.Second)
 	var last []PromSample
 	var err error
@@ -28,8 +29,13 @@ func TestPrometheusScrapesItself(t *testing.T) {
 }
 
 func TestPromtoolRejectsBadConfig(t *testing.T) {
-	dir := WritePrometheusFiles(t, "scrape_configs:\n  - job_name: x\n    scrape_interval: banana\n", nil)
-	if out, err := Promtool(t, dir, "check", "config", "prometheus.yml"); err == nil {
+	dir := t.TempDir()
+	ok(t, WritePrometheusFiles(dir, "scrape_configs:\n  - job_name: x\n    scrape_interval: banana\n", nil))
+	out, err := Promtool(dir, "check", "config", "prometheus.yml")
+	if errors.Is(err, ErrNotInstalled) {
+		t.Fatal(err)
+	}
+	if err == nil {
 		t.Fatalf("promtool accepted an invalid scrape_interval; output:\n%s", out)
 	}
 }

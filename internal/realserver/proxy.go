@@ -6,17 +6,16 @@ import (
 	"regexp"
 	"strings"
 	"syscall"
-	"testing"
 )
 
 // Nginx is an nginx on a free loopback port, prepared by NewNginx so that
 // the caller's renderer can take the port and paths before Start.
 type Nginx struct {
-	t    testing.TB
 	bin  string
 	port int
 	dir  string
 	proc *process
+	res  resources
 }
 
 // nginxOwnedDirective matches main-context directives the harness owns:
@@ -27,14 +26,27 @@ var nginxOwnedDirective = regexp.MustCompile(`(?m)^[ \t]*(pid|daemon|user)[ \t][
 
 // NewNginx reserves a free port and a writable prefix directory for one
 // nginx. Render the config with Port (listen 127.0.0.1:<Port>) and with
-// TempPaths inside http {}, then call Start.
-func NewNginx(t testing.TB) *Nginx {
-	t.Helper()
+// TempPaths inside http {}, then call Start. Close stops it and removes
+// the directory.
+func NewNginx() (n *Nginx, err error) {
+	n = &Nginx{}
+	defer closeOnError(&err, &n.res)
+	if n.bin, err = lookBin("nginx", "nginx"); err != nil {
+		return nil, fmt.Errorf("realserver: NewNginx: %w", err)
+	}
+	if n.port, err = FreePort(); err != nil {
+		return nil, err
+	}
 	// World-traversable dir: nginx workers drop root and must reach the
 	// temp paths (nginx chowns those to the worker user itself).
-	n := &Nginx{t: t, bin: lookBin(t, "nginx", "nginx"), port: FreePort(t), dir: workDir(t, "nginx", nil, true)}
-	return n
+	if n.dir, err = n.res.dir("nginx", nil, true); err != nil {
+		return nil, fmt.Errorf("realserver: NewNginx: %w", err)
+	}
+	return n, nil
 }
+
+// Close stops nginx and removes its directory.
+func (n *Nginx) Close() error { return n.res.close() }
 
 // Port is the port the rendered config must listen on.
 func (n *Nginx) Port() int { return n.port }
@@ -48,7 +60,7 @@ func (n *Nginx) Dir() string { return n.dir }
 
 // TempPaths returns the http-context directives that move nginx's five
 // temp directories (compiled in under /var/lib/nginx) into Dir, so it runs
-// without writing outside the test. Put them in the http {} block.
+// without writing outside its directory. Put them in the http {} block.
 func (n *Nginx) TempPaths() string {
 	var b strings.Builder
 	for _, d := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
@@ -82,48 +94,62 @@ func (n *Nginx) Check(conf string) error {
 }
 
 // Start validates conf (nginx -t), starts nginx with it and waits until
-// Port accepts connections; nginx is stopped when the test ends.
-func (n *Nginx) Start(conf string) {
-	n.t.Helper()
+// Port accepts connections; Close stops it. Start once per Nginx.
+func (n *Nginx) Start(conf string) error {
 	if err := n.Check(conf); err != nil {
-		n.t.Fatalf("realserver: nginx config rejected: %v", err)
+		return fmt.Errorf("realserver: nginx config rejected: %w", err)
 	}
 	path := filepath.Join(n.dir, "nginx.conf")
-	n.proc = newProcess("nginx", filepath.Join(n.dir, "nginx.out"), nil, n.args(path)...)
-	n.t.Cleanup(n.proc.kill)
+	n.proc = n.res.proc("nginx", filepath.Join(n.dir, "nginx.out"), nil, n.args(path)...)
 	if err := n.proc.start(); err != nil {
-		n.t.Fatalf("realserver: %v", err)
+		return fmt.Errorf("realserver: %w", err)
 	}
 	if err := n.proc.waitReady(startTimeout, dialCheck(n.Addr())); err != nil {
-		n.t.Fatalf("realserver: nginx: %v\n--- error.log ---\n%s", err, fileTail(filepath.Join(n.dir, "error.log"), logTailLines))
+		return fmt.Errorf("realserver: nginx: %w\n--- error.log ---\n%s", err, fileTail(filepath.Join(n.dir, "error.log"), logTailLines))
 	}
+	return nil
 }
 
-// Stop shuts nginx down gracefully (SIGQUIT lets workers finish requests).
-func (n *Nginx) Stop() {
-	n.t.Helper()
+// Stop shuts nginx down gracefully (SIGQUIT lets workers finish requests);
+// an nginx that ignores it is killed, and the error says so.
+func (n *Nginx) Stop() error {
 	if !n.proc.stop(syscall.SIGQUIT) {
-		n.t.Fatalf("realserver: nginx ignored SIGQUIT for %v and was killed", stopTimeout)
+		return fmt.Errorf("realserver: nginx ignored SIGQUIT for %v and was killed", stopTimeout)
 	}
+	return nil
 }
 
 // HAProxy is an haproxy on a free loopback port, prepared by NewHAProxy so
 // that the caller's renderer can take the port before Start.
 type HAProxy struct {
-	t    testing.TB
 	bin  string
 	port int
 	dir  string
 	proc *process
+	res  resources
 }
 
 // NewHAProxy reserves a free port and a directory for one haproxy. Render
 // the config with Port (bind 127.0.0.1:<Port>); take more ports with
-// FreePort for stats or other frontends. Then call Start.
-func NewHAProxy(t testing.TB) *HAProxy {
-	t.Helper()
-	return &HAProxy{t: t, bin: lookBin(t, "haproxy", "haproxy"), port: FreePort(t), dir: t.TempDir()}
+// FreePort for stats or other frontends. Then call Start. Close stops it
+// and removes the directory.
+func NewHAProxy() (h *HAProxy, err error) {
+	h = &HAProxy{}
+	defer closeOnError(&err, &h.res)
+	if h.bin, err = lookBin("haproxy", "haproxy"); err != nil {
+		return nil, fmt.Errorf("realserver: NewHAProxy: %w", err)
+	}
+	if h.port, err = FreePort(); err != nil {
+		return nil, err
+	}
+	if h.dir, err = h.res.dir("haproxy", nil, false); err != nil {
+		return nil, fmt.Errorf("realserver: NewHAProxy: %w", err)
+	}
+	return h, nil
 }
+
+// Close stops haproxy and removes its directory.
+func (h *HAProxy) Close() error { return h.res.close() }
 
 // Port is the port the rendered config must bind.
 func (h *HAProxy) Port() int { return h.port }
@@ -150,30 +176,30 @@ func (h *HAProxy) Check(conf string) error {
 
 // Start validates conf (haproxy -c), starts haproxy in the foreground (-db
 // overrides a daemon line in the config) and waits until Port accepts
-// connections; haproxy is stopped when the test ends.
-func (h *HAProxy) Start(conf string) {
-	h.t.Helper()
+// connections; Close stops it. Start once per HAProxy.
+func (h *HAProxy) Start(conf string) error {
 	if err := h.Check(conf); err != nil {
-		h.t.Fatalf("realserver: haproxy config rejected: %v", err)
+		return fmt.Errorf("realserver: haproxy config rejected: %w", err)
 	}
 	path := filepath.Join(h.dir, "haproxy.cfg")
-	h.proc = newProcess("haproxy", filepath.Join(h.dir, "haproxy.log"), nil, h.bin, "-db", "-f", path)
-	h.t.Cleanup(h.proc.kill)
+	h.proc = h.res.proc("haproxy", filepath.Join(h.dir, "haproxy.log"), nil, h.bin, "-db", "-f", path)
 	if err := h.proc.start(); err != nil {
-		h.t.Fatalf("realserver: %v", err)
+		return fmt.Errorf("realserver: %w", err)
 	}
 	if err := h.proc.waitReady(startTimeout, dialCheck(h.Addr())); err != nil {
-		h.t.Fatalf("realserver: %v", err)
+		return fmt.Errorf("realserver: %w", err)
 	}
+	return nil
 }
 
 // Stop shuts haproxy down gracefully (SIGUSR1: soft stop, finishing
-// established connections).
-func (h *HAProxy) Stop() {
-	h.t.Helper()
+// established connections); an haproxy that ignores it is killed, and the
+// error says so.
+func (h *HAProxy) Stop() error {
 	if !h.proc.stop(syscall.SIGUSR1) {
-		h.t.Fatalf("realserver: haproxy ignored SIGUSR1 for %v and was killed", stopTimeout)
+		return fmt.Errorf("realserver: haproxy ignored SIGUSR1 for %v and was killed", stopTimeout)
 	}
+	return nil
 }
 
 // Pid is nginx's master process id, which is also its process group: the

@@ -29,7 +29,7 @@ func TestNginxProxiesToBackend(t *testing.T) {
 	}))
 	defer backend.Close()
 
-	n := NewNginx(t)
+	n := newServer(t, NewNginx)
 	// As an edge renderer would, taking the port and temp paths; the pod's
 	// pid, user and daemon lines are the harness's to replace.
 	conf := fmt.Sprintf(`user nginx;
@@ -47,13 +47,13 @@ http {
   }
 }
 `, n.TempPaths(), strings.TrimPrefix(backend.URL, "http://"), n.Port())
-	n.Start(conf)
+	ok(t, n.Start(conf))
 	code, body, hdr := get(t, "http://"+n.Addr()+"/orders/1")
 	if code != 200 || body != "backend saw /orders/1" || hdr.Get("X-Edge") != "nginx" {
 		t.Fatalf("GET through nginx: %d %q X-Edge=%q, want 200 from the backend with X-Edge: nginx", code, body, hdr.Get("X-Edge"))
 	}
 
-	if err := NewNginx(t).Check("events {}\nhttp { server { listen 127.0.0.1:1; bogus_directive on; } }\n"); err == nil ||
+	if err := newServer(t, NewNginx).Check("events {}\nhttp { server { listen 127.0.0.1:1; bogus_directive on; } }\n"); err == nil ||
 		!strings.Contains(err.Error(), "bogus_directive") {
 		t.Fatalf("nginx -t on an invalid config: err = %v, want nginx's message naming bogus_directive", err)
 	}
@@ -67,7 +67,7 @@ func TestHAProxyBalances(t *testing.T) {
 		defer b.Close()
 		backends = append(backends, strings.TrimPrefix(b.URL, "http://"))
 	}
-	h := NewHAProxy(t)
+	h := newServer(t, NewHAProxy)
 	conf := fmt.Sprintf(`global
   daemon
   maxconn 100
@@ -84,7 +84,7 @@ backend app
   server a %s
   server b %s
 `, h.Port(), backends[0], backends[1])
-	h.Start(conf)
+	ok(t, h.Start(conf))
 	seen := map[string]bool{}
 	for range 4 {
 		_, body, _ := get(t, "http://"+h.Addr()+"/")
@@ -94,7 +94,7 @@ backend app
 		t.Fatalf("round robin through haproxy reached %v, want both b0 and b1", seen)
 	}
 
-	if err := NewHAProxy(t).Check("frontend x\n  bind 127.0.0.1:1\n  no_such_keyword\n"); err == nil {
+	if err := newServer(t, NewHAProxy).Check("frontend x\n  bind 127.0.0.1:1\n  no_such_keyword\n"); err == nil {
 		t.Fatalf("haproxy -c accepted an invalid config")
 	}
 }

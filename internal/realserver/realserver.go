@@ -1,7 +1,7 @@
 // Package realserver starts real servers (Kafka, Redis, PostgreSQL,
-// PgBouncer, nginx, HAProxy) on free loopback ports for tests, and stops them
-// in t.Cleanup. No mocks: a component proves its rendered config by starting
-// the real binary with it.
+// PgBouncer, nginx, HAProxy, Prometheus, Jaeger) on free loopback ports,
+// for tests and for `scaleplane services up`. No mocks: a component proves
+// its rendered config by starting the real binary with it.
 //
 // Every start function takes the component's rendered config text as is;
 // the harness owns only the machine-specific keys (ports, bind addresses,
@@ -10,15 +10,21 @@
 // chdirs to dir at once), and writes its own values last. The final config
 // sits in the server's directory with a "realserver harness" marker.
 //
-//	pg := realserver.StartPostgres(t, realserver.PostgresConfig{Conf: postgres.RenderConf(cfg), HBA: postgres.RenderHBA(cfg), Replicas: 1})
-//	dsn := pg.CreateDatabase("app", "secret", "app")
-//	k := realserver.StartKafka(t, realserver.KafkaConfig{Nodes: 3, Properties: kafka.RenderProperties(cfg)})
-//	ng := realserver.NewNginx(t)
-//	ng.Start(edge.RenderNginx(ng.Port(), ng.TempPaths()))
+// Start functions return the running server or an error; Close kills the
+// server's processes and removes its directories, so whoever starts a
+// server owns its lifetime. Tests use the wrappers of realservertest,
+// which fail the test and close the server when it ends; this package does
+// not import testing, so commands that use it do not link it.
+//
+//	pg, err := realserver.StartPostgres(realserver.PostgresConfig{Conf: postgres.RenderConf(cfg), HBA: postgres.RenderHBA(cfg), Replicas: 1})
+//	defer pg.Close()
+//	dsn, err := pg.CreateDatabase("app", "secret", "app")
+//	ng, err := realserver.NewNginx()
+//	err = ng.Start(edge.RenderNginx(ng.Port(), ng.TempPaths()))
 //
 // Waits are bounded by named constants; a server that does not come up
-// fails the test with the tail of its own log. Servers that refuse root
-// (postgres, pgbouncer) run as the postgres OS user when tests run as root.
+// fails with the tail of its own log. Servers that refuse root (postgres,
+// pgbouncer) run as the postgres OS user when the caller runs as root.
 package realserver
 
 import (
@@ -34,8 +40,9 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
+
+	"github.com/scaleplane/scaleplane/internal/supervise"
 )
 
 const (
@@ -79,8 +86,7 @@ const fixedPortLow = 20000
 // unbindable; ports below that range are only ever taken by an explicit
 // bind. Another process could still bind it first; with thousands of ports
 // drawn at random the chance is small enough for tests.
-func FreePort(t testing.TB) int {
-	t.Helper()
+func FreePort() (int, error) {
 	portsMu.Lock()
 	defer portsMu.Unlock()
 	high := ephemeralLow()
@@ -92,7 +98,7 @@ func FreePort(t testing.TB) int {
 		l, err := net.Listen("tcp", net.JoinHostPort(Loopback, strconv.Itoa(port)))
 		if err != nil {
 			if port == 0 {
-				t.Fatalf("realserver: no free loopback port: %v", err)
+				return 0, fmt.Errorf("realserver: no free loopback port: %w", err)
 			}
 			continue // taken: draw again
 		}
@@ -100,11 +106,22 @@ func FreePort(t testing.TB) int {
 		_ = l.Close()
 		if !portsGiven[port] {
 			portsGiven[port] = true
-			return port
+			return port, nil
 		}
 	}
-	t.Fatalf("realserver: no fresh loopback port after %d tries", maxPortTries)
-	return 0
+	return 0, fmt.Errorf("realserver: no fresh loopback port after %d tries", maxPortTries)
+}
+
+// freePorts returns n ports from FreePort.
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, n)
+	for i := range ports {
+		var err error
+		if ports[i], err = FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	return ports, nil
 }
 
 // ephemeralLow is the first port of the kernel's ephemeral range (Linux
@@ -128,122 +145,95 @@ func ephemeralLow() int {
 // addr is host:port on the loopback address.
 func addr(port int) string { return net.JoinHostPort(Loopback, strconv.Itoa(port)) }
 
-// process is one running server binary, its output going to a log file.
+// process is one server binary, started (and restarted) through the
+// supervisor with its output appended to one log file.
 type process struct {
-	name    string
-	args    []string
-	cred    *syscall.Credential
-	logPath string
+	spec supervise.Spec
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the current run has exited
+	mu  sync.Mutex
+	cur *supervise.Process // the current run, nil before the first
 }
 
 // newProcess describes a server; nothing runs until start.
 func newProcess(name, logPath string, cred *syscall.Credential, args ...string) *process {
-	return &process{name: name, args: args, cred: cred, logPath: logPath}
+	return &process{spec: supervise.Spec{Name: name, Argv: args, Cred: cred, Log: logPath}}
+}
+
+// name names the server in messages.
+func (p *process) name() string { return p.spec.Name }
+
+// logPath is the server's log file.
+func (p *process) logPath() string { return p.spec.Log }
+
+// current is the current run, nil before the first start.
+func (p *process) current() *supervise.Process {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cur
 }
 
 // start runs the binary (again), appending to its log.
 func (p *process) start() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.done != nil {
-		select {
-		case <-p.done:
-		default:
-			return fmt.Errorf("%s is already running", p.name)
-		}
+	if p.cur != nil && p.cur.Running() {
+		return fmt.Errorf("%s is already running", p.name())
 	}
-	f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	cur, err := supervise.Start(p.spec)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = f.Close() }() // the child holds its own copy
-	cmd := exec.Command(p.args[0], p.args[1:]...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid:    true,            // so kill reaches the server's children too
-		Pdeathsig:  syscall.SIGKILL, // no orphans if the test binary dies
-		Credential: p.cred,
-	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", p.name, err)
-	}
-	done := make(chan struct{})
-	p.cmd, p.done = cmd, done
-	go func() { _ = cmd.Wait(); close(done) }()
+	p.cur = cur
 	return nil
 }
 
 // running reports whether the current run is alive.
 func (p *process) running() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.done == nil {
-		return false
-	}
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
+	cur := p.current()
+	return cur != nil && cur.Running()
 }
 
-// kill sends SIGKILL to the server's process group and waits for it to exit.
+// kill sends SIGKILL to the server's process group (its children too) and
+// waits for it to exit.
 func (p *process) kill() {
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.mu.Unlock()
-	if cmd == nil {
-		return
+	if cur := p.current(); cur != nil {
+		cur.Kill()
 	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	<-done
 }
 
 // stop sends sig (the server's own graceful-shutdown signal) and waits
 // stopTimeout before killing; it reports whether the stop was graceful.
 func (p *process) stop(sig syscall.Signal) bool {
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.mu.Unlock()
-	if cmd == nil {
-		return true
+	cur := p.current()
+	return cur == nil || cur.Stop(sig, stopTimeout)
+}
+
+// pid is the running process's id, 0 before the first start.
+func (p *process) pid() int {
+	if cur := p.current(); cur != nil {
+		return cur.Pid()
 	}
-	_ = cmd.Process.Signal(sig)
-	select {
-	case <-done:
-		return true
-	case <-time.After(stopTimeout):
-		p.kill()
-		return false
-	}
+	return 0
 }
 
 // logTail returns the last lines of the server's log for failure messages.
 func (p *process) logTail() string {
-	return fileTail(p.logPath, logTailLines)
+	return fileTail(p.logPath(), logTailLines)
 }
 
+// fileTail is the last n lines of a file, or why there are none.
 func fileTail(path string, n int) string {
-	b, err := os.ReadFile(path)
+	tail, err := supervise.Tail(path, n)
 	if err != nil {
 		return fmt.Sprintf("(no log: %v)", err)
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return tail
 }
 
 // errLog wraps err with the server's log tail, the first thing one needs to
 // see when a server fails to start.
 func (p *process) errLog(err error) error {
-	return fmt.Errorf("%s: %w\n--- last %d lines of %s ---\n%s", p.name, err, logTailLines, p.logPath, p.logTail())
+	return fmt.Errorf("%s: %w\n--- last %d lines of %s ---\n%s", p.name(), err, logTailLines, p.logPath(), p.logTail())
 }
 
 // waitReady polls check until it succeeds, the process exits, or timeout.
@@ -306,7 +296,7 @@ type account struct {
 	uid, gid int
 }
 
-// cred is the credential for exec; nil means "as the test process itself".
+// cred is the credential for exec; nil means "as this process itself".
 func (a *account) cred() *syscall.Credential {
 	if a == nil {
 		return nil
@@ -315,45 +305,103 @@ func (a *account) cred() *syscall.Credential {
 }
 
 // unprivileged returns the account to run servers that refuse root (postgres,
-// pgbouncer) as: the named OS user when the tests run as root, else nil (the
-// current user is fine then).
-func unprivileged(t testing.TB, name string) *account {
-	t.Helper()
+// pgbouncer) as: the named OS user when this process runs as root, else nil
+// (the current user is fine then).
+func unprivileged(name string) (*account, error) {
 	if os.Geteuid() != 0 {
-		return nil
+		return nil, nil
 	}
 	u, err := user.Lookup(name)
 	if err != nil {
-		t.Fatalf("realserver: tests run as root and %s refuses root, but there is no %q OS user to run it as: %v", name, name, err)
+		return nil, fmt.Errorf("running as root and %s refuses root, but there is no %q OS user to run it as: %w", name, name, err)
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
-	return &account{uid: uid, gid: gid}
+	return &account{uid: uid, gid: gid}, nil
 }
 
-// workDir returns a fresh directory for one server, removed in cleanup.
-// Servers that run as another user (owner != nil) or whose workers drop
-// privileges get a directory under the system temp dir instead of
-// t.TempDir(), whose parents are private to the test process's user.
-func workDir(t testing.TB, name string, owner *account, shared bool) string {
-	t.Helper()
-	if owner == nil && !shared {
-		return t.TempDir()
-	}
+// newDir returns a fresh directory for one server under the system temp
+// dir; its server's Close removes it. Servers that run as another user
+// (owner != nil) or whose workers drop privileges (shared) get a
+// world-traversable one, owned by owner.
+func newDir(name string, owner *account, shared bool) (string, error) {
 	dir, err := os.MkdirTemp("", "scaleplane-"+name+"-")
 	if err != nil {
-		t.Fatalf("realserver: temp dir for %s: %v", name, err)
+		return "", fmt.Errorf("temp dir for %s: %w", name, err)
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if owner == nil && !shared {
+		return dir, nil
+	}
 	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatalf("realserver: chmod %s: %v", dir, err)
+		_ = os.RemoveAll(dir)
+		return "", fmt.Errorf("chmod %s: %w", dir, err)
 	}
 	if owner != nil {
 		if err := os.Chown(dir, owner.uid, owner.gid); err != nil {
-			t.Fatalf("realserver: chown %s to uid %d: %v", dir, owner.uid, err)
+			_ = os.RemoveAll(dir)
+			return "", fmt.Errorf("chown %s to uid %d: %w", dir, owner.uid, err)
 		}
 	}
-	return dir
+	return dir, nil
+}
+
+// resources are what one server holds: processes, killed first at Close,
+// then directories, removed (a live server could write into them again).
+type resources struct {
+	mu    sync.Mutex
+	procs []*process
+	dirs  []string
+}
+
+// dir makes a directory with newDir and holds it.
+func (r *resources) dir(name string, owner *account, shared bool) (string, error) {
+	dir, err := newDir(name, owner, shared)
+	if err != nil {
+		return "", err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dirs = append(r.dirs, dir)
+	return dir, nil
+}
+
+// proc describes a process with newProcess and holds it.
+func (r *resources) proc(name, logPath string, cred *syscall.Credential, args ...string) *process {
+	p := newProcess(name, logPath, cred, args...)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.procs = append(r.procs, p)
+	return p
+}
+
+// close kills every process, then removes every directory; a second call
+// does nothing.
+func (r *resources) close() error {
+	r.mu.Lock()
+	procs, dirs := r.procs, r.dirs
+	r.procs, r.dirs = nil, nil
+	r.mu.Unlock()
+	for _, p := range procs {
+		p.kill()
+	}
+	var errs []error
+	for _, d := range dirs {
+		if err := os.RemoveAll(d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("realserver: removing server directories: %w", err)
+	}
+	return nil
+}
+
+// closeOnError closes a server whose start failed, so nothing it started
+// outlives the error.
+func closeOnError(err *error, r *resources) {
+	if *err != nil {
+		_ = r.close()
+	}
 }
 
 // writeFile writes a config file readable by owner.
@@ -367,14 +415,18 @@ func writeFile(path, content string, owner *account) error {
 	return nil
 }
 
-// lookBin finds a server binary, failing the test with the package to install.
-func lookBin(t testing.TB, name, pkg string) string {
-	t.Helper()
+// ErrNotInstalled is wrapped by the errors that say a server's binary is
+// not on this machine, so a caller can tell a missing binary from one that
+// rejected its input.
+var ErrNotInstalled = errors.New("not found on PATH")
+
+// lookBin finds a server binary; the error names the package to install.
+func lookBin(name, pkg string) (string, error) {
 	path, err := exec.LookPath(name)
 	if err != nil {
-		t.Fatalf("realserver: %s not found on PATH (apt-get install %s): %v", name, pkg, err)
+		return "", fmt.Errorf("%s %w (apt-get install %s): %w", name, ErrNotInstalled, pkg, err)
 	}
-	return path
+	return path, nil
 }
 
 // harnessBlock renders key/value lines under a marker, so a reader of the
@@ -426,14 +478,4 @@ func parallel(n int, f func(i int) error) error {
 	}
 	wg.Wait()
 	return errors.Join(list...)
-}
-
-// pid is the running process's id, 0 when it is not running.
-func (p *process) pid() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil || p.cmd.Process == nil {
-		return 0
-	}
-	return p.cmd.Process.Pid
 }

@@ -1,9 +1,7 @@
 package realserver
 
 import (
-	"fmt"
 	"net"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -12,7 +10,10 @@ func TestFreePortIsFreshAndBindable(t *testing.T) {
 	t.Parallel()
 	seen := map[int]bool{}
 	for range 20 {
-		p := FreePort(t)
+		p, err := FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if seen[p] {
 			t.Fatalf("FreePort returned %d twice; two servers of one test would collide", p)
 		}
@@ -28,28 +29,16 @@ func TestFreePortIsFreshAndBindable(t *testing.T) {
 	}
 }
 
-// fatalRecorder captures the message a helper fails the test with.
-type fatalRecorder struct {
-	*testing.T
-	msg string
-}
-
-func (f *fatalRecorder) Fatalf(format string, args ...any) {
-	f.msg = fmt.Sprintf(format, args...)
-	runtime.Goexit()
-}
-
 func TestStartFailureShowsServerLog(t *testing.T) {
 	t.Parallel()
-	rec := &fatalRecorder{T: t}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		StartRedis(rec, "this-is-not-a-redis-directive yes\n")
-	}()
-	<-done
-	if !strings.Contains(rec.msg, "this-is-not-a-redis-directive") || !strings.Contains(rec.msg, "--- last") {
-		t.Fatalf("a server that fails to start must fail the test with its log tail; got message:\n%s", rec.msg)
+	r, err := StartRedis("this-is-not-a-redis-directive yes\n")
+	if err == nil {
+		_ = r.Close()
+		t.Fatalf("StartRedis accepted a config redis-server rejects")
+	}
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "realserver: StartRedis: ") || !strings.Contains(msg, "this-is-not-a-redis-directive") || !strings.Contains(msg, "--- last") {
+		t.Fatalf("a server that fails to start must say so with its log tail; got:\n%s", msg)
 	}
 }
 

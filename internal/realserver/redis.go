@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -26,13 +25,26 @@ type redisNode struct {
 
 func (n *redisNode) addr() string { return addr(n.port) }
 
-// newRedisNode takes the node's ports and directory and writes its config:
-// the rendered text plus the harness keys. It needs t, so it runs on the test
-// goroutine; startAndWait may then run in parallel.
-func newRedisNode(t testing.TB, name, rendered string, cluster bool) (*redisNode, error) {
-	t.Helper()
-	bin := lookBin(t, "redis-server", "redis-server")
-	n := &redisNode{port: FreePort(t), dir: t.TempDir()}
+// newRedisNode takes the node's ports and directory (held by res) and
+// writes its config: the rendered text plus the harness keys.
+func newRedisNode(res *resources, name, rendered string, cluster bool) (*redisNode, error) {
+	bin, err := lookBin("redis-server", "redis-server")
+	if err != nil {
+		return nil, err
+	}
+	count := 1
+	if cluster {
+		count = 2 // and the bus port
+	}
+	ports, err := freePorts(count)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := res.dir(name, nil, false)
+	if err != nil {
+		return nil, err
+	}
+	n := &redisNode{port: ports[0], dir: dir}
 	keys := []string{
 		"port " + strconv.Itoa(n.port),
 		"bind " + Loopback,
@@ -44,7 +56,7 @@ func newRedisNode(t testing.TB, name, rendered string, cluster bool) (*redisNode
 		`unixsocket ""`,
 	}
 	if cluster {
-		n.busPort = FreePort(t)
+		n.busPort = ports[1]
 		keys = append(keys,
 			"cluster-enabled yes",
 			"cluster-config-file "+filepath.Join(n.dir, "nodes.conf"),
@@ -64,7 +76,7 @@ func newRedisNode(t testing.TB, name, rendered string, cluster bool) (*redisNode
 	if err := writeFile(path, conf, nil); err != nil {
 		return nil, err
 	}
-	n.proc = newProcess(name, filepath.Join(n.dir, "redis.log"), nil, bin, path)
+	n.proc = res.proc(name, filepath.Join(n.dir, "redis.log"), nil, bin, path)
 	return n, nil
 }
 
@@ -95,23 +107,26 @@ func redisPing(address string) error {
 // Redis is a single (non-cluster) redis-server.
 type Redis struct {
 	node *redisNode
+	res  resources
 }
 
 // StartRedis starts one redis-server with the rendered redis.conf text (may
 // be empty); the harness sets port, bind, dir, logfile, pidfile and
-// daemonize. It is stopped when the test ends.
-func StartRedis(t testing.TB, conf string) *Redis {
-	t.Helper()
-	n, err := newRedisNode(t, "redis", conf, false)
-	if err != nil {
-		t.Fatalf("realserver: StartRedis: %v", err)
+// daemonize. Close stops it.
+func StartRedis(conf string) (r *Redis, err error) {
+	r = &Redis{}
+	defer closeOnError(&err, &r.res)
+	if r.node, err = newRedisNode(&r.res, "redis", conf, false); err != nil {
+		return nil, fmt.Errorf("realserver: StartRedis: %w", err)
 	}
-	t.Cleanup(n.proc.kill)
-	if err := n.startAndWait(); err != nil {
-		t.Fatalf("realserver: StartRedis: %v", err)
+	if err := r.node.startAndWait(); err != nil {
+		return nil, fmt.Errorf("realserver: StartRedis: %w", err)
 	}
-	return &Redis{node: n}
+	return r, nil
 }
+
+// Close kills the server and removes its directory.
+func (r *Redis) Close() error { return r.res.close() }
 
 // Addr returns the server's host:port.
 func (r *Redis) Addr() string { return r.node.addr() }
@@ -135,16 +150,15 @@ type RedisClusterConfig struct {
 // RedisCluster is a Redis Cluster of Shards x (1+Replicas) redis-server
 // processes, formed the way the Kubernetes Job forms it.
 type RedisCluster struct {
-	t     testing.TB
 	nodes []*redisNode
+	res   resources
 }
 
 // StartRedisCluster starts the nodes in parallel, joins them with
 // `redis-cli --cluster create ... --cluster-replicas N --cluster-yes` and
 // waits until every node reports cluster_state:ok and every replica's link to
-// its master is up. Nodes 0..Shards-1 start as masters.
-func StartRedisCluster(t testing.TB, cfg RedisClusterConfig) *RedisCluster {
-	t.Helper()
+// its master is up. Nodes 0..Shards-1 start as masters. Close stops them.
+func StartRedisCluster(cfg RedisClusterConfig) (c *RedisCluster, err error) {
 	if cfg.Shards == 0 {
 		cfg.Shards = 3
 	}
@@ -154,34 +168,35 @@ func StartRedisCluster(t testing.TB, cfg RedisClusterConfig) *RedisCluster {
 	case cfg.Replicas < 0:
 		cfg.Replicas = 0
 	}
-	cli := lookBin(t, "redis-cli", "redis-tools")
+	cli, err := lookBin("redis-cli", "redis-tools")
+	if err != nil {
+		return nil, fmt.Errorf("realserver: StartRedisCluster: %w", err)
+	}
 	total := cfg.Shards * (1 + cfg.Replicas)
-	c := &RedisCluster{t: t, nodes: make([]*redisNode, total)}
+	c = &RedisCluster{nodes: make([]*redisNode, total)}
+	defer closeOnError(&err, &c.res)
 	for i := range total {
-		n, err := newRedisNode(t, fmt.Sprintf("redis-cluster-%d", i), cfg.Conf, true)
-		if err != nil {
-			t.Fatalf("realserver: StartRedisCluster: %v", err)
+		if c.nodes[i], err = newRedisNode(&c.res, fmt.Sprintf("redis-cluster-%d", i), cfg.Conf, true); err != nil {
+			return nil, fmt.Errorf("realserver: StartRedisCluster: %w", err)
 		}
-		// Registered after the node's TempDir: cleanups run newest first,
-		// so the server is dead before its directory is removed (a live
-		// node rewrites nodes.conf and would make the removal fail).
-		t.Cleanup(n.proc.kill)
-		c.nodes[i] = n
 	}
 	if err := parallel(total, func(i int) error { return c.nodes[i].startAndWait() }); err != nil {
-		t.Fatalf("realserver: StartRedisCluster: %v", err)
+		return nil, fmt.Errorf("realserver: StartRedisCluster: %w", err)
 	}
 	args := []string{cli, "--cluster", "create"}
 	args = append(args, c.Addrs()...)
 	args = append(args, "--cluster-replicas", strconv.Itoa(cfg.Replicas), "--cluster-yes")
 	if err := run(nil, "", args...); err != nil {
-		t.Fatalf("realserver: forming the cluster: %v\n--- node 0 log ---\n%s", err, c.nodes[0].proc.logTail())
+		return nil, fmt.Errorf("realserver: forming the cluster: %w\n--- node 0 log ---\n%s", err, c.nodes[0].proc.logTail())
 	}
 	if err := c.waitHealthy(total); err != nil {
-		t.Fatalf("realserver: StartRedisCluster: %v", err)
+		return nil, fmt.Errorf("realserver: StartRedisCluster: %w", err)
 	}
-	return c
+	return c, nil
 }
+
+// Close kills every node and removes their directories.
+func (c *RedisCluster) Close() error { return c.res.close() }
 
 // waitHealthy polls every node until the cluster is ok and fully linked.
 func (c *RedisCluster) waitHealthy(total int) error {
@@ -237,24 +252,27 @@ func (c *RedisCluster) Kill(i int) { c.nodes[i].proc.kill() }
 
 // Restart starts node i again after Kill with its nodes.conf, so it rejoins
 // the cluster (as a replica if its master role failed over meanwhile).
-func (c *RedisCluster) Restart(i int) {
-	c.t.Helper()
+func (c *RedisCluster) Restart(i int) error {
 	if err := c.nodes[i].startAndWait(); err != nil {
-		c.t.Fatalf("realserver: restarting redis node %d: %v", i, err)
+		return fmt.Errorf("realserver: restarting redis node %d: %w", i, err)
 	}
+	return nil
 }
 
 // MoveAll kills every node, then starts each again with its nodes.conf on
 // new ports, as when every pod of a StatefulSet restarts at once with a new
 // IP: each node knows the others only at addresses where nobody answers.
 // It does not wait for the cluster to be ok (it will not be, on its own).
-func (c *RedisCluster) MoveAll() {
-	c.t.Helper()
+func (c *RedisCluster) MoveAll() error {
 	for _, n := range c.nodes {
 		n.proc.kill()
 	}
 	for i, n := range c.nodes {
-		n.port, n.busPort = FreePort(c.t), FreePort(c.t)
+		ports, err := freePorts(2)
+		if err != nil {
+			return fmt.Errorf("realserver: moving redis node %d: %w", i, err)
+		}
+		n.port, n.busPort = ports[0], ports[1]
 		// Later lines override earlier ones in redis.conf.
 		moved := fmt.Sprintf("\nport %d\ncluster-port %d\ncluster-announce-port %d\ncluster-announce-bus-port %d\n", n.port, n.busPort, n.port, n.busPort)
 		f, err := os.OpenFile(filepath.Join(n.dir, "redis.conf"), os.O_APPEND|os.O_WRONLY, 0)
@@ -265,12 +283,13 @@ func (c *RedisCluster) MoveAll() {
 			}
 		}
 		if err != nil {
-			c.t.Fatalf("realserver: moving redis node %d: %v", i, err)
+			return fmt.Errorf("realserver: moving redis node %d: %w", i, err)
 		}
 	}
 	if err := parallel(len(c.nodes), func(i int) error { return c.nodes[i].startAndWait() }); err != nil {
-		c.t.Fatalf("realserver: restarting the moved nodes: %v", err)
+		return fmt.Errorf("realserver: restarting the moved nodes: %w", err)
 	}
+	return nil
 }
 
 // BusAddrs returns every node's host:port@busport, the form CLUSTER MEET
@@ -286,8 +305,7 @@ func (c *RedisCluster) BusAddrs() []string {
 // Masters returns the indexes of the nodes that are currently masters and not
 // flagged failed, as seen by the first live node: after a failover this
 // names the promoted replica.
-func (c *RedisCluster) Masters() []int {
-	c.t.Helper()
+func (c *RedisCluster) Masters() ([]int, error) {
 	index := map[string]int{}
 	for i, n := range c.nodes {
 		index[n.addr()] = i
@@ -317,8 +335,7 @@ func (c *RedisCluster) Masters() []int {
 				masters = append(masters, i)
 			}
 		}
-		return masters
+		return masters, nil
 	}
-	c.t.Fatalf("realserver: no live Redis node answered CLUSTER NODES: %v", lastErr)
-	return nil
+	return nil, fmt.Errorf("realserver: no live Redis node answered CLUSTER NODES: %v", lastErr)
 }

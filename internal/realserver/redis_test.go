@@ -12,7 +12,7 @@ import (
 
 func TestRedis(t *testing.T) {
 	t.Parallel()
-	r := StartRedis(t, "maxmemory 64mb\nmaxmemory-policy allkeys-lru\n")
+	r := must(t, StartRedis, "maxmemory 64mb\nmaxmemory-policy allkeys-lru\n")
 	c := redis.NewClient(&redis.Options{Addr: r.Addr()})
 	defer func() { _ = c.Close() }()
 	ctx := context.Background()
@@ -33,7 +33,7 @@ func TestRedis(t *testing.T) {
 // port, dir and logfile) still runs here with the harness's values.
 func TestRedisHarnessKeysWin(t *testing.T) {
 	t.Parallel()
-	r := StartRedis(t, "port 6379\ndir /data\nlogfile /var/log/redis/redis.log\ndaemonize yes\n")
+	r := must(t, StartRedis, "port 6379\ndir /data\nlogfile /var/log/redis/redis.log\ndaemonize yes\n")
 	c := redis.NewClient(&redis.Options{Addr: r.Addr()})
 	defer func() { _ = c.Close() }()
 	dir, err := c.ConfigGet(context.Background(), "dir").Result()
@@ -50,12 +50,13 @@ func TestRedisClusterFailover(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
 	// As a rendered redis.conf would: a short node timeout for fast failover.
-	rc := StartRedisCluster(t, RedisClusterConfig{Conf: "cluster-node-timeout 2000\ncluster-require-full-coverage yes\n"})
+	rc := must(t, StartRedisCluster, RedisClusterConfig{Conf: "cluster-node-timeout 2000\ncluster-require-full-coverage yes\n"})
 	t.Logf("3x1 cluster formed in %v", time.Since(start).Round(time.Millisecond))
 	if n := len(rc.Addrs()); n != 6 {
 		t.Fatalf("default cluster has %d nodes, want 3 shards x (1 master + 1 replica) = 6", n)
 	}
-	masters := rc.Masters()
+	masters, err := rc.Masters()
+	ok(t, err)
 	if len(masters) != 3 {
 		t.Fatalf("masters = %v, want 3", masters)
 	}
@@ -81,7 +82,8 @@ func TestRedisClusterFailover(t *testing.T) {
 	killed := time.Now()
 	var failover time.Duration
 	for {
-		m := rc.Masters()
+		m, err := rc.Masters()
+		ok(t, err)
 		if len(m) == 3 && !slices.Contains(m, victim) {
 			failover = time.Since(killed)
 			break
@@ -113,6 +115,6 @@ func TestRedisClusterFailover(t *testing.T) {
 	}
 	t.Logf("all %d keys readable %v after the kill", keys, time.Since(killed).Round(time.Millisecond))
 
-	rc.Restart(victim)
+	ok(t, rc.Restart(victim))
 	t.Logf("old master %d restarted and answering", victim)
 }

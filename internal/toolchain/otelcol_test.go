@@ -25,6 +25,7 @@ import (
 
 	"github.com/scaleplane/scaleplane/components/observability"
 	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
 	"github.com/scaleplane/scaleplane/internal/toolchain"
 )
 
@@ -116,7 +117,7 @@ func (s *traceSink) span(traceID string) (string, bool) {
 func TestOtelcolRunsTheRenderedCollectorConfig(t *testing.T) {
 	bin := otelcolBinary(t)
 
-	lis, err := net.Listen("tcp", loopbackAddr(realserver.FreePort(t)))
+	lis, err := net.Listen("tcp", loopbackAddr(realservertest.MustFreePort(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,8 +129,8 @@ func TestOtelcolRunsTheRenderedCollectorConfig(t *testing.T) {
 
 	c := observability.DefaultCollectorConfig(lis.Addr().String(), resource.MustParse("256Mi"))
 	c.Bind = realserver.Loopback
-	c.OTLPGRPCPort, c.OTLPHTTPPort = realserver.FreePort(t), realserver.FreePort(t)
-	c.HealthPort, c.MetricsPort, c.TelemetryPort = realserver.FreePort(t), realserver.FreePort(t), realserver.FreePort(t)
+	c.OTLPGRPCPort, c.OTLPHTTPPort = realservertest.MustFreePort(t), realservertest.MustFreePort(t)
+	c.HealthPort, c.MetricsPort, c.TelemetryPort = realservertest.MustFreePort(t), realservertest.MustFreePort(t), realservertest.MustFreePort(t)
 	c.BatchTimeout = 200 * time.Millisecond
 	dir := t.TempDir()
 	path := filepath.Join(dir, "config.yaml")

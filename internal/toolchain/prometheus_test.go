@@ -15,6 +15,7 @@ import (
 
 	"github.com/scaleplane/scaleplane/components/observability"
 	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
 	"github.com/scaleplane/scaleplane/internal/toolchain"
 )
 
@@ -61,7 +62,7 @@ func TestPrometheusServesAPIWithRenderedConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	addr := loopbackAddr(realserver.FreePort(t))
+	addr := loopbackAddr(realservertest.MustFreePort(t))
 	var logs strings.Builder
 	cmd := exec.CommandContext(ctx, bin.Path,
 		"--config.file="+filepath.Join(etc, "prometheus.yml"),

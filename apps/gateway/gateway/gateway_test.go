@@ -17,7 +17,7 @@ import (
 	"github.com/scaleplane/scaleplane/apps/account"
 	"github.com/scaleplane/scaleplane/apps/kit"
 	usersv1 "github.com/scaleplane/scaleplane/apps/users/api"
-	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
 	"github.com/scaleplane/scaleplane/topology"
 )
 
@@ -46,7 +46,7 @@ func newTestGateway(t testing.TB) (*Gateway, *kfake.Cluster) {
 		t.Fatalf("kfake: %v", err)
 	}
 	t.Cleanup(kc.Close)
-	rd := realserver.StartRedis(t, "")
+	rd := realservertest.MustStartRedis(t, "")
 	cfg, err := ConfigFromEnv(kit.MapEnv(map[string]string{
 		"KAFKA_BROKERS": strings.Join(kc.ListenAddrs(), ","), "REDIS_ADDRS": rd.Addr(), "REDIS_CLUSTER": "false",
 		"HTTP_ADDR": "127.0.0.1:0", "ADMIN_ADDR": "127.0.0.1:0", "RATE_LIMIT_RATE": "1000000", "RATE_LIMIT_BURST": "1000000",

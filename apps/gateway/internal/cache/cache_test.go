@@ -13,12 +13,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
 )
 
 func newCache(t *testing.T, load func(context.Context, string) ([]byte, error)) *Cache {
 	t.Helper()
-	rd := realserver.StartRedis(t, "")
+	rd := realservertest.MustStartRedis(t, "")
 	rdb := redis.NewClient(&redis.Options{Addr: rd.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
 	return New(Config{L1Size: 2, L1TTL: 50 * time.Millisecond, Fresh: 200 * time.Millisecond, Stale: time.Minute, LoadTimeout: time.Second},

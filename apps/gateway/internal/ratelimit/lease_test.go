@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
 )
 
 // TestALeaseIsSpentLocallyUntilItLapses: with the client's bucket in Redis
@@ -140,7 +140,7 @@ func TestAnAnsweredAskKeepsItsBucket(t *testing.T) {
 // request.
 func limiterWithKey(t *testing.T, burst int) (*Limiter, *redis.Client, *bucket) {
 	t.Helper()
-	srv := realserver.StartRedis(t, "")
+	srv := realservertest.MustStartRedis(t, "")
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
 	l := New(rdb, Limit{Rate: 1, Period: time.Hour, Burst: burst}, "rl:")

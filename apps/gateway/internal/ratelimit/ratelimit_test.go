@@ -17,12 +17,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/scaleplane/scaleplane/apps/gateway/internal/ratelimit"
-	"github.com/scaleplane/scaleplane/internal/realserver"
+	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
 )
 
 func newRedis(t *testing.T) *redis.Client {
 	t.Helper()
-	r := realserver.StartRedis(t, "")
+	r := realservertest.MustStartRedis(t, "")
 	c := redis.NewClient(&redis.Options{Addr: r.Addr()})
 	t.Cleanup(func() { _ = c.Close() })
 	return c
@@ -163,7 +163,7 @@ func TestMiddlewareAnswers429WithHeadersAndFailsOpen(t *testing.T) {
 	assert.Equal(t, "1;w=60;burst=2", last.Header().Get("RateLimit-Policy"), "policy header")
 	assert.Equal(t, "2", last.Header().Get("RateLimit-Limit"), "limit header")
 
-	dead := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", realserver.FreePort(t)), MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+	dead := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", realservertest.MustFreePort(t)), MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
 	defer func() { _ = dead.Close() }()
 	open := ratelimit.New(dead, ratelimit.Limit{Rate: 1, Period: time.Minute, Burst: 1}, "rl:").Middleware(
 		func(*http.Request) string { return "client" }, func(*http.Request, error) { reported.Add(1) },
