@@ -41,10 +41,22 @@ var rules = []rule{
 		Why: "the Pulumi program links no service code (pgx, argon2)"},
 	{From: "policies/", Forbid: []string{"stacks", "components/"},
 		Why: "rules judge what was declared, from the outside"},
+	{From: "internal/rollout", Forbid: []string{"internal/cluster/"},
+		Why: "readiness is judged from the API's objects, whoever runs the cluster"},
+	{From: "internal/pulumicli", Forbid: []string{"internal/cluster/"},
+		Why: "the engine runner works against any cluster, the embedded node or KUBECONFIG's"},
+	{From: "internal/supervise", Forbid: []string{"stacks", "components/", "apps/", "std:testing"},
+		Why: "the one process supervisor knows processes, not what they serve"},
 	{From: "cmd/", Forbid: []string{"std:testing"},
 		Why: "the commands never link the test harness"},
 	{From: "internal/realserver", Forbid: []string{"std:testing"},
 		Why: "the real-server harness returns errors; its Must wrappers for tests live in a subpackage"},
+	{From: "internal/preflight", Forbid: []string{"std:testing"},
+		Why: "make up's and make test's first step is a small program"},
+	{From: "internal/progress", Forbid: []string{"std:testing"},
+		Why: "long work's progress is shown by every command"},
+	{From: "topology", Forbid: []string{"apps/", "components/", "stacks"},
+		Why: "the topology's names are a contract both sides import; it imports neither"},
 }
 
 // pkg is one package of the module as `go list` sees it.
