@@ -12,14 +12,9 @@ import (
 	"errors"
 	"fmt"
 
-	autoscalingv2 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/autoscaling/v2"
-	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
-	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
-	policyv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/policy/v1"
-	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/api/resource"
 
-	"github.com/scaleplane/scaleplane/components/microservice"
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
 // Pinned images. The collector image is the contrib distribution of the
@@ -43,124 +38,21 @@ const Component = "observability"
 const nobodyUID = 65534
 
 // labels are the recommended labels of one workload; the first two select it.
-func labels(name, version string) map[string]string {
-	l := microservice.SelectorLabels(name)
-	l["app.kubernetes.io/component"] = Component
-	l["app.kubernetes.io/part-of"] = microservice.PartOf
-	l["app.kubernetes.io/managed-by"] = microservice.ManagedBy
-	if version != "" {
-		l["app.kubernetes.io/version"] = version
-	}
-	return l
-}
-
-// meta is an object's metadata: explicit name, namespace, labels.
-func meta(name, namespace string, l map[string]string) *metav1.ObjectMetaArgs {
-	m := &metav1.ObjectMetaArgs{Name: pulumi.String(name), Labels: pulumi.ToStringMap(l)}
-	if namespace != "" {
-		m.Namespace = pulumi.String(namespace)
-	}
-	return m
-}
-
-// podSecurity is the restricted Pod Security Standard's pod half.
-func podSecurity(uid int) *corev1.PodSecurityContextArgs {
-	return &corev1.PodSecurityContextArgs{
-		RunAsNonRoot:   pulumi.Bool(true),
-		RunAsUser:      pulumi.Int(uid),
-		RunAsGroup:     pulumi.Int(uid),
-		FsGroup:        pulumi.Int(uid),
-		SeccompProfile: &corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
-	}
-}
-
-// containerSecurity is the restricted Pod Security Standard's container half.
-func containerSecurity() *corev1.SecurityContextArgs {
-	return &corev1.SecurityContextArgs{
-		AllowPrivilegeEscalation: pulumi.Bool(false),
-		Privileged:               pulumi.Bool(false),
-		ReadOnlyRootFilesystem:   pulumi.Bool(true),
-		RunAsNonRoot:             pulumi.Bool(true),
-		Capabilities:             &corev1.CapabilitiesArgs{Drop: pulumi.ToStringArray([]string{"ALL"})},
-		SeccompProfile:           &corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
-	}
-}
-
-// resources are requests and limits; no CPU limit when it is zero.
-func resources(cpuReq, memReq, cpuLim, memLim string) *corev1.ResourceRequirementsArgs {
-	limits := pulumi.StringMap{"memory": pulumi.String(memLim)}
-	if cpuLim != "" {
-		limits["cpu"] = pulumi.String(cpuLim)
-	}
-	return &corev1.ResourceRequirementsArgs{
-		Requests: pulumi.StringMap{"cpu": pulumi.String(cpuReq), "memory": pulumi.String(memReq)},
-		Limits:   limits,
-	}
-}
-
-// childOptions parents children to the component and passes down the
-// caller's DependsOn (Pulumi does not) so children wait for the namespace.
-func childOptions(component pulumi.Resource, opts []pulumi.ResourceOption) (pulumi.ResourceOption, error) {
-	ro, err := pulumi.NewResourceOptions(opts...)
-	if err != nil {
-		return nil, err
-	}
-	return pulumi.Composite(pulumi.Parent(component), pulumi.DependsOn(ro.DependsOn)), nil
-}
+func labels(name, version string) map[string]string { return kube.Labels(name, Component, version) }
 
 // checkCommon validates what every component here shares.
 func checkCommon(name, namespace, image string) error {
-	var errs []error
-	if len(name) > 50 || !microservice.DNSLabel(name) {
-		errs = append(errs, fmt.Errorf("name %q: must be a DNS label of at most 50 characters", name))
-	}
-	if !microservice.DNSLabel(namespace) {
-		errs = append(errs, fmt.Errorf("namespace %q: must be a DNS label", namespace))
-	}
-	if !microservice.ImageTagged(image) {
-		errs = append(errs, fmt.Errorf("image %q: must carry an explicit tag or digest other than latest", image))
-	}
-	return errors.Join(errs...)
+	return errors.Join(kube.CheckName(name, 50), kube.CheckLabel("namespace", namespace), kube.CheckImage("image", image))
 }
 
 // mib is a quantity in whole mebibytes, rounded down.
 func mib(q resource.Quantity) int64 { return q.Value() / (1 << 20) }
 
-// selectorOf returns the selector labels of a workload's labels: the
-// immutable part a Deployment or StatefulSet selects its pods by.
-func selectorOf(l map[string]string) map[string]string {
-	out := map[string]string{}
-	for _, k := range []string{"app.kubernetes.io/name", "app.kubernetes.io/instance"} {
-		out[k] = l[k]
-	}
-	return out
-}
-
-// zoneSpread spreads a workload's pods over zones: a hard rule where the
-// environment demands it (prod), a preference elsewhere (single-zone
-// clusters could not schedule otherwise); and over nodes as a preference.
-func zoneSpread(sel map[string]string, required bool) corev1.TopologySpreadConstraintArray {
-	when := "ScheduleAnyway"
-	if required {
-		when = "DoNotSchedule"
-	}
-	on := func(key, when string) corev1.TopologySpreadConstraintArgs {
-		return corev1.TopologySpreadConstraintArgs{
-			MaxSkew: pulumi.Int(1), TopologyKey: pulumi.String(key), WhenUnsatisfiable: pulumi.String(when),
-			LabelSelector: &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(sel)},
-		}
-	}
-	return corev1.TopologySpreadConstraintArray{
-		on("topology.kubernetes.io/zone", when),
-		on("kubernetes.io/hostname", "ScheduleAnyway"),
-	}
-}
-
 // Scaling is the HPA of a stateless observability workload (Jaeger with
 // external storage, metrics-server): the same rules as every service.
 type Scaling struct {
-	Replicas    microservice.Replicas
-	Autoscaling microservice.Autoscaling
+	Replicas    kube.Replicas
+	Autoscaling kube.Autoscaling
 }
 
 // validate reports what the HPA would refuse.
@@ -175,43 +67,4 @@ func (s Scaling) validate(who string) error {
 			s.Autoscaling.CPUTargetPercent, s.Autoscaling.MemoryTargetPercent))
 	}
 	return errors.Join(errs...)
-}
-
-// newHPA declares the HPA of a Deployment, scaling on CPU and memory with
-// a scale-down stabilization window, like microservice's.
-func newHPA(ctx *pulumi.Context, name, objName, namespace string, l map[string]string, s Scaling, opts ...pulumi.ResourceOption) error {
-	metric := func(res string, percent int) autoscalingv2.MetricSpecArgs {
-		return autoscalingv2.MetricSpecArgs{Type: pulumi.String("Resource"), Resource: &autoscalingv2.ResourceMetricSourceArgs{
-			Name:   pulumi.String(res),
-			Target: &autoscalingv2.MetricTargetArgs{Type: pulumi.String("Utilization"), AverageUtilization: pulumi.Int(percent)},
-		}}
-	}
-	_, err := autoscalingv2.NewHorizontalPodAutoscaler(ctx, name+"-hpa", &autoscalingv2.HorizontalPodAutoscalerArgs{
-		Metadata: meta(objName, namespace, l),
-		Spec: &autoscalingv2.HorizontalPodAutoscalerSpecArgs{
-			ScaleTargetRef: &autoscalingv2.CrossVersionObjectReferenceArgs{
-				ApiVersion: pulumi.String("apps/v1"), Kind: pulumi.String("Deployment"), Name: pulumi.String(objName),
-			},
-			MinReplicas: pulumi.Int(s.Replicas.Min),
-			MaxReplicas: pulumi.Int(s.Replicas.Max),
-			Metrics: autoscalingv2.MetricSpecArray{
-				metric("cpu", s.Autoscaling.CPUTargetPercent), metric("memory", s.Autoscaling.MemoryTargetPercent),
-			},
-			Behavior: &autoscalingv2.HorizontalPodAutoscalerBehaviorArgs{
-				ScaleDown: &autoscalingv2.HPAScalingRulesArgs{StabilizationWindowSeconds: pulumi.Int(s.Autoscaling.ScaleDownWindowSeconds)},
-				ScaleUp:   &autoscalingv2.HPAScalingRulesArgs{StabilizationWindowSeconds: pulumi.Int(s.Autoscaling.ScaleUpWindowSeconds)},
-			},
-		},
-	}, opts...)
-	return err
-}
-
-// newPDB lets one pod at a time be evicted.
-func newPDB(ctx *pulumi.Context, name, objName, namespace string, l, sel map[string]string, opts ...pulumi.ResourceOption) error {
-	_, err := policyv1.NewPodDisruptionBudget(ctx, name+"-pdb", &policyv1.PodDisruptionBudgetArgs{
-		Metadata: meta(objName, namespace, l),
-		Spec: &policyv1.PodDisruptionBudgetSpecArgs{MaxUnavailable: pulumi.Int(1),
-			Selector: &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(sel)}},
-	}, opts...)
-	return err
 }
