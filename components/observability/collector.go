@@ -221,7 +221,7 @@ func NewCollector(ctx *pulumi.Context, name string, args *CollectorArgs, opts ..
 		image = CollectorImage
 	}
 	conf := DefaultCollectorConfig(args.TracesEndpoint, args.Resources.MemoryLimit)
-	if err := errors.Join(checkCommon(name, args.Namespace, image), conf.Validate()); err != nil {
+	if err := errors.Join(checkWorkload(name, args.Namespace, image), conf.Validate()); err != nil {
 		return nil, fmt.Errorf("collector %s: %w", name, err)
 	}
 	ms := &microservice.Args{

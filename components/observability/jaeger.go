@@ -227,7 +227,7 @@ func NewJaeger(ctx *pulumi.Context, name string, args *JaegerArgs, opts ...pulum
 		image = JaegerImage
 	}
 	var errs []error
-	errs = append(errs, checkCommon(name, args.Namespace, image), args.Storage.Validate())
+	errs = append(errs, checkWorkload(name, args.Namespace, image), args.Storage.Validate())
 	if !kube.DNSLabel(args.CollectorNamespace) {
 		errs = append(errs, fmt.Errorf("collectorNamespace %q: must be a DNS label", args.CollectorNamespace))
 	}

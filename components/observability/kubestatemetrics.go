@@ -64,7 +64,7 @@ func NewKubeStateMetrics(ctx *pulumi.Context, name string, args *KubeStateMetric
 	if image == "" {
 		image = KubeStateMetricsImage
 	}
-	if err := checkCommon(name, args.Namespace, image); err != nil {
+	if err := checkWorkload(name, args.Namespace, image); err != nil {
 		return nil, fmt.Errorf("kube-state-metrics %s: %w", name, err)
 	}
 	k := &KubeStateMetrics{}

@@ -63,7 +63,7 @@ func NewMetricsServer(ctx *pulumi.Context, name string, args *MetricsServerArgs,
 	if image == "" {
 		image = MetricsServerImage
 	}
-	if err := checkCommon(name, args.Namespace, image); err != nil {
+	if err := checkWorkload(name, args.Namespace, image); err != nil {
 		return nil, fmt.Errorf("metrics-server %s: %w", name, err)
 	}
 	if err := args.Scaling.validate("metrics-server"); err != nil {

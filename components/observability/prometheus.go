@@ -185,7 +185,7 @@ func NewPrometheus(ctx *pulumi.Context, name string, args *PrometheusArgs, opts 
 	if image == "" {
 		image = PrometheusImage
 	}
-	errs := []error{checkCommon(name, args.Namespace, image), args.Config.Validate()}
+	errs := []error{checkWorkload(name, args.Namespace, image), args.Config.Validate()}
 	if len(args.Config.Static) > 0 {
 		errs = append(errs, fmt.Errorf("config.static: only for tests outside a cluster"))
 	}

@@ -40,8 +40,9 @@ const nobodyUID = 65534
 // labels are the recommended labels of one workload; the first two select it.
 func labels(name, version string) map[string]string { return kube.Labels(name, Component, version) }
 
-// checkCommon validates what every component here shares.
-func checkCommon(name, namespace, image string) error {
+// checkWorkload validates what every component here has: its name, its
+// namespace and its image, which must be pinned.
+func checkWorkload(name, namespace, image string) error {
 	return errors.Join(kube.CheckName(name, 50), kube.CheckLabel("namespace", namespace), kube.CheckImage("image", image))
 }
 
