@@ -16,10 +16,17 @@ import (
 // many teams leave CPU unlimited to avoid throttling, and GOMAXPROCS then
 // follows the request instead.
 type Resources struct {
-	CPURequest    resource.Quantity
-	CPULimit      resource.Quantity
+	// CPURequest is what the scheduler reserves and the HPA's CPU
+	// utilization is measured against.
+	CPURequest resource.Quantity
+	// CPULimit throttles the container; zero means none.
+	CPULimit resource.Quantity
+	// MemoryRequest is what the scheduler reserves and the HPA's memory
+	// utilization is measured against.
 	MemoryRequest resource.Quantity
-	MemoryLimit   resource.Quantity
+	// MemoryLimit is where the kernel's OOM killer acts; it is never
+	// below the request.
+	MemoryLimit resource.Quantity
 }
 
 // Validate checks that requests are set and no limit is below its request.
@@ -67,7 +74,10 @@ func Requirements(cpuRequest, memoryRequest, cpuLimit, memoryLimit string) *core
 
 // Replicas bounds the HorizontalPodAutoscaler.
 type Replicas struct {
+	// Min is the floor the HPA keeps even when idle (the Deployment starts there).
 	Min int
+	// Max is the ceiling, which bounds what the workload can cost and open
+	// (connections to a database, for one).
 	Max int
 }
 
@@ -75,10 +85,18 @@ type Replicas struct {
 // at 70 % CPU and 80 % memory; scale-down waits a stabilization window so
 // a short lull does not throw away warm pods.
 type Autoscaling struct {
-	CPUTargetPercent          int
-	MemoryTargetPercent       int
-	ScaleUpWindowSeconds      int
-	ScaleDownWindowSeconds    int
+	// CPUTargetPercent and MemoryTargetPercent are the average
+	// utilizations of the requests the HPA keeps the pods at.
+	CPUTargetPercent    int
+	MemoryTargetPercent int
+	// ScaleUpWindowSeconds and ScaleDownWindowSeconds are the
+	// stabilization windows: the HPA acts on the most conservative
+	// recommendation seen during them.
+	ScaleUpWindowSeconds   int
+	ScaleDownWindowSeconds int
+	// ScaleUpMaxPodsPer15s and ScaleDownMaxPercentPerMin bound each step
+	// where a component sets its own scaling policies (microservice);
+	// zero leaves that component's default.
 	ScaleUpMaxPodsPer15s      int
 	ScaleDownMaxPercentPerMin int
 }
@@ -98,8 +116,11 @@ func (a Autoscaling) Stabilization() *autoscalingv2.HorizontalPodAutoscalerBehav
 // (so endpoints and load balancers stop sending traffic first), then sends
 // SIGTERM, and the app drains for at most DrainSeconds.
 type Shutdown struct {
+	// PreStopSeconds is the sleep before SIGTERM, while endpoints and
+	// load balancers take the pod out of rotation.
 	PreStopSeconds int
-	DrainSeconds   int
+	// DrainSeconds is how long the app may finish in-flight work after SIGTERM.
+	DrainSeconds int
 }
 
 // GracePeriodSeconds is the terminationGracePeriodSeconds that leaves room
