@@ -5,6 +5,7 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 	"github.com/scaleplane/scaleplane/components/microservice"
 )
 
@@ -115,11 +116,11 @@ func NewEdge(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.Resour
 	if err := ctx.RegisterComponentResource(TypeToken, name, e, opts...); err != nil {
 		return nil, fmt.Errorf("edge %s: register: %w", name, err)
 	}
-	ro, err := pulumi.NewResourceOptions(opts...)
+	child, err := kube.ChildOptions(e, opts)
 	if err != nil {
 		return nil, fmt.Errorf("edge %s: options: %w", name, err)
 	}
-	svc, err := microservice.NewMicroservice(ctx, name, ms, pulumi.Parent(e), pulumi.DependsOn(ro.DependsOn))
+	svc, err := microservice.NewMicroservice(ctx, name, ms, child)
 	if err != nil {
 		return nil, fmt.Errorf("edge %s: %w", name, err)
 	}

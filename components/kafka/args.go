@@ -11,8 +11,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 	"github.com/scaleplane/scaleplane/components/kafka/topics"
-	"github.com/scaleplane/scaleplane/components/microservice"
 )
 
 // The flavours a Kafka tier can take.
@@ -74,7 +74,7 @@ type Args struct {
 	AllowFrom []string
 
 	Image              string
-	Resources          microservice.Resources
+	Resources          kube.Resources
 	Storage            resource.Quantity
 	StorageClass       string
 	ZoneSpreadRequired bool
@@ -122,9 +122,8 @@ func (a *Args) Validate(name string) error {
 			errs = append(errs, fmt.Errorf(format, v...))
 		}
 	}
-	check(len(name) <= 40 && microservice.DNSLabel(name), "name %q: must be a DNS label of at most 40 characters", name)
-	check(microservice.DNSLabel(a.Namespace), "namespace %q: must be a DNS label", a.Namespace)
-	check(microservice.ImageTagged(a.TopicsImage), "topicsImage %q: must carry an explicit tag or digest other than latest", a.TopicsImage)
+	errs = append(errs, kube.CheckName(name, 40), kube.CheckLabel("namespace", a.Namespace))
+	errs = append(errs, kube.CheckImage("topicsImage", a.TopicsImage))
 	if err := topics.Validate(a.Topics); err != nil {
 		errs = append(errs, err)
 	}
@@ -132,13 +131,13 @@ func (a *Args) Validate(name string) error {
 		check(t.ReplicationFactor <= d.Nodes, "topic %q: replicationFactor %d: more than the %d brokers", t.Name, t.ReplicationFactor, d.Nodes)
 	}
 	for _, from := range a.AllowFrom {
-		check(microservice.DNSLabel(from), "allowFrom %q: must be a DNS label", from)
+		errs = append(errs, kube.CheckLabel("allowFrom", from))
 	}
 	switch a.Flavour {
 	case FlavourInCluster:
 		check(d.Nodes == 1 || d.Nodes >= 3, "nodes %d: must be 1 (a laptop) or at least 3 (a quorum that survives a loss)", d.Nodes)
 		check(d.Nodes%2 == 1 || d.Nodes > 5, "nodes %d: an odd count up to 5, every node votes in the KRaft quorum", d.Nodes)
-		check(microservice.ImageTagged(d.Image), "image %q: must carry an explicit tag or digest other than latest", d.Image)
+		errs = append(errs, kube.CheckImage("image", d.Image))
 		check(a.Resources.MemoryLimit.Sign() > 0, "resources.memoryLimit: required, the JVM heap derives from it")
 		if err := a.Resources.Validate(); err != nil {
 			errs = append(errs, err)

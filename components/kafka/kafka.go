@@ -12,11 +12,10 @@ import (
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
-	policyv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/policy/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 	"github.com/scaleplane/scaleplane/components/kafka/topics"
-	"github.com/scaleplane/scaleplane/components/microservice"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -70,11 +69,10 @@ func NewKafka(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.Resou
 	if err := ctx.RegisterComponentResource(TypeToken, name, k, opts...); err != nil {
 		return nil, fmt.Errorf("kafka %s: register: %w", name, err)
 	}
-	ro, err := pulumi.NewResourceOptions(opts...)
+	parent, err := kube.ChildOptions(k, opts)
 	if err != nil {
 		return nil, fmt.Errorf("kafka %s: options: %w", name, err)
 	}
-	parent := pulumi.Composite(pulumi.Parent(k), pulumi.DependsOn(ro.DependsOn))
 	var brokers pulumi.StringOutput
 	var nodes []pulumi.Resource
 	tls := a.Flavour == FlavourAWS
@@ -109,10 +107,6 @@ func NewKafka(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.Resou
 	return k, nil
 }
 
-func meta(name, namespace string, l map[string]string) *metav1.ObjectMetaArgs {
-	return &metav1.ObjectMetaArgs{Name: pulumi.String(name), Namespace: pulumi.String(namespace), Labels: pulumi.ToStringMap(l)}
-}
-
 func wrap(name, what string, err error) error { return fmt.Errorf("kafka %s: %s: %w", name, what, err) }
 
 // heapMB is the JVM heap for a memory limit: half of it, the rest being
@@ -124,12 +118,12 @@ func heapMB(a Args) int64 { return max(256, a.Resources.MemoryLimit.Value()/(1<<
 func newInCluster(ctx *pulumi.Context, name string, a Args, parent pulumi.ResourceOption) (pulumi.StringOutput, pulumi.Resource, error) {
 	ns := a.Namespace
 	n := Node{Name: name, Namespace: ns, Nodes: a.Nodes}
-	selector := microservice.SelectorLabels(name)
-	l := microservice.Labels(name, "event-log", "")
+	selector := kube.SelectorLabels(name)
+	l := kube.Labels(name, "event-log", "")
 	props := RenderProperties(n, a.Settings())
 	script := RenderStartScript(n)
 	cm, err := corev1.NewConfigMap(ctx, name+"-config", &corev1.ConfigMapArgs{
-		Metadata: meta(name, ns, l),
+		Metadata: kube.Meta(name, ns, l),
 		Data:     pulumi.StringMap{"server.properties": pulumi.String(props), StartScriptName: pulumi.String(script)},
 	}, parent)
 	if err != nil {
@@ -139,7 +133,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, parent pulumi.Resour
 		return corev1.ServicePortArgs{Name: pulumi.String(pname), Port: pulumi.Int(p), TargetPort: pulumi.String(pname), Protocol: pulumi.String("TCP")}
 	}
 	if _, err := corev1.NewService(ctx, name+"-headless-service", &corev1.ServiceArgs{
-		Metadata: meta(n.Headless(), ns, l),
+		Metadata: kube.Meta(n.Headless(), ns, l),
 		Spec: &corev1.ServiceSpecArgs{
 			ClusterIP: pulumi.String("None"),
 			// The quorum must form before any node is ready.
@@ -158,21 +152,15 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, parent pulumi.Resour
 	if a.StorageClass != "" {
 		claim.StorageClassName = pulumi.String(a.StorageClass)
 	}
-	when := "ScheduleAnyway"
-	if a.ZoneSpreadRequired {
-		when = "DoNotSchedule"
-	}
 	sel := &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(selector)}
-	limits := pulumi.StringMap{"memory": pulumi.String(a.Resources.MemoryLimit.String())}
-	if !a.Resources.CPULimit.IsZero() {
-		limits["cpu"] = pulumi.String(a.Resources.CPULimit.String())
-	}
+	// Brokers spread over zones and apart on nodes: a node loss costs one broker.
+	affinity, spread := kube.Placement(selector, a.ZoneSpreadRequired)
 	tcp := func(period, failures int) *corev1.ProbeArgs {
 		return &corev1.ProbeArgs{TcpSocket: &corev1.TCPSocketActionArgs{Port: pulumi.String("kafka")},
 			PeriodSeconds: pulumi.Int(period), TimeoutSeconds: pulumi.Int(3), FailureThreshold: pulumi.Int(failures)}
 	}
 	sts, err := appsv1.NewStatefulSet(ctx, name+"-statefulset", &appsv1.StatefulSetArgs{
-		Metadata: meta(name, ns, l),
+		Metadata: kube.Meta(name, ns, l),
 		Spec: &appsv1.StatefulSetSpecArgs{
 			ServiceName:         pulumi.String(n.Headless()),
 			Replicas:            pulumi.Int(a.Nodes),
@@ -188,17 +176,9 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, parent pulumi.Resour
 					EnableServiceLinks:           pulumi.Bool(false),
 					// Controlled shutdown moves partition leadership away first.
 					TerminationGracePeriodSeconds: pulumi.Int(120),
-					SecurityContext:               microservice.RestrictedPodSecurity(UID),
-					Affinity: &corev1.AffinityArgs{PodAntiAffinity: &corev1.PodAntiAffinityArgs{
-						PreferredDuringSchedulingIgnoredDuringExecution: corev1.WeightedPodAffinityTermArray{corev1.WeightedPodAffinityTermArgs{
-							Weight:          pulumi.Int(100),
-							PodAffinityTerm: corev1.PodAffinityTermArgs{TopologyKey: pulumi.String("kubernetes.io/hostname"), LabelSelector: sel},
-						}},
-					}},
-					TopologySpreadConstraints: corev1.TopologySpreadConstraintArray{corev1.TopologySpreadConstraintArgs{
-						MaxSkew: pulumi.Int(1), TopologyKey: pulumi.String("topology.kubernetes.io/zone"),
-						WhenUnsatisfiable: pulumi.String(when), LabelSelector: sel,
-					}},
+					SecurityContext:               kube.RestrictedPodSecurity(UID),
+					Affinity:                      affinity,
+					TopologySpreadConstraints:     spread,
 					Volumes: corev1.VolumeArray{
 						corev1.VolumeArgs{Name: pulumi.String("config"), ConfigMap: &corev1.ConfigMapVolumeSourceArgs{Name: cm.Metadata.Name().Elem()}},
 						corev1.VolumeArgs{Name: pulumi.String("tmp"), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{SizeLimit: pulumi.String("256Mi")}},
@@ -218,14 +198,11 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, parent pulumi.Resour
 							corev1.ContainerPortArgs{Name: pulumi.String("kafka"), ContainerPort: pulumi.Int(Port), Protocol: pulumi.String("TCP")},
 							corev1.ContainerPortArgs{Name: pulumi.String("controller"), ContainerPort: pulumi.Int(ControllerPort), Protocol: pulumi.String("TCP")},
 						},
-						Resources: &corev1.ResourceRequirementsArgs{
-							Requests: pulumi.StringMap{"cpu": pulumi.String(a.Resources.CPURequest.String()), "memory": pulumi.String(a.Resources.MemoryRequest.String())},
-							Limits:   limits,
-						},
+						Resources:       a.Resources.Requirements(),
 						StartupProbe:    tcp(5, 60),
 						LivenessProbe:   tcp(10, 6),
 						ReadinessProbe:  tcp(5, 2),
-						SecurityContext: microservice.RestrictedContainerSecurity(),
+						SecurityContext: kube.RestrictedContainerSecurity(),
 						VolumeMounts: corev1.VolumeMountArray{
 							corev1.VolumeMountArgs{Name: pulumi.String("data"), MountPath: pulumi.String(DataDir)},
 							corev1.VolumeMountArgs{Name: pulumi.String("config"), MountPath: pulumi.String("/etc/kafka"), ReadOnly: pulumi.Bool(true)},
@@ -243,15 +220,9 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, parent pulumi.Resour
 	if err != nil {
 		return pulumi.StringOutput{}, nil, wrap(name, "stateful set", err)
 	}
-	if _, err := policyv1.NewPodDisruptionBudget(ctx, name+"-pdb", &policyv1.PodDisruptionBudgetArgs{
-		Metadata: meta(name, ns, l),
-		Spec: &policyv1.PodDisruptionBudgetSpecArgs{
-			// One broker at a time: with replication 3 and min.insync 2,
-			// acks=all writes continue while a node drains.
-			MaxUnavailable: pulumi.Int(1),
-			Selector:       sel,
-		},
-	}, parent); err != nil {
+	// One broker at a time: with replication 3 and min.insync 2, acks=all
+	// writes continue while a node drains.
+	if _, err := kube.NewPDB(ctx, name+"-pdb", kube.Meta(name, ns, l), selector, parent); err != nil {
 		return pulumi.StringOutput{}, nil, wrap(name, "disruption budget", err)
 	}
 	peer := func(m map[string]string) networkingv1.NetworkPolicyPeerArgs {
@@ -260,12 +231,12 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, parent pulumi.Resour
 	pport := func(p int) networkingv1.NetworkPolicyPortArgs {
 		return networkingv1.NetworkPolicyPortArgs{Port: pulumi.Int(p), Protocol: pulumi.String("TCP")}
 	}
-	clients := networkingv1.NetworkPolicyPeerArray{peer(microservice.SelectorLabels(name + "-topics"))}
+	clients := networkingv1.NetworkPolicyPeerArray{peer(kube.SelectorLabels(name + "-topics"))}
 	for _, from := range a.AllowFrom {
 		clients = append(clients, peer(map[string]string{"app.kubernetes.io/name": from}))
 	}
 	if _, err := networkingv1.NewNetworkPolicy(ctx, name+"-networkpolicy", &networkingv1.NetworkPolicyArgs{
-		Metadata: meta(name, ns, l),
+		Metadata: kube.Meta(name, ns, l),
 		Spec: &networkingv1.NetworkPolicySpecArgs{
 			PodSelector: sel,
 			PolicyTypes: pulumi.ToStringArray([]string{"Ingress"}),
@@ -290,13 +261,13 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, parent pulumi.Resour
 func newTopicsJob(ctx *pulumi.Context, name string, a Args, brokers pulumi.StringOutput, tls bool, opts pulumi.ResourceOption) error {
 	ns := a.Namespace
 	jobName := name + "-topics"
-	l := microservice.Labels(jobName, "event-log-topics", "")
+	l := kube.Labels(jobName, "event-log-topics", "")
 	text, err := topics.Marshal(a.Topics)
 	if err != nil {
 		return wrap(name, "topics", err)
 	}
 	cm, err := corev1.NewConfigMap(ctx, name+"-topics-config", &corev1.ConfigMapArgs{
-		Metadata: meta(jobName, ns, l),
+		Metadata: kube.Meta(jobName, ns, l),
 		Data:     pulumi.StringMap{TopicsFile: pulumi.String(text)},
 	}, opts)
 	if err != nil {
@@ -306,7 +277,7 @@ func newTopicsJob(ctx *pulumi.Context, name string, a Args, brokers pulumi.Strin
 	// The Job's name carries the topics' checksum: a changed list is a new
 	// Job (a Job's pod template cannot change), an unchanged one is left alone.
 	if _, err := batchv1.NewJob(ctx, name+"-topics-job", &batchv1.JobArgs{
-		Metadata: meta(jobName+"-"+hex.EncodeToString(h[:])[:8], ns, l),
+		Metadata: kube.Meta(jobName+"-"+hex.EncodeToString(h[:])[:8], ns, l),
 		Spec: &batchv1.JobSpecArgs{
 			BackoffLimit:          pulumi.Int(6),
 			ActiveDeadlineSeconds: pulumi.Int(900),
@@ -316,7 +287,7 @@ func newTopicsJob(ctx *pulumi.Context, name string, a Args, brokers pulumi.Strin
 					RestartPolicy:                pulumi.String("Never"),
 					AutomountServiceAccountToken: pulumi.Bool(false),
 					EnableServiceLinks:           pulumi.Bool(false),
-					SecurityContext:              microservice.RestrictedPodSecurity(65532),
+					SecurityContext:              kube.RestrictedPodSecurity(kube.NonRootUID),
 					Volumes: corev1.VolumeArray{
 						corev1.VolumeArgs{Name: pulumi.String("topics"), ConfigMap: &corev1.ConfigMapVolumeSourceArgs{Name: cm.Metadata.Name().Elem()}},
 					},
@@ -333,7 +304,7 @@ func newTopicsJob(ctx *pulumi.Context, name string, a Args, brokers pulumi.Strin
 							Requests: pulumi.StringMap{"cpu": pulumi.String("10m"), "memory": pulumi.String("32Mi")},
 							Limits:   pulumi.StringMap{"memory": pulumi.String("64Mi")},
 						},
-						SecurityContext: microservice.RestrictedContainerSecurity(),
+						SecurityContext: kube.RestrictedContainerSecurity(),
 						VolumeMounts: corev1.VolumeMountArray{
 							corev1.VolumeMountArgs{Name: pulumi.String("topics"), MountPath: pulumi.String("/etc/topics"), ReadOnly: pulumi.Bool(true)},
 						},

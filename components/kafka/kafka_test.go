@@ -11,8 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 	k8sresource "k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 	"github.com/scaleplane/scaleplane/components/kafka/topics"
-	"github.com/scaleplane/scaleplane/components/microservice"
 	"github.com/scaleplane/scaleplane/internal/toolchain"
 )
 
@@ -26,7 +26,7 @@ func testArgs() Args {
 			{Name: "registrations.dlq", Partitions: 1, ReplicationFactor: 3},
 		},
 		AllowFrom: []string{"gateway", "worker"},
-		Resources: microservice.Resources{
+		Resources: kube.Resources{
 			CPURequest: k8sresource.MustParse("250m"), MemoryRequest: k8sresource.MustParse("1Gi"), MemoryLimit: k8sresource.MustParse("1Gi"),
 		},
 		Storage: k8sresource.MustParse("10Gi"),

@@ -12,52 +12,23 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
-// Resources are a container's requests and limits. CPULimit may be zero:
-// many teams leave CPU unlimited to avoid throttling, and GOMAXPROCS then
-// follows the request instead.
-type Resources struct {
-	CPURequest    resource.Quantity
-	CPULimit      resource.Quantity
-	MemoryRequest resource.Quantity
-	MemoryLimit   resource.Quantity
-}
-
-// Replicas bounds the HorizontalPodAutoscaler.
-type Replicas struct {
-	Min int
-	Max int
-}
-
-// Autoscaling holds the HPA targets and behaviour. The articles scale out
-// at 70 % CPU and 80 % memory; scale-down waits a stabilization window so
-// a short lull does not throw away warm pods.
-type Autoscaling struct {
-	CPUTargetPercent          int
-	MemoryTargetPercent       int
-	ScaleUpWindowSeconds      int
-	ScaleDownWindowSeconds    int
-	ScaleUpMaxPodsPer15s      int
-	ScaleDownMaxPercentPerMin int
-}
-
-// Shutdown describes the graceful stop: Kubernetes runs the preStop sleep
-// (so endpoints and load balancers stop sending traffic first), then sends
-// SIGTERM, and the app drains for at most DrainSeconds.
-type Shutdown struct {
-	PreStopSeconds int
-	DrainSeconds   int
-}
-
-// GracePeriodSeconds is the terminationGracePeriodSeconds that leaves room
-// for the preStop sleep, the drain and a small margin before SIGKILL.
-func (s Shutdown) GracePeriodSeconds() int {
-	return s.PreStopSeconds + s.DrainSeconds + graceMarginSeconds
-}
-
-// graceMarginSeconds covers closing pools and flushing telemetry after the drain.
-const graceMarginSeconds = 5
+// The sizing types are the shared Kubernetes vocabulary's
+// (components/internal/kube), named here too so stacks, which may not
+// import an internal package, can write them.
+type (
+	// Resources are a container's requests and limits.
+	Resources = kube.Resources
+	// Replicas bounds the HorizontalPodAutoscaler.
+	Replicas = kube.Replicas
+	// Autoscaling holds the HPA targets and behaviour.
+	Autoscaling = kube.Autoscaling
+	// Shutdown describes the graceful stop: preStop sleep, then drain.
+	Shutdown = kube.Shutdown
+)
 
 // Port is a named container port, exposed by the Services with the same name.
 type Port struct {
@@ -135,8 +106,8 @@ type Args struct {
 }
 
 var (
-	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	envName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	envName   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	secretRef = regexp.MustCompile(`^[a-z0-9][-a-z0-9.]*/[-._a-zA-Z0-9]+$`)
 )
 
 // Validate reports the first problem in the arguments, naming the field,
@@ -148,9 +119,7 @@ func (a *Args) Validate(name string) error {
 			errs = append(errs, fmt.Errorf(format, v...))
 		}
 	}
-	check(len(name) <= 50 && dnsLabel.MatchString(name), "name %q: must be a DNS label of at most 50 characters", name)
-	check(dnsLabel.MatchString(a.Namespace), "namespace %q: must be a DNS label", a.Namespace)
-	check(ImageTagged(a.Image), "image %q: must carry an explicit tag or digest other than latest", a.Image)
+	errs = append(errs, kube.CheckName(name, 50), kube.CheckLabel("namespace", a.Namespace), kube.CheckImage("image", a.Image))
 	check(a.Replicas.Min >= 1, "replicas.min %d: must be at least 1", a.Replicas.Min)
 	check(a.Replicas.Max >= a.Replicas.Min, "replicas.max %d: must be at least replicas.min (%d)", a.Replicas.Max, a.Replicas.Min)
 	check(a.CPUTargetPercent > 0 && a.CPUTargetPercent <= 100, "autoscaling.cpuTargetPercent %d: must be in 1..100", a.CPUTargetPercent)
@@ -163,7 +132,7 @@ func (a *Args) Validate(name string) error {
 	check(len(a.Ports) > 0, "ports: at least one port is needed for probes and the Service")
 	ports := map[string]bool{}
 	for _, p := range a.Ports {
-		check(len(p.Name) <= 15 && dnsLabel.MatchString(p.Name), "port name %q: must be a DNS label of at most 15 characters", p.Name)
+		check(len(p.Name) <= 15 && kube.DNSLabel(p.Name), "port name %q: must be a DNS label of at most 15 characters", p.Name)
 		check(p.Port > 0 && p.Port < 65536, "port %s=%d: must be in 1..65535", p.Name, p.Port)
 		ports[p.Name] = true
 	}
@@ -182,7 +151,7 @@ func (a *Args) Validate(name string) error {
 	}
 	for k, ref := range a.SecretEnv {
 		check(envName.MatchString(k), "secretEnv %q: not a valid variable name", k)
-		check(regexp.MustCompile(`^[a-z0-9][-a-z0-9.]*/[-._a-zA-Z0-9]+$`).MatchString(ref), "secretEnv %s=%q: must be \"secret-name/key\"", k, ref)
+		check(secretRef.MatchString(ref), "secretEnv %s=%q: must be \"secret-name/key\"", k, ref)
 	}
 	switch a.ServiceType {
 	case "", "ClusterIP", "LoadBalancer", "NodePort":
@@ -200,52 +169,10 @@ func (a *Args) Validate(name string) error {
 	return errors.Join(errs...)
 }
 
-// Validate checks that requests are set and no limit is below its request.
-func (r Resources) Validate() error {
-	var errs []error
-	if r.CPURequest.Sign() <= 0 {
-		errs = append(errs, fmt.Errorf("resources.cpuRequest %q: must be positive", r.CPURequest.String()))
-	}
-	if r.MemoryRequest.Sign() <= 0 {
-		errs = append(errs, fmt.Errorf("resources.memoryRequest %q: must be positive", r.MemoryRequest.String()))
-	}
-	if r.MemoryLimit.Cmp(r.MemoryRequest) < 0 {
-		errs = append(errs, fmt.Errorf("resources.memoryLimit %q: must be at least the request %q", r.MemoryLimit.String(), r.MemoryRequest.String()))
-	}
-	if !r.CPULimit.IsZero() && r.CPULimit.Cmp(r.CPURequest) < 0 {
-		errs = append(errs, fmt.Errorf("resources.cpuLimit %q: must be at least the request %q (or empty for no limit)", r.CPULimit.String(), r.CPURequest.String()))
-	}
-	return errors.Join(errs...)
-}
-
-// DNSLabel reports whether s is an RFC 1123 label, what Kubernetes accepts
-// as a namespace or a Service name (length limits are the caller's).
-func DNSLabel(s string) bool { return dnsLabel.MatchString(s) }
-
-// ImageTagged reports whether ref pins a tag other than latest, or a digest.
-func ImageTagged(ref string) bool {
-	if ref == "" {
-		return false
-	}
-	if regexp.MustCompile(`@sha256:[0-9a-f]{64}$`).MatchString(ref) {
-		return true
-	}
-	last := ref
-	if i := lastIndex(ref, '/'); i >= 0 {
-		last = ref[i+1:]
-	}
-	i := lastIndex(last, ':')
-	return i > 0 && i < len(last)-1 && last[i+1:] != "latest"
-}
-
-func lastIndex(s string, c byte) int {
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == c {
-			return i
-		}
-	}
-	return -1
-}
+// ImageTagged reports whether ref pins a tag other than latest, or a
+// digest: the rule Validate applies, for stacks to check their images
+// before composing anything.
+func ImageTagged(ref string) bool { return kube.ImageTagged(ref) }
 
 // GoMemLimit is the GOMEMLIMIT for a memory limit: 90 % of it, in MiB, so
 // the garbage collector works harder before the kernel's OOM killer acts.

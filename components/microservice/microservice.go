@@ -14,21 +14,13 @@ import (
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
-	policyv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/policy/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
 // TypeToken is the Pulumi type of the component.
 const TypeToken = "scaleplane:microservice:Microservice"
-
-// Labels every scaleplane object carries besides the per-service ones.
-const (
-	PartOf    = "scaleplane"
-	ManagedBy = "pulumi"
-)
-
-// NonRootUID is the distroless "nonroot" user; images built by scaleplane use it too.
-const NonRootUID = 65532
 
 // Microservice is one deployed service and its scaling objects.
 type Microservice struct {
@@ -42,54 +34,6 @@ type Microservice struct {
 	Endpoint pulumi.StringOutput `pulumi:"endpoint"`
 	// Labels are the selector labels, for callers' NetworkPolicies.
 	Labels pulumi.StringMapOutput `pulumi:"labels"`
-}
-
-// SelectorLabels are the immutable labels that select a service's pods.
-func SelectorLabels(name string) map[string]string {
-	return map[string]string{
-		"app.kubernetes.io/name":     name,
-		"app.kubernetes.io/instance": name,
-	}
-}
-
-// Labels are the recommended app.kubernetes.io/* labels of a workload's
-// objects: the selector labels plus component, part-of, managed-by and
-// version (when known).
-func Labels(name, component, version string) map[string]string {
-	l := SelectorLabels(name)
-	l["app.kubernetes.io/component"] = component
-	l["app.kubernetes.io/part-of"] = PartOf
-	l["app.kubernetes.io/managed-by"] = ManagedBy
-	if version != "" {
-		l["app.kubernetes.io/version"] = version
-	}
-	return l
-}
-
-// RestrictedPodSecurity is the pod half of the restricted Pod Security
-// Standard, running as uid; every scaleplane workload uses it.
-func RestrictedPodSecurity(uid int) *corev1.PodSecurityContextArgs {
-	return &corev1.PodSecurityContextArgs{
-		RunAsNonRoot:   pulumi.Bool(true),
-		RunAsUser:      pulumi.Int(uid),
-		RunAsGroup:     pulumi.Int(uid),
-		FsGroup:        pulumi.Int(uid),
-		SeccompProfile: &corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
-	}
-}
-
-// RestrictedContainerSecurity is the container half of the restricted Pod
-// Security Standard, with a read-only root filesystem: writable paths are
-// emptyDir or volume mounts.
-func RestrictedContainerSecurity() *corev1.SecurityContextArgs {
-	return &corev1.SecurityContextArgs{
-		AllowPrivilegeEscalation: pulumi.Bool(false),
-		Privileged:               pulumi.Bool(false),
-		ReadOnlyRootFilesystem:   pulumi.Bool(true),
-		RunAsNonRoot:             pulumi.Bool(true),
-		Capabilities:             &corev1.CapabilitiesArgs{Drop: pulumi.ToStringArray([]string{"ALL"})},
-		SeccompProfile:           &corev1.SeccompProfileArgs{Type: pulumi.String("RuntimeDefault")},
-	}
 }
 
 // NewMicroservice validates args, then declares the service's objects as
@@ -106,22 +50,13 @@ func NewMicroservice(ctx *pulumi.Context, name string, args *Args, opts ...pulum
 	if err := ctx.RegisterComponentResource(TypeToken, name, m, opts...); err != nil {
 		return nil, fmt.Errorf("microservice %s: register: %w", name, err)
 	}
-	// Children wait for whatever the caller made the component wait for
-	// (the namespace, a secret): Pulumi does not pass dependsOn down by itself.
-	ro, err := pulumi.NewResourceOptions(opts...)
+	parent, err := kube.ChildOptions(m, opts)
 	if err != nil {
 		return nil, fmt.Errorf("microservice %s: options: %w", name, err)
 	}
-	parent := pulumi.Composite(pulumi.Parent(m), pulumi.DependsOn(ro.DependsOn))
-	selector := SelectorLabels(name)
-	labels := Labels(name, args.Component, args.Version)
-	meta := func(objName string) *metav1.ObjectMetaArgs {
-		return &metav1.ObjectMetaArgs{
-			Name:      pulumi.String(objName),
-			Namespace: pulumi.String(args.Namespace),
-			Labels:    pulumi.ToStringMap(labels),
-		}
-	}
+	selector := kube.SelectorLabels(name)
+	labels := kube.Labels(name, args.Component, args.Version)
+	meta := func(objName string) *metav1.ObjectMetaArgs { return kube.Meta(objName, args.Namespace, labels) }
 
 	sa, err := corev1.NewServiceAccount(ctx, name+"-serviceaccount", &corev1.ServiceAccountArgs{
 		Metadata:                     meta(name),
@@ -152,7 +87,7 @@ func NewMicroservice(ctx *pulumi.Context, name string, args *Args, opts ...pulum
 			return nil, fmt.Errorf("microservice %s: config map: %w", name, err)
 		}
 		dependsOn = append(dependsOn, cm)
-		podAnnotations["scaleplane.dev/config-checksum"] = checksum(args.ConfigFiles)
+		podAnnotations[kube.ConfigChecksumAnnotation] = checksum(args.ConfigFiles)
 		volumes = append(volumes, corev1.VolumeArgs{
 			Name:      pulumi.String("config"),
 			ConfigMap: &corev1.ConfigMapVolumeSourceArgs{Name: pulumi.String(name)},
@@ -162,21 +97,6 @@ func NewMicroservice(ctx *pulumi.Context, name string, args *Args, opts ...pulum
 		})
 	}
 
-	spread := "ScheduleAnyway"
-	if args.ZoneSpreadRequired {
-		spread = "DoNotSchedule"
-	}
-	spreadOn := func(key, when string) corev1.TopologySpreadConstraintArgs {
-		return corev1.TopologySpreadConstraintArgs{
-			MaxSkew:           pulumi.Int(1),
-			TopologyKey:       pulumi.String(key),
-			WhenUnsatisfiable: pulumi.String(when),
-			LabelSelector:     &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(selector)},
-			// Count each rollout's pods on their own, so a rolling update
-			// does not pile the new pods where the old ones were.
-			MatchLabelKeys: pulumi.ToStringArray([]string{"pod-template-hash"}),
-		}
-	}
 	pullPolicy := args.ImagePullPolicy
 	if pullPolicy == "" {
 		pullPolicy = "IfNotPresent"
@@ -207,12 +127,9 @@ func NewMicroservice(ctx *pulumi.Context, name string, args *Args, opts ...pulum
 					AutomountServiceAccountToken:  pulumi.Bool(false),
 					TerminationGracePeriodSeconds: pulumi.Int(args.GracePeriodSeconds()),
 					EnableServiceLinks:            pulumi.Bool(false),
-					SecurityContext:               RestrictedPodSecurity(NonRootUID),
-					TopologySpreadConstraints: corev1.TopologySpreadConstraintArray{
-						spreadOn("topology.kubernetes.io/zone", spread),
-						spreadOn("kubernetes.io/hostname", "ScheduleAnyway"),
-					},
-					Volumes: volumes,
+					SecurityContext:               kube.RestrictedPodSecurity(kube.NonRootUID),
+					TopologySpreadConstraints:     kube.Spread(selector, args.ZoneSpreadRequired, kube.RolloutKey),
+					Volumes:                       volumes,
 					Containers: corev1.ContainerArray{corev1.ContainerArgs{
 						Name:            pulumi.String(name),
 						Image:           pulumi.String(args.Image),
@@ -231,7 +148,7 @@ func NewMicroservice(ctx *pulumi.Context, name string, args *Args, opts ...pulum
 								Sleep: &corev1.SleepActionArgs{Seconds: pulumi.Int(args.PreStopSeconds)},
 							},
 						},
-						SecurityContext: RestrictedContainerSecurity(),
+						SecurityContext: kube.RestrictedContainerSecurity(),
 						VolumeMounts:    mounts,
 					}},
 				},
@@ -273,35 +190,12 @@ func NewMicroservice(ctx *pulumi.Context, name string, args *Args, opts ...pulum
 		}
 	}
 
-	if _, err := autoscalingv2.NewHorizontalPodAutoscaler(ctx, name+"-hpa", &autoscalingv2.HorizontalPodAutoscalerArgs{
-		Metadata: meta(name),
-		Spec: &autoscalingv2.HorizontalPodAutoscalerSpecArgs{
-			ScaleTargetRef: &autoscalingv2.CrossVersionObjectReferenceArgs{
-				ApiVersion: pulumi.String("apps/v1"),
-				Kind:       pulumi.String("Deployment"),
-				Name:       dep.Metadata.Name().Elem(),
-			},
-			MinReplicas: pulumi.Int(args.Replicas.Min),
-			MaxReplicas: pulumi.Int(args.Replicas.Max),
-			Metrics: autoscalingv2.MetricSpecArray{
-				utilization("cpu", args.CPUTargetPercent),
-				utilization("memory", args.MemoryTargetPercent),
-			},
-			Behavior: args.behavior(),
-		},
-	}, parent); err != nil {
+	if _, err := kube.NewHPA(ctx, name+"-hpa", meta(name), dep.Metadata.Name().Elem(),
+		args.Replicas, args.Autoscaling, args.behavior(), parent); err != nil {
 		return nil, fmt.Errorf("microservice %s: autoscaler: %w", name, err)
 	}
 
-	if _, err := policyv1.NewPodDisruptionBudget(ctx, name+"-pdb", &policyv1.PodDisruptionBudgetArgs{
-		Metadata: meta(name),
-		Spec: &policyv1.PodDisruptionBudgetSpecArgs{
-			// One pod at a time: a node drain always makes progress, and
-			// capacity never drops by more than one pod.
-			MaxUnavailable: pulumi.Int(1),
-			Selector:       &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(selector)},
-		},
-	}, parent); err != nil {
+	if _, err := kube.NewPDB(ctx, name+"-pdb", meta(name), selector, parent); err != nil {
 		return nil, fmt.Errorf("microservice %s: disruption budget: %w", name, err)
 	}
 
@@ -403,22 +297,6 @@ func (a *Args) containerEnv(name string) corev1.EnvVarArray {
 	return out
 }
 
-// Requirements are the container's requests and limits; no CPU limit
-// when CPULimit is zero.
-func (r Resources) Requirements() *corev1.ResourceRequirementsArgs {
-	limits := pulumi.StringMap{"memory": pulumi.String(r.MemoryLimit.String())}
-	if !r.CPULimit.IsZero() {
-		limits["cpu"] = pulumi.String(r.CPULimit.String())
-	}
-	return &corev1.ResourceRequirementsArgs{
-		Requests: pulumi.StringMap{
-			"cpu":    pulumi.String(r.CPURequest.String()),
-			"memory": pulumi.String(r.MemoryRequest.String()),
-		},
-		Limits: limits,
-	}
-}
-
 func (a *Args) probe(p Probe, periodSeconds, failureThreshold int) *corev1.ProbeArgs {
 	pa := &corev1.ProbeArgs{
 		PeriodSeconds:    pulumi.Int(periodSeconds),
@@ -431,19 +309,6 @@ func (a *Args) probe(p Probe, periodSeconds, failureThreshold int) *corev1.Probe
 		pa.HttpGet = &corev1.HTTPGetActionArgs{Path: pulumi.String(p.HTTPPath), Port: pulumi.String(p.Port)}
 	}
 	return pa
-}
-
-func utilization(res string, percent int) autoscalingv2.MetricSpecArgs {
-	return autoscalingv2.MetricSpecArgs{
-		Type: pulumi.String("Resource"),
-		Resource: &autoscalingv2.ResourceMetricSourceArgs{
-			Name: pulumi.String(res),
-			Target: &autoscalingv2.MetricTargetArgs{
-				Type:               pulumi.String("Utilization"),
-				AverageUtilization: pulumi.Int(percent),
-			},
-		},
-	}
 }
 
 func (a *Args) behavior() *autoscalingv2.HorizontalPodAutoscalerBehaviorArgs {
@@ -503,17 +368,6 @@ func (a *Args) networkPolicy(selector map[string]string) *networkingv1.NetworkPo
 		PolicyTypes: pulumi.ToStringArray([]string{"Ingress"}),
 		Ingress:     networkingv1.NetworkPolicyIngressRuleArray{rule},
 	}
-}
-
-// ConfigChecksum is a short digest of config texts, put on pod templates
-// so a config change rolls the pods of a server that does not reload its
-// config by itself.
-func ConfigChecksum(texts ...string) string {
-	h := sha256.New()
-	for _, t := range texts {
-		fmt.Fprintf(h, "%s\x00", t)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
 func checksum(files map[string]string) string {

@@ -267,17 +267,3 @@ func TestGoRuntimeDerivations(t *testing.T) {
 	assert.Equal(t, 2, GoMaxProcs(Resources{CPURequest: q("500m"), CPULimit: q("2")}), "the limit wins when set")
 	assert.Equal(t, 3, GoMaxProcs(Resources{CPURequest: q("2500m")}), "the request, rounded up, without a limit")
 }
-
-func TestImageTagged(t *testing.T) {
-	for ref, want := range map[string]bool{
-		"gateway:1.0":                               true,
-		"registry:5000/team/gateway:1.0":            true,
-		"gateway@sha256:" + strings.Repeat("a", 64): true,
-		"gateway":               false,
-		"gateway:latest":        false,
-		"registry:5000/gateway": false,
-		"":                      false,
-	} {
-		assert.Equal(t, want, ImageTagged(ref), "ImageTagged(%q)", ref)
-	}
-}

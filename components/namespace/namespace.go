@@ -11,7 +11,7 @@ import (
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/scaleplane/scaleplane/components/microservice"
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -39,12 +39,17 @@ type Namespace struct {
 
 // NewNamespace declares the namespace and its default-deny ingress policy.
 func NewNamespace(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.ResourceOption) (*Namespace, error) {
-	if args == nil || !microservice.DNSLabel(args.Name) || len(args.Name) > 63 {
-		return nil, fmt.Errorf("namespace %s: name %q: must be a DNS label of at most 63 characters", name, argsName(args))
+	// 63 is Kubernetes' own limit for a namespace's name.
+	if err := kube.CheckName(argsName(args), 63); err != nil {
+		return nil, fmt.Errorf("namespace %s: %w", name, err)
 	}
 	n := &Namespace{}
 	if err := ctx.RegisterComponentResource(TypeToken, name, n, opts...); err != nil {
 		return nil, fmt.Errorf("namespace %s: register: %w", name, err)
+	}
+	child, err := kube.ChildOptions(n, opts)
+	if err != nil {
+		return nil, fmt.Errorf("namespace %s: options: %w", name, err)
 	}
 	ns, err := corev1.NewNamespace(ctx, name+"-namespace", &corev1.NamespaceArgs{
 		Metadata: &metav1.ObjectMetaArgs{
@@ -53,11 +58,11 @@ func NewNamespace(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.R
 				"pod-security.kubernetes.io/enforce": pulumi.String(PodSecurityLevel),
 				"pod-security.kubernetes.io/audit":   pulumi.String(PodSecurityLevel),
 				"pod-security.kubernetes.io/warn":    pulumi.String(PodSecurityLevel),
-				"app.kubernetes.io/part-of":          pulumi.String("scaleplane"),
+				"app.kubernetes.io/part-of":          pulumi.String(kube.PartOf),
 				"scaleplane.dev/environment":         pulumi.String(args.Environment),
 			},
 		},
-	}, pulumi.Parent(n))
+	}, child)
 	if err != nil {
 		return nil, fmt.Errorf("namespace %s: namespace: %w", name, err)
 	}
@@ -70,7 +75,7 @@ func NewNamespace(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.R
 			PodSelector: &metav1.LabelSelectorArgs{},
 			PolicyTypes: pulumi.ToStringArray([]string{"Ingress"}),
 		},
-	}, pulumi.Parent(n)); err != nil {
+	}, child); err != nil {
 		return nil, fmt.Errorf("namespace %s: default-deny policy: %w", name, err)
 	}
 	n.Name = ns.Metadata.Name().Elem()

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
 
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 	"github.com/scaleplane/scaleplane/components/microservice"
 )
 
@@ -220,7 +221,7 @@ func NewCollector(ctx *pulumi.Context, name string, args *CollectorArgs, opts ..
 		image = CollectorImage
 	}
 	conf := DefaultCollectorConfig(args.TracesEndpoint, args.Resources.MemoryLimit)
-	if err := errors.Join(checkCommon(name, args.Namespace, image), conf.Validate()); err != nil {
+	if err := errors.Join(checkWorkload(name, args.Namespace, image), conf.Validate()); err != nil {
 		return nil, fmt.Errorf("collector %s: %w", name, err)
 	}
 	ms := &microservice.Args{
@@ -255,7 +256,7 @@ func NewCollector(ctx *pulumi.Context, name string, args *CollectorArgs, opts ..
 	if err := ctx.RegisterComponentResource(CollectorTypeToken, name, c, opts...); err != nil {
 		return nil, fmt.Errorf("collector %s: register: %w", name, err)
 	}
-	child, err := childOptions(c, opts)
+	child, err := kube.ChildOptions(c, opts)
 	if err != nil {
 		return nil, fmt.Errorf("collector %s: options: %w", name, err)
 	}

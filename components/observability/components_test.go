@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
 
-	"github.com/scaleplane/scaleplane/components/microservice"
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
 type declared struct {
@@ -68,17 +68,17 @@ func at(v any, path ...string) any {
 func collectorArgs() *CollectorArgs {
 	return &CollectorArgs{
 		Namespace: "shop", TracesEndpoint: OTLPHost("jaeger", "observability"), AllowFrom: []string{"gateway", "users"},
-		Replicas: microservice.Replicas{Min: 2, Max: 4},
-		Resources: microservice.Resources{CPURequest: resource.MustParse("100m"), MemoryRequest: resource.MustParse("128Mi"),
+		Replicas: kube.Replicas{Min: 2, Max: 4},
+		Resources: kube.Resources{CPURequest: resource.MustParse("100m"), MemoryRequest: resource.MustParse("128Mi"),
 			MemoryLimit: resource.MustParse("256Mi")},
-		Autoscaling: microservice.Autoscaling{CPUTargetPercent: 70, MemoryTargetPercent: 80, ScaleDownWindowSeconds: 300},
-		Shutdown:    microservice.Shutdown{PreStopSeconds: 5, DrainSeconds: 10},
+		Autoscaling: kube.Autoscaling{CPUTargetPercent: 70, MemoryTargetPercent: 80, ScaleDownWindowSeconds: 300},
+		Shutdown:    kube.Shutdown{PreStopSeconds: 5, DrainSeconds: 10},
 	}
 }
 
 func scaling(lo, hi int) Scaling {
-	return Scaling{Replicas: microservice.Replicas{Min: lo, Max: hi},
-		Autoscaling: microservice.Autoscaling{CPUTargetPercent: 70, MemoryTargetPercent: 80, ScaleDownWindowSeconds: 300}}
+	return Scaling{Replicas: kube.Replicas{Min: lo, Max: hi},
+		Autoscaling: kube.Autoscaling{CPUTargetPercent: 70, MemoryTargetPercent: 80, ScaleDownWindowSeconds: 300}}
 }
 
 func everything(ctx *pulumi.Context) error {
@@ -116,7 +116,7 @@ func TestEveryPodIsRestricted(t *testing.T) {
 				assert.Equal(t, false, at(c, "securityContext", "allowPrivilegeEscalation"), "%s no escalation", d.name)
 				assert.Equal(t, true, at(c, "securityContext", "readOnlyRootFilesystem"), "%s read-only root", d.name)
 				assert.Equal(t, []any{"ALL"}, at(c, "securityContext", "capabilities", "drop"), "%s drops capabilities", d.name)
-				assert.True(t, microservice.ImageTagged(at(c, "image").(string)), "%s image pinned", d.name)
+				assert.True(t, kube.ImageTagged(at(c, "image").(string)), "%s image pinned", d.name)
 				assert.NotNil(t, at(c, "resources", "limits", "memory"), "%s memory limit", d.name)
 				assert.NotNil(t, at(c, "readinessProbe"), "%s readiness probe", d.name)
 			}

@@ -15,7 +15,7 @@ import (
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/scaleplane/scaleplane/components/microservice"
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
 // JaegerTypeToken is the Pulumi type of the Jaeger component.
@@ -227,8 +227,8 @@ func NewJaeger(ctx *pulumi.Context, name string, args *JaegerArgs, opts ...pulum
 		image = JaegerImage
 	}
 	var errs []error
-	errs = append(errs, checkCommon(name, args.Namespace, image), args.Storage.Validate())
-	if !microservice.DNSLabel(args.CollectorNamespace) {
+	errs = append(errs, checkWorkload(name, args.Namespace, image), args.Storage.Validate())
+	if !kube.DNSLabel(args.CollectorNamespace) {
 		errs = append(errs, fmt.Errorf("collectorNamespace %q: must be a DNS label", args.CollectorNamespace))
 	}
 	replicas := 1
@@ -246,22 +246,22 @@ func NewJaeger(ctx *pulumi.Context, name string, args *JaegerArgs, opts ...pulum
 	if err := ctx.RegisterComponentResource(JaegerTypeToken, name, j, opts...); err != nil {
 		return nil, fmt.Errorf("jaeger %s: register: %w", name, err)
 	}
-	child, err := childOptions(j, opts)
+	child, err := kube.ChildOptions(j, opts)
 	if err != nil {
 		return nil, fmt.Errorf("jaeger %s: options: %w", name, err)
 	}
 	l := labels(name, imageTag(image))
-	sel := selectorOf(l)
+	sel := kube.SelectorOf(l)
 	conf := RenderJaegerConfig(DefaultJaegerConfig(args.Storage))
 
 	sa, err := corev1.NewServiceAccount(ctx, name+"-serviceaccount", &corev1.ServiceAccountArgs{
-		Metadata: meta(name, args.Namespace, l), AutomountServiceAccountToken: pulumi.Bool(false),
+		Metadata: kube.Meta(name, args.Namespace, l), AutomountServiceAccountToken: pulumi.Bool(false),
 	}, child)
 	if err != nil {
 		return nil, fmt.Errorf("jaeger %s: service account: %w", name, err)
 	}
 	cm, err := corev1.NewConfigMap(ctx, name+"-config", &corev1.ConfigMapArgs{
-		Metadata: meta(name, args.Namespace, l),
+		Metadata: kube.Meta(name, args.Namespace, l),
 		Data:     pulumi.StringMap{"config.yaml": pulumi.String(conf)},
 	}, child)
 	if err != nil {
@@ -300,18 +300,18 @@ func NewJaeger(ctx *pulumi.Context, name string, args *JaegerArgs, opts ...pulum
 		Metadata: &metav1.ObjectMetaArgs{
 			Labels: pulumi.ToStringMap(l),
 			Annotations: pulumi.StringMap{
-				"prometheus.io/scrape":           pulumi.String("true"),
-				"prometheus.io/port":             pulumi.String(strconv.Itoa(JaegerMetricsPort)),
-				"prometheus.io/path":             pulumi.String("/metrics"),
-				"scaleplane.dev/config-checksum": pulumi.String(microservice.ConfigChecksum(conf)),
+				"prometheus.io/scrape":        pulumi.String("true"),
+				"prometheus.io/port":          pulumi.String(strconv.Itoa(JaegerMetricsPort)),
+				"prometheus.io/path":          pulumi.String("/metrics"),
+				kube.ConfigChecksumAnnotation: pulumi.String(kube.ConfigChecksum(conf)),
 			},
 		},
 		Spec: &corev1.PodSpecArgs{
 			ServiceAccountName:           sa.Metadata.Name().Elem(),
 			AutomountServiceAccountToken: pulumi.Bool(false),
 			EnableServiceLinks:           pulumi.Bool(false),
-			SecurityContext:              podSecurity(nobodyUID),
-			TopologySpreadConstraints:    zoneSpread(sel, args.ZoneSpreadRequired),
+			SecurityContext:              kube.RestrictedPodSecurity(nobodyUID),
+			TopologySpreadConstraints:    kube.Spread(sel, args.ZoneSpreadRequired),
 			Volumes:                      volumes,
 			Containers: corev1.ContainerArray{corev1.ContainerArgs{
 				Name:            pulumi.String("jaeger"),
@@ -319,11 +319,11 @@ func NewJaeger(ctx *pulumi.Context, name string, args *JaegerArgs, opts ...pulum
 				ImagePullPolicy: pulumi.String("IfNotPresent"),
 				Args:            pulumi.ToStringArray([]string{"--config=/etc/jaeger/config.yaml"}),
 				Ports:           cports,
-				Resources:       resources(args.CPURequest, args.MemoryRequest, "", args.MemoryLimit),
+				Resources:       kube.Requirements(args.CPURequest, args.MemoryRequest, "", args.MemoryLimit),
 				StartupProbe:    probe(2, 30),
 				LivenessProbe:   probe(10, 3),
 				ReadinessProbe:  probe(5, 2),
-				SecurityContext: containerSecurity(),
+				SecurityContext: kube.RestrictedContainerSecurity(),
 				VolumeMounts:    mounts,
 			}},
 		},
@@ -343,7 +343,7 @@ func NewJaeger(ctx *pulumi.Context, name string, args *JaegerArgs, opts ...pulum
 			pvc.StorageClassName = pulumi.String(args.StorageClass)
 		}
 		_, err = appsv1.NewStatefulSet(ctx, name+"-statefulset", &appsv1.StatefulSetArgs{
-			Metadata: meta(name, args.Namespace, l),
+			Metadata: kube.Meta(name, args.Namespace, l),
 			Spec: &appsv1.StatefulSetSpecArgs{
 				Replicas: pulumi.Int(1), ServiceName: pulumi.String(name), Selector: labelSel, Template: template,
 				VolumeClaimTemplates: corev1.PersistentVolumeClaimTypeArray{corev1.PersistentVolumeClaimTypeArgs{
@@ -366,26 +366,27 @@ func NewJaeger(ctx *pulumi.Context, name string, args *JaegerArgs, opts ...pulum
 			spec.Replicas = pulumi.Int(replicas)
 		}
 		_, err = appsv1.NewDeployment(ctx, name+"-deployment", &appsv1.DeploymentArgs{
-			Metadata: meta(name, args.Namespace, l), Spec: spec,
+			Metadata: kube.Meta(name, args.Namespace, l), Spec: spec,
 		}, child, after)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("jaeger %s: workload: %w", name, err)
 	}
 	svc, err := corev1.NewService(ctx, name+"-service", &corev1.ServiceArgs{
-		Metadata: meta(name, args.Namespace, l),
+		Metadata: kube.Meta(name, args.Namespace, l),
 		Spec:     &corev1.ServiceSpecArgs{Type: pulumi.String("ClusterIP"), Selector: pulumi.ToStringMap(sel), Ports: sports},
 	}, child)
 	if err != nil {
 		return nil, fmt.Errorf("jaeger %s: service: %w", name, err)
 	}
 	if args.Storage.Kind.External() {
-		if err := newHPA(ctx, name, name, args.Namespace, l, args.Scaling, child); err != nil {
+		if _, err := kube.NewHPA(ctx, name+"-hpa", kube.Meta(name, args.Namespace, l), pulumi.String(name),
+			args.Scaling.Replicas, args.Scaling.Autoscaling, args.Scaling.Autoscaling.Stabilization(), child); err != nil {
 			return nil, fmt.Errorf("jaeger %s: autoscaler: %w", name, err)
 		}
 	}
 	if replicas > 1 || args.Storage.Kind.External() {
-		if err := newPDB(ctx, name, name, args.Namespace, l, sel, child); err != nil {
+		if _, err := kube.NewPDB(ctx, name+"-pdb", kube.Meta(name, args.Namespace, l), sel, child); err != nil {
 			return nil, fmt.Errorf("jaeger %s: disruption budget: %w", name, err)
 		}
 	}
@@ -403,7 +404,7 @@ func NewJaeger(ctx *pulumi.Context, name string, args *JaegerArgs, opts ...pulum
 		}
 	}
 	if _, err := networkingv1.NewNetworkPolicy(ctx, name+"-networkpolicy", &networkingv1.NetworkPolicyArgs{
-		Metadata: meta(name, args.Namespace, l),
+		Metadata: kube.Meta(name, args.Namespace, l),
 		Spec: &networkingv1.NetworkPolicySpecArgs{
 			PodSelector: labelSel,
 			PolicyTypes: pulumi.ToStringArray([]string{"Ingress"}),

@@ -10,6 +10,8 @@ import (
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
 	rbacv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/rbac/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
 // KubeStateMetricsTypeToken is the Pulumi type of the kube-state-metrics component.
@@ -62,23 +64,23 @@ func NewKubeStateMetrics(ctx *pulumi.Context, name string, args *KubeStateMetric
 	if image == "" {
 		image = KubeStateMetricsImage
 	}
-	if err := checkCommon(name, args.Namespace, image); err != nil {
+	if err := checkWorkload(name, args.Namespace, image); err != nil {
 		return nil, fmt.Errorf("kube-state-metrics %s: %w", name, err)
 	}
 	k := &KubeStateMetrics{}
 	if err := ctx.RegisterComponentResource(KubeStateMetricsTypeToken, name, k, opts...); err != nil {
 		return nil, fmt.Errorf("kube-state-metrics %s: register: %w", name, err)
 	}
-	child, err := childOptions(k, opts)
+	child, err := kube.ChildOptions(k, opts)
 	if err != nil {
 		return nil, fmt.Errorf("kube-state-metrics %s: options: %w", name, err)
 	}
 	l := labels(KubeStateMetricsName, imageTag(image))
 	l["app.kubernetes.io/instance"] = name
-	sel := selectorOf(l)
+	sel := kube.SelectorOf(l)
 	labelSel := &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(sel)}
 	sa, err := corev1.NewServiceAccount(ctx, name+"-serviceaccount", &corev1.ServiceAccountArgs{
-		Metadata: meta(name, args.Namespace, l), AutomountServiceAccountToken: pulumi.Bool(true),
+		Metadata: kube.Meta(name, args.Namespace, l), AutomountServiceAccountToken: pulumi.Bool(true),
 	}, child)
 	if err != nil {
 		return nil, fmt.Errorf("kube-state-metrics %s: service account: %w", name, err)
@@ -95,13 +97,13 @@ func NewKubeStateMetrics(ctx *pulumi.Context, name string, args *KubeStateMetric
 	}
 	clusterName := args.Namespace + "-" + name
 	role, err := rbacv1.NewClusterRole(ctx, name+"-clusterrole", &rbacv1.ClusterRoleArgs{
-		Metadata: meta(clusterName, "", l), Rules: rules,
+		Metadata: kube.Meta(clusterName, "", l), Rules: rules,
 	}, child)
 	if err != nil {
 		return nil, fmt.Errorf("kube-state-metrics %s: cluster role: %w", name, err)
 	}
 	if _, err := rbacv1.NewClusterRoleBinding(ctx, name+"-clusterrolebinding", &rbacv1.ClusterRoleBindingArgs{
-		Metadata: meta(clusterName, "", l),
+		Metadata: kube.Meta(clusterName, "", l),
 		RoleRef: &rbacv1.RoleRefArgs{ApiGroup: pulumi.String("rbac.authorization.k8s.io"), Kind: pulumi.String("ClusterRole"),
 			Name: role.Metadata.Name().Elem()},
 		Subjects: rbacv1.SubjectArray{rbacv1.SubjectArgs{Kind: pulumi.String("ServiceAccount"),
@@ -114,7 +116,7 @@ func NewKubeStateMetrics(ctx *pulumi.Context, name string, args *KubeStateMetric
 			PeriodSeconds: pulumi.Int(period), TimeoutSeconds: pulumi.Int(3), FailureThreshold: pulumi.Int(3)}
 	}
 	dep, err := appsv1.NewDeployment(ctx, name+"-deployment", &appsv1.DeploymentArgs{
-		Metadata: meta(name, args.Namespace, l),
+		Metadata: kube.Meta(name, args.Namespace, l),
 		Spec: &appsv1.DeploymentSpecArgs{
 			// One copy: two would export every series twice.
 			Replicas: pulumi.Int(1), Selector: labelSel, RevisionHistoryLimit: pulumi.Int(5),
@@ -124,8 +126,8 @@ func NewKubeStateMetrics(ctx *pulumi.Context, name string, args *KubeStateMetric
 					ServiceAccountName:           sa.Metadata.Name().Elem(),
 					AutomountServiceAccountToken: pulumi.Bool(true),
 					EnableServiceLinks:           pulumi.Bool(false),
-					SecurityContext:              podSecurity(nobodyUID),
-					TopologySpreadConstraints:    zoneSpread(sel, args.ZoneSpreadRequired),
+					SecurityContext:              kube.RestrictedPodSecurity(nobodyUID),
+					TopologySpreadConstraints:    kube.Spread(sel, args.ZoneSpreadRequired),
 					Containers: corev1.ContainerArray{corev1.ContainerArgs{
 						Name:            pulumi.String("kube-state-metrics"),
 						Image:           pulumi.String(image),
@@ -138,10 +140,10 @@ func NewKubeStateMetrics(ctx *pulumi.Context, name string, args *KubeStateMetric
 							corev1.ContainerPortArgs{Name: pulumi.String("http-metrics"), ContainerPort: pulumi.Int(KubeStateMetricsPort), Protocol: pulumi.String("TCP")},
 							corev1.ContainerPortArgs{Name: pulumi.String("telemetry"), ContainerPort: pulumi.Int(8081), Protocol: pulumi.String("TCP")},
 						},
-						Resources:       resources("10m", "64Mi", "", "256Mi"),
+						Resources:       kube.Requirements("10m", "64Mi", "", "256Mi"),
 						LivenessProbe:   probe("/livez", "http-metrics", 10),
 						ReadinessProbe:  probe("/readyz", "telemetry", 5),
-						SecurityContext: containerSecurity(),
+						SecurityContext: kube.RestrictedContainerSecurity(),
 					}},
 				},
 			},
@@ -151,7 +153,7 @@ func NewKubeStateMetrics(ctx *pulumi.Context, name string, args *KubeStateMetric
 		return nil, fmt.Errorf("kube-state-metrics %s: deployment: %w", name, err)
 	}
 	if _, err := networkingv1.NewNetworkPolicy(ctx, name+"-networkpolicy", &networkingv1.NetworkPolicyArgs{
-		Metadata: meta(name, args.Namespace, l),
+		Metadata: kube.Meta(name, args.Namespace, l),
 		Spec: &networkingv1.NetworkPolicySpecArgs{
 			PodSelector: labelSel,
 			PolicyTypes: pulumi.ToStringArray([]string{"Ingress"}),

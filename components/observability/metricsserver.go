@@ -10,6 +10,8 @@ import (
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
 	rbacv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/rbac/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
 // MetricsServerTypeToken is the Pulumi type of the metrics-server component.
@@ -61,7 +63,7 @@ func NewMetricsServer(ctx *pulumi.Context, name string, args *MetricsServerArgs,
 	if image == "" {
 		image = MetricsServerImage
 	}
-	if err := checkCommon(name, args.Namespace, image); err != nil {
+	if err := checkWorkload(name, args.Namespace, image); err != nil {
 		return nil, fmt.Errorf("metrics-server %s: %w", name, err)
 	}
 	if err := args.Scaling.validate("metrics-server"); err != nil {
@@ -71,16 +73,16 @@ func NewMetricsServer(ctx *pulumi.Context, name string, args *MetricsServerArgs,
 	if err := ctx.RegisterComponentResource(MetricsServerTypeToken, name, ms, opts...); err != nil {
 		return nil, fmt.Errorf("metrics-server %s: register: %w", name, err)
 	}
-	child, err := childOptions(ms, opts)
+	child, err := kube.ChildOptions(ms, opts)
 	if err != nil {
 		return nil, fmt.Errorf("metrics-server %s: options: %w", name, err)
 	}
 	l := labels(MetricsServerName, imageTag(image))
-	sel := selectorOf(l)
+	sel := kube.SelectorOf(l)
 	labelSel := &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(sel)}
 	strs := pulumi.ToStringArray
 	sa, err := corev1.NewServiceAccount(ctx, name+"-serviceaccount", &corev1.ServiceAccountArgs{
-		Metadata: meta(MetricsServerName, args.Namespace, l), AutomountServiceAccountToken: pulumi.Bool(true),
+		Metadata: kube.Meta(MetricsServerName, args.Namespace, l), AutomountServiceAccountToken: pulumi.Bool(true),
 	}, child)
 	if err != nil {
 		return nil, fmt.Errorf("metrics-server %s: service account: %w", name, err)
@@ -97,7 +99,7 @@ func NewMetricsServer(ctx *pulumi.Context, name string, args *MetricsServerArgs,
 		readerLabels[k] = v
 	}
 	if _, err := rbacv1.NewClusterRole(ctx, name+"-aggregated-reader", &rbacv1.ClusterRoleArgs{
-		Metadata: meta("system:aggregated-metrics-reader", "", readerLabels),
+		Metadata: kube.Meta("system:aggregated-metrics-reader", "", readerLabels),
 		Rules: rbacv1.PolicyRuleArray{rbacv1.PolicyRuleArgs{
 			ApiGroups: strs([]string{"metrics.k8s.io"}), Resources: strs([]string{"pods", "nodes"}),
 			Verbs: strs([]string{"get", "list", "watch"}),
@@ -106,7 +108,7 @@ func NewMetricsServer(ctx *pulumi.Context, name string, args *MetricsServerArgs,
 		return nil, fmt.Errorf("metrics-server %s: reader role: %w", name, err)
 	}
 	if _, err := rbacv1.NewClusterRole(ctx, name+"-clusterrole", &rbacv1.ClusterRoleArgs{
-		Metadata: meta("system:metrics-server", "", l),
+		Metadata: kube.Meta("system:metrics-server", "", l),
 		Rules: rbacv1.PolicyRuleArray{
 			rbacv1.PolicyRuleArgs{ApiGroups: strs([]string{""}), Resources: strs([]string{"nodes/metrics"}), Verbs: strs([]string{"get"})},
 			rbacv1.PolicyRuleArgs{ApiGroups: strs([]string{""}), Resources: strs([]string{"pods", "nodes"}), Verbs: strs([]string{"get", "list", "watch"})},
@@ -118,12 +120,12 @@ func NewMetricsServer(ctx *pulumi.Context, name string, args *MetricsServerArgs,
 		ref := &rbacv1.RoleRefArgs{ApiGroup: pulumi.String("rbac.authorization.k8s.io"), Kind: pulumi.String(kind), Name: pulumi.String(roleName)}
 		if kind == "Role" {
 			_, err := rbacv1.NewRoleBinding(ctx, name+"-"+role, &rbacv1.RoleBindingArgs{
-				Metadata: meta(objName, namespace, l), RoleRef: ref, Subjects: subject,
+				Metadata: kube.Meta(objName, namespace, l), RoleRef: ref, Subjects: subject,
 			}, child)
 			return err
 		}
 		_, err := rbacv1.NewClusterRoleBinding(ctx, name+"-"+role, &rbacv1.ClusterRoleBindingArgs{
-			Metadata: meta(objName, "", l), RoleRef: ref, Subjects: subject,
+			Metadata: kube.Meta(objName, "", l), RoleRef: ref, Subjects: subject,
 		}, child)
 		return err
 	}
@@ -156,7 +158,7 @@ func NewMetricsServer(ctx *pulumi.Context, name string, args *MetricsServerArgs,
 		}
 	}
 	if _, err := appsv1.NewDeployment(ctx, name+"-deployment", &appsv1.DeploymentArgs{
-		Metadata: meta(MetricsServerName, args.Namespace, l),
+		Metadata: kube.Meta(MetricsServerName, args.Namespace, l),
 		Spec: &appsv1.DeploymentSpecArgs{
 			// No replicas: the HPA owns the size, an update must not reset it.
 			Selector: labelSel, RevisionHistoryLimit: pulumi.Int(5),
@@ -168,8 +170,8 @@ func NewMetricsServer(ctx *pulumi.Context, name string, args *MetricsServerArgs,
 					ServiceAccountName:           sa.Metadata.Name().Elem(),
 					AutomountServiceAccountToken: pulumi.Bool(true),
 					PriorityClassName:            priorityClass(args.Namespace),
-					SecurityContext:              podSecurity(metricsServerUID),
-					TopologySpreadConstraints:    zoneSpread(sel, args.ZoneSpreadRequired),
+					SecurityContext:              kube.RestrictedPodSecurity(metricsServerUID),
+					TopologySpreadConstraints:    kube.Spread(sel, args.ZoneSpreadRequired),
 					Volumes: corev1.VolumeArray{corev1.VolumeArgs{Name: pulumi.String("tmp"),
 						EmptyDir: &corev1.EmptyDirVolumeSourceArgs{SizeLimit: pulumi.String("16Mi")}}},
 					Containers: corev1.ContainerArray{corev1.ContainerArgs{
@@ -179,10 +181,10 @@ func NewMetricsServer(ctx *pulumi.Context, name string, args *MetricsServerArgs,
 						Args:            strs(kubeletArgs),
 						Ports: corev1.ContainerPortArray{corev1.ContainerPortArgs{Name: pulumi.String("https"),
 							ContainerPort: pulumi.Int(metricsServerPort), Protocol: pulumi.String("TCP")}},
-						Resources:       resources("100m", "200Mi", "", "400Mi"),
+						Resources:       kube.Requirements("100m", "200Mi", "", "400Mi"),
 						LivenessProbe:   probe("/livez", 10, 3),
 						ReadinessProbe:  probe("/readyz", 10, 3),
-						SecurityContext: containerSecurity(),
+						SecurityContext: kube.RestrictedContainerSecurity(),
 						VolumeMounts: corev1.VolumeMountArray{corev1.VolumeMountArgs{Name: pulumi.String("tmp"),
 							MountPath: pulumi.String("/tmp")}},
 					}},
@@ -193,7 +195,7 @@ func NewMetricsServer(ctx *pulumi.Context, name string, args *MetricsServerArgs,
 		return nil, fmt.Errorf("metrics-server %s: deployment: %w", name, err)
 	}
 	svc, err := corev1.NewService(ctx, name+"-service", &corev1.ServiceArgs{
-		Metadata: meta(MetricsServerName, args.Namespace, l),
+		Metadata: kube.Meta(MetricsServerName, args.Namespace, l),
 		Spec: &corev1.ServiceSpecArgs{Type: pulumi.String("ClusterIP"), Selector: pulumi.ToStringMap(sel),
 			Ports: corev1.ServicePortArray{corev1.ServicePortArgs{Name: pulumi.String("https"), Port: pulumi.Int(443),
 				TargetPort: pulumi.String("https"), Protocol: pulumi.String("TCP"), AppProtocol: pulumi.String("https")}}},
@@ -201,16 +203,17 @@ func NewMetricsServer(ctx *pulumi.Context, name string, args *MetricsServerArgs,
 	if err != nil {
 		return nil, fmt.Errorf("metrics-server %s: service: %w", name, err)
 	}
-	if err := newHPA(ctx, name, MetricsServerName, args.Namespace, l, args.Scaling, child); err != nil {
+	if _, err := kube.NewHPA(ctx, name+"-hpa", kube.Meta(MetricsServerName, args.Namespace, l), pulumi.String(MetricsServerName),
+		args.Scaling.Replicas, args.Scaling.Autoscaling, args.Scaling.Autoscaling.Stabilization(), child); err != nil {
 		return nil, fmt.Errorf("metrics-server %s: autoscaler: %w", name, err)
 	}
-	if err := newPDB(ctx, name, MetricsServerName, args.Namespace, l, sel, child); err != nil {
+	if _, err := kube.NewPDB(ctx, name+"-pdb", kube.Meta(MetricsServerName, args.Namespace, l), sel, child); err != nil {
 		return nil, fmt.Errorf("metrics-server %s: disruption budget: %w", name, err)
 	}
 	// The API server (not a pod) calls it, so any source may reach its port;
 	// nothing else in its pods listens.
 	if _, err := networkingv1.NewNetworkPolicy(ctx, name+"-networkpolicy", &networkingv1.NetworkPolicyArgs{
-		Metadata: meta(MetricsServerName, args.Namespace, l),
+		Metadata: kube.Meta(MetricsServerName, args.Namespace, l),
 		Spec: &networkingv1.NetworkPolicySpecArgs{
 			PodSelector: labelSel,
 			PolicyTypes: pulumi.ToStringArray([]string{"Ingress"}),
@@ -223,7 +226,7 @@ func NewMetricsServer(ctx *pulumi.Context, name string, args *MetricsServerArgs,
 		return nil, fmt.Errorf("metrics-server %s: network policy: %w", name, err)
 	}
 	api, err := apiregistrationv1.NewAPIService(ctx, name+"-apiservice", &apiregistrationv1.APIServiceArgs{
-		Metadata: meta("v1beta1.metrics.k8s.io", "", l),
+		Metadata: kube.Meta("v1beta1.metrics.k8s.io", "", l),
 		Spec: &apiregistrationv1.APIServiceSpecArgs{
 			Group: pulumi.String("metrics.k8s.io"), Version: pulumi.String("v1beta1"),
 			GroupPriorityMinimum: pulumi.Int(100), VersionPriority: pulumi.Int(100),

@@ -15,7 +15,7 @@ import (
 	rbacv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/rbac/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/scaleplane/scaleplane/components/microservice"
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
 // PrometheusTypeToken is the Pulumi type of the Prometheus component.
@@ -185,7 +185,7 @@ func NewPrometheus(ctx *pulumi.Context, name string, args *PrometheusArgs, opts 
 	if image == "" {
 		image = PrometheusImage
 	}
-	errs := []error{checkCommon(name, args.Namespace, image), args.Config.Validate()}
+	errs := []error{checkWorkload(name, args.Namespace, image), args.Config.Validate()}
 	if len(args.Config.Static) > 0 {
 		errs = append(errs, fmt.Errorf("config.static: only for tests outside a cluster"))
 	}
@@ -205,7 +205,7 @@ func NewPrometheus(ctx *pulumi.Context, name string, args *PrometheusArgs, opts 
 	if err := ctx.RegisterComponentResource(PrometheusTypeToken, name, p, opts...); err != nil {
 		return nil, fmt.Errorf("prometheus %s: register: %w", name, err)
 	}
-	child, err := childOptions(p, opts)
+	child, err := kube.ChildOptions(p, opts)
 	if err != nil {
 		return nil, fmt.Errorf("prometheus %s: options: %w", name, err)
 	}
@@ -213,7 +213,7 @@ func NewPrometheus(ctx *pulumi.Context, name string, args *PrometheusArgs, opts 
 	// the services' NetworkPolicies admit scrapers by it.
 	l := labels(PrometheusName, imageTag(image))
 	l["app.kubernetes.io/instance"] = name
-	sel := selectorOf(l)
+	sel := kube.SelectorOf(l)
 	labelSel := &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(sel)}
 	files := map[string]string{
 		"prometheus.yml": RenderPrometheusConfig(args.Config),
@@ -221,7 +221,7 @@ func NewPrometheus(ctx *pulumi.Context, name string, args *PrometheusArgs, opts 
 	}
 
 	sa, err := corev1.NewServiceAccount(ctx, name+"-serviceaccount", &corev1.ServiceAccountArgs{
-		Metadata: meta(name, args.Namespace, l),
+		Metadata: kube.Meta(name, args.Namespace, l),
 		// Discovery talks to the API server with this account's token.
 		AutomountServiceAccountToken: pulumi.Bool(true),
 	}, child)
@@ -230,7 +230,7 @@ func NewPrometheus(ctx *pulumi.Context, name string, args *PrometheusArgs, opts 
 	}
 	clusterName := args.Namespace + "-" + name
 	role, err := rbacv1.NewClusterRole(ctx, name+"-clusterrole", &rbacv1.ClusterRoleArgs{
-		Metadata: meta(clusterName, "", l),
+		Metadata: kube.Meta(clusterName, "", l),
 		Rules: rbacv1.PolicyRuleArray{
 			rbacv1.PolicyRuleArgs{
 				ApiGroups: pulumi.ToStringArray([]string{""}),
@@ -252,7 +252,7 @@ func NewPrometheus(ctx *pulumi.Context, name string, args *PrometheusArgs, opts 
 		return nil, fmt.Errorf("prometheus %s: cluster role: %w", name, err)
 	}
 	if _, err := rbacv1.NewClusterRoleBinding(ctx, name+"-clusterrolebinding", &rbacv1.ClusterRoleBindingArgs{
-		Metadata: meta(clusterName, "", l),
+		Metadata: kube.Meta(clusterName, "", l),
 		RoleRef: &rbacv1.RoleRefArgs{ApiGroup: pulumi.String("rbac.authorization.k8s.io"), Kind: pulumi.String("ClusterRole"),
 			Name: role.Metadata.Name().Elem()},
 		Subjects: rbacv1.SubjectArray{rbacv1.SubjectArgs{Kind: pulumi.String("ServiceAccount"),
@@ -261,7 +261,7 @@ func NewPrometheus(ctx *pulumi.Context, name string, args *PrometheusArgs, opts 
 		return nil, fmt.Errorf("prometheus %s: cluster role binding: %w", name, err)
 	}
 	cm, err := corev1.NewConfigMap(ctx, name+"-config", &corev1.ConfigMapArgs{
-		Metadata: meta(name, args.Namespace, l), Data: pulumi.ToStringMap(files),
+		Metadata: kube.Meta(name, args.Namespace, l), Data: pulumi.ToStringMap(files),
 	}, child)
 	if err != nil {
 		return nil, fmt.Errorf("prometheus %s: config map: %w", name, err)
@@ -280,7 +280,7 @@ func NewPrometheus(ctx *pulumi.Context, name string, args *PrometheusArgs, opts 
 		pvc.StorageClassName = pulumi.String(args.StorageClass)
 	}
 	if _, err := appsv1.NewStatefulSet(ctx, name+"-statefulset", &appsv1.StatefulSetArgs{
-		Metadata: meta(name, args.Namespace, l),
+		Metadata: kube.Meta(name, args.Namespace, l),
 		Spec: &appsv1.StatefulSetSpecArgs{
 			Replicas:    pulumi.Int(args.Replicas),
 			ServiceName: pulumi.String(name),
@@ -291,10 +291,10 @@ func NewPrometheus(ctx *pulumi.Context, name string, args *PrometheusArgs, opts 
 				Metadata: &metav1.ObjectMetaArgs{
 					Labels: pulumi.ToStringMap(l),
 					Annotations: pulumi.StringMap{
-						"prometheus.io/scrape":           pulumi.String("true"),
-						"prometheus.io/port":             pulumi.String(strconv.Itoa(PrometheusPort)),
-						"prometheus.io/path":             pulumi.String("/metrics"),
-						"scaleplane.dev/config-checksum": pulumi.String(microservice.ConfigChecksum(files["prometheus.yml"], files[RulesFile])),
+						"prometheus.io/scrape":        pulumi.String("true"),
+						"prometheus.io/port":          pulumi.String(strconv.Itoa(PrometheusPort)),
+						"prometheus.io/path":          pulumi.String("/metrics"),
+						kube.ConfigChecksumAnnotation: pulumi.String(kube.ConfigChecksum(files["prometheus.yml"], files[RulesFile])),
 					},
 				},
 				Spec: &corev1.PodSpecArgs{
@@ -302,8 +302,8 @@ func NewPrometheus(ctx *pulumi.Context, name string, args *PrometheusArgs, opts 
 					AutomountServiceAccountToken:  pulumi.Bool(true),
 					EnableServiceLinks:            pulumi.Bool(false),
 					TerminationGracePeriodSeconds: pulumi.Int(60), // TSDB head flush
-					SecurityContext:               podSecurity(nobodyUID),
-					TopologySpreadConstraints:     zoneSpread(sel, args.ZoneSpreadRequired),
+					SecurityContext:               kube.RestrictedPodSecurity(nobodyUID),
+					TopologySpreadConstraints:     kube.Spread(sel, args.ZoneSpreadRequired),
 					Volumes: corev1.VolumeArray{corev1.VolumeArgs{
 						Name: pulumi.String("config"), ConfigMap: &corev1.ConfigMapVolumeSourceArgs{Name: pulumi.String(name)},
 					}},
@@ -319,11 +319,11 @@ func NewPrometheus(ctx *pulumi.Context, name string, args *PrometheusArgs, opts 
 						}),
 						Ports: corev1.ContainerPortArray{corev1.ContainerPortArgs{
 							Name: pulumi.String("web"), ContainerPort: pulumi.Int(PrometheusPort), Protocol: pulumi.String("TCP")}},
-						Resources:       resources(args.CPURequest, args.MemoryRequest, "", args.MemoryLimit),
+						Resources:       kube.Requirements(args.CPURequest, args.MemoryRequest, "", args.MemoryLimit),
 						StartupProbe:    probe("/-/ready", 5, 60), // WAL replay after a restart can take minutes
 						LivenessProbe:   probe("/-/healthy", 15, 4),
 						ReadinessProbe:  probe("/-/ready", 5, 3),
-						SecurityContext: containerSecurity(),
+						SecurityContext: kube.RestrictedContainerSecurity(),
 						VolumeMounts: corev1.VolumeMountArray{
 							corev1.VolumeMountArgs{Name: pulumi.String("config"), MountPath: pulumi.String("/etc/prometheus"), ReadOnly: pulumi.Bool(true)},
 							corev1.VolumeMountArgs{Name: pulumi.String("data"), MountPath: pulumi.String("/prometheus")},
@@ -339,7 +339,7 @@ func NewPrometheus(ctx *pulumi.Context, name string, args *PrometheusArgs, opts 
 		return nil, fmt.Errorf("prometheus %s: statefulset: %w", name, err)
 	}
 	svc, err := corev1.NewService(ctx, name+"-service", &corev1.ServiceArgs{
-		Metadata: meta(name, args.Namespace, l),
+		Metadata: kube.Meta(name, args.Namespace, l),
 		Spec: &corev1.ServiceSpecArgs{Type: pulumi.String("ClusterIP"), Selector: pulumi.ToStringMap(sel),
 			Ports: corev1.ServicePortArray{corev1.ServicePortArgs{Name: pulumi.String("web"), Port: pulumi.Int(PrometheusPort),
 				TargetPort: pulumi.String("web"), Protocol: pulumi.String("TCP")}}},
@@ -348,12 +348,12 @@ func NewPrometheus(ctx *pulumi.Context, name string, args *PrometheusArgs, opts 
 		return nil, fmt.Errorf("prometheus %s: service: %w", name, err)
 	}
 	if args.Replicas > 1 {
-		if err := newPDB(ctx, name, name, args.Namespace, l, sel, child); err != nil {
+		if _, err := kube.NewPDB(ctx, name+"-pdb", kube.Meta(name, args.Namespace, l), sel, child); err != nil {
 			return nil, fmt.Errorf("prometheus %s: disruption budget: %w", name, err)
 		}
 	}
 	if _, err := networkingv1.NewNetworkPolicy(ctx, name+"-networkpolicy", &networkingv1.NetworkPolicyArgs{
-		Metadata: meta(name, args.Namespace, l),
+		Metadata: kube.Meta(name, args.Namespace, l),
 		Spec: &networkingv1.NetworkPolicySpecArgs{
 			PodSelector: labelSel,
 			PolicyTypes: pulumi.ToStringArray([]string{"Ingress"}),

@@ -15,7 +15,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/api/resource"
 
-	"github.com/scaleplane/scaleplane/components/microservice"
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
 // The flavours a Postgres tier can take.
@@ -59,12 +59,12 @@ const (
 type PoolerArgs struct {
 	// Image is the PgBouncer image; empty means DefaultPgBouncerImage.
 	Image     string
-	Resources microservice.Resources
-	Replicas  microservice.Replicas
-	microservice.Autoscaling
+	Resources kube.Resources
+	Replicas  kube.Replicas
+	kube.Autoscaling
 	// Shutdown gives the preStop sleep, so clients move to other pods
 	// before PgBouncer stops.
-	microservice.Shutdown
+	kube.Shutdown
 	// DefaultPoolSize is default_pool_size; 0 means DefaultPoolSize. It is
 	// also max_db_connections, so a pod never opens more than this many
 	// server connections whatever the load.
@@ -120,7 +120,7 @@ type Args struct {
 
 	// Image is the in-cluster PostgreSQL image; empty means DefaultImage.
 	Image              string
-	Resources          microservice.Resources
+	Resources          kube.Resources
 	Storage            resource.Quantity
 	StorageClass       string
 	ZoneSpreadRequired bool
@@ -190,8 +190,7 @@ func (a *Args) Validate(name string) error {
 			errs = append(errs, fmt.Errorf(format, v...))
 		}
 	}
-	check(len(name) <= 30 && microservice.DNSLabel(name), "name %q: must be a DNS label of at most 30 characters", name)
-	check(microservice.DNSLabel(a.Namespace), "namespace %q: must be a DNS label", a.Namespace)
+	errs = append(errs, kube.CheckName(name, 30), kube.CheckLabel("namespace", a.Namespace))
 	check(sqlName.MatchString(d.Database), "database %q: must be a lower-case SQL identifier", d.Database)
 	check(sqlName.MatchString(d.User) && d.User != ReplicationUser, "user %q: must be a lower-case SQL identifier other than %s", d.User, ReplicationUser)
 	check(a.AppPassword != nil, "appPassword: required (a Pulumi secret)")
@@ -200,25 +199,25 @@ func (a *Args) Validate(name string) error {
 	check(d.Pooler.MaxClientConn >= d.Pooler.DefaultPoolSize, "pooler.maxClientConn %d: must be at least defaultPoolSize (%d)", d.Pooler.MaxClientConn, d.Pooler.DefaultPoolSize)
 	check(d.Pooler.Replicas.Min >= 1 && d.Pooler.Replicas.Max >= d.Pooler.Replicas.Min, "pooler.replicas %d..%d: need 1 <= min <= max", d.Pooler.Replicas.Min, d.Pooler.Replicas.Max)
 	check(d.Pooler.CPUTargetPercent > 0 && d.Pooler.MemoryTargetPercent > 0, "pooler.autoscaling: cpu and memory targets are required")
-	check(microservice.ImageTagged(d.Pooler.Image), "pooler.image %q: must carry an explicit tag or digest other than latest", d.Pooler.Image)
+	errs = append(errs, kube.CheckImage("pooler.image", d.Pooler.Image))
 	if err := d.Pooler.Resources.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("pooler.%w", err))
 	}
 	for _, from := range a.AllowFrom {
-		check(microservice.DNSLabel(from), "allowFrom %q: must be a DNS label", from)
+		errs = append(errs, kube.CheckLabel("allowFrom", from))
 	}
 	switch a.Flavour {
 	case FlavourInCluster:
 		check(a.SuperuserPassword != nil, "superuserPassword: required in-cluster")
 		check(a.ReplicationPassword != nil, "replicationPassword: required in-cluster")
-		check(microservice.ImageTagged(d.Image), "image %q: must carry an explicit tag or digest other than latest", d.Image)
+		errs = append(errs, kube.CheckImage("image", d.Image))
 		check(a.Resources.MemoryLimit.Sign() > 0, "resources.memoryLimit: required, shared_buffers derives from it")
 		if err := a.Resources.Validate(); err != nil {
 			errs = append(errs, err)
 		}
 		check(a.Storage.Sign() > 0, "storage %q: must be positive", a.Storage.String())
 	case FlavourAWS:
-		check(microservice.DNSLabel(a.AWS.NamePrefix), "aws.namePrefix %q: must be a DNS label (RDS identifiers are unique per region)", a.AWS.NamePrefix)
+		check(kube.DNSLabel(a.AWS.NamePrefix), "aws.namePrefix %q: must be a DNS label (RDS identifiers are unique per region)", a.AWS.NamePrefix)
 		check(a.AWS.VpcID != nil, "aws.vpcId: required")
 		check(a.AWS.SubnetIDs != nil, "aws.subnetIds: required")
 		check(a.AWS.AllowedSecurityGroupID != nil, "aws.allowedSecurityGroupId: required, it is the only source admitted")

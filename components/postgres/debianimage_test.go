@@ -22,7 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 	k8sresource "k8s.io/apimachinery/pkg/api/resource"
 
-	"github.com/scaleplane/scaleplane/components/microservice"
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 	"github.com/scaleplane/scaleplane/components/postgres"
 	"github.com/scaleplane/scaleplane/internal/images"
 	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
@@ -43,10 +43,10 @@ func debianArgs() postgres.Args {
 		Flavour: postgres.FlavourInCluster, Namespace: "ns", Replicas: 1,
 		AppPassword: pulumi.String(debAppPassword), SuperuserPassword: pulumi.String(debSuperPassword), ReplicationPassword: pulumi.String(debReplPassword),
 		Pooler: postgres.PoolerArgs{
-			Replicas:    microservice.Replicas{Min: 2, Max: 4},
-			Autoscaling: microservice.Autoscaling{CPUTargetPercent: 70, MemoryTargetPercent: 80},
+			Replicas:    kube.Replicas{Min: 2, Max: 4},
+			Autoscaling: kube.Autoscaling{CPUTargetPercent: 70, MemoryTargetPercent: 80},
 		},
-		Resources: microservice.Resources{CPURequest: k8sresource.MustParse("100m"), MemoryRequest: k8sresource.MustParse("256Mi"), MemoryLimit: k8sresource.MustParse("256Mi")},
+		Resources: kube.Resources{CPURequest: k8sresource.MustParse("100m"), MemoryRequest: k8sresource.MustParse("256Mi"), MemoryLimit: k8sresource.MustParse("256Mi")},
 		Storage:   k8sresource.MustParse("2Gi"),
 	}
 }

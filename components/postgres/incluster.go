@@ -8,7 +8,7 @@ import (
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/scaleplane/scaleplane/components/microservice"
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
 // ConfigDir is where the database pods mount the ConfigMap (ConfigFiles).
@@ -39,10 +39,10 @@ const (
 // the backends the poolers front.
 func newInCluster(ctx *pulumi.Context, name string, a Args, pw passwords, parent pulumi.ResourceOption) (backend, backend, error) {
 	ns := a.Namespace
-	l := microservice.Labels(name, "database", "")
+	l := kube.Labels(name, "database", "")
 	creds := name + "-credentials"
 	if _, err := corev1.NewSecret(ctx, name+"-credentials-secret", &corev1.SecretArgs{
-		Metadata: meta(creds, ns, l),
+		Metadata: kube.Meta(creds, ns, l),
 		Type:     pulumi.String("Opaque"),
 		StringData: pulumi.StringMap{
 			SuperuserKey:   pw.superuser,
@@ -56,18 +56,18 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, pw passwords, parent
 	primaryHost := fmt.Sprintf("%s-0.%s.%s.svc.cluster.local", primaryName, primaryName, ns)
 	files := a.ConfigFiles(primaryHost, Port)
 	cm, err := corev1.NewConfigMap(ctx, name+"-config", &corev1.ConfigMapArgs{
-		Metadata: meta(name, ns, l),
+		Metadata: kube.Meta(name, ns, l),
 		Data:     pulumi.ToStringMap(files),
 	}, parent)
 	if err != nil {
 		return backend{}, backend{}, wrap(name, "config map", err)
 	}
-	sum := microservice.ConfigChecksum(files[configFile], files[hbaFile])
+	sum := kube.ConfigChecksum(files[configFile], files[hbaFile])
 	serverArgs := append([]string{"postgres"}, ServerArgs()...)
-	rwPooler := microservice.SelectorLabels(name + "-pgbouncer-rw")
-	roPooler := microservice.SelectorLabels(name + "-pgbouncer-ro")
-	primarySel := microservice.SelectorLabels(primaryName)
-	replicaSel := microservice.SelectorLabels(replicaName)
+	rwPooler := kube.SelectorLabels(name + "-pgbouncer-rw")
+	roPooler := kube.SelectorLabels(name + "-pgbouncer-ro")
+	primarySel := kube.SelectorLabels(primaryName)
+	replicaSel := kube.SelectorLabels(replicaName)
 
 	primary := dbSet{
 		name: primaryName, selector: primarySel, replicas: 1, image: a.Image, a: a, cm: cm, checksum: sum,
@@ -156,7 +156,7 @@ func ServerArgs() []string {
 
 func clusterIPService(ctx *pulumi.Context, resName, objName, ns string, l, selector map[string]string, parent pulumi.ResourceOption) (*corev1.Service, error) {
 	return corev1.NewService(ctx, resName, &corev1.ServiceArgs{
-		Metadata: meta(objName, ns, l),
+		Metadata: kube.Meta(objName, ns, l),
 		Spec: &corev1.ServiceSpecArgs{
 			Selector: pulumi.ToStringMap(selector),
 			Ports: corev1.ServicePortArray{corev1.ServicePortArgs{
@@ -184,10 +184,10 @@ type dbSet struct {
 
 func (s dbSet) declare(ctx *pulumi.Context, name, role string, parent pulumi.ResourceOption) error {
 	a, ns := s.a, s.a.Namespace
-	l := microservice.Labels(s.name, "database", "")
+	l := kube.Labels(s.name, "database", "")
 	l["scaleplane.dev/postgres-role"] = role
 	if _, err := corev1.NewService(ctx, name+"-"+role+"-headless-service", &corev1.ServiceArgs{
-		Metadata: meta(s.name, ns, l),
+		Metadata: kube.Meta(s.name, ns, l),
 		Spec: &corev1.ServiceSpecArgs{
 			ClusterIP: pulumi.String("None"),
 			Selector:  pulumi.ToStringMap(s.selector),
@@ -229,11 +229,11 @@ func (s dbSet) declare(ctx *pulumi.Context, name, role string, parent pulumi.Res
 			Command:         pulumi.ToStringArray([]string{"sh", configDir + "/" + BasebackupScriptName}),
 			Env:             s.env,
 			Resources:       a.Resources.Requirements(),
-			SecurityContext: microservice.RestrictedContainerSecurity(),
+			SecurityContext: kube.RestrictedContainerSecurity(),
 			VolumeMounts:    mounts,
 		}}
 	}
-	affinity, spread := placement(s.selector, a.ZoneSpreadRequired)
+	affinity, spread := kube.Placement(s.selector, a.ZoneSpreadRequired)
 	claim := &corev1.PersistentVolumeClaimSpecArgs{
 		AccessModes: pulumi.ToStringArray([]string{"ReadWriteOnce"}),
 		Resources:   &corev1.VolumeResourceRequirementsArgs{Requests: pulumi.StringMap{"storage": pulumi.String(a.Storage.String())}},
@@ -242,7 +242,7 @@ func (s dbSet) declare(ctx *pulumi.Context, name, role string, parent pulumi.Res
 		claim.StorageClassName = pulumi.String(a.StorageClass)
 	}
 	if _, err := appsv1.NewStatefulSet(ctx, name+"-"+role+"-statefulset", &appsv1.StatefulSetArgs{
-		Metadata: meta(s.name, ns, l),
+		Metadata: kube.Meta(s.name, ns, l),
 		Spec: &appsv1.StatefulSetSpecArgs{
 			ServiceName:         pulumi.String(s.name),
 			Replicas:            pulumi.Int(s.replicas),
@@ -251,14 +251,14 @@ func (s dbSet) declare(ctx *pulumi.Context, name, role string, parent pulumi.Res
 			Template: &corev1.PodTemplateSpecArgs{
 				Metadata: &metav1.ObjectMetaArgs{
 					Labels:      pulumi.ToStringMap(l),
-					Annotations: pulumi.StringMap{"scaleplane.dev/config-checksum": pulumi.String(s.checksum)},
+					Annotations: pulumi.StringMap{kube.ConfigChecksumAnnotation: pulumi.String(s.checksum)},
 				},
 				Spec: &corev1.PodSpecArgs{
 					AutomountServiceAccountToken: pulumi.Bool(false),
 					EnableServiceLinks:           pulumi.Bool(false),
 					// A fast shutdown checkpoints first; give it time.
 					TerminationGracePeriodSeconds: pulumi.Int(60),
-					SecurityContext:               microservice.RestrictedPodSecurity(postgresUID),
+					SecurityContext:               kube.RestrictedPodSecurity(postgresUID),
 					Affinity:                      affinity,
 					TopologySpreadConstraints:     spread,
 					Volumes:                       volumes,
@@ -277,7 +277,7 @@ func (s dbSet) declare(ctx *pulumi.Context, name, role string, parent pulumi.Res
 						StartupProbe:    isReady(5, 120),
 						LivenessProbe:   isReady(10, 6),
 						ReadinessProbe:  isReady(5, 2),
-						SecurityContext: microservice.RestrictedContainerSecurity(),
+						SecurityContext: kube.RestrictedContainerSecurity(),
 						VolumeMounts:    mounts,
 					}},
 				},
@@ -290,7 +290,10 @@ func (s dbSet) declare(ctx *pulumi.Context, name, role string, parent pulumi.Res
 	}, parent); err != nil {
 		return wrap(name, role+" stateful set", err)
 	}
-	if err := newPDB(ctx, name+"-"+role+"-pdb", s.name, ns, l, s.selector, parent); err != nil {
+	// One pod at a time. For the single primary this still lets a node
+	// drain proceed (a brief write outage the poolers ride out with
+	// server_login_retry), instead of blocking it forever.
+	if _, err := kube.NewPDB(ctx, name+"-"+role+"-pdb", kube.Meta(s.name, ns, l), s.selector, parent); err != nil {
 		return wrap(name, role+" disruption budget", err)
 	}
 	return nil

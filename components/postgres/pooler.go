@@ -4,12 +4,11 @@ import (
 	"strings"
 
 	appsv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/apps/v1"
-	autoscalingv2 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/autoscaling/v2"
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/scaleplane/scaleplane/components/microservice"
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
 // Paths inside the PgBouncer pods.
@@ -35,20 +34,20 @@ func Userlist(user, password string) string {
 func newPooler(ctx *pulumi.Context, name, role string, a Args, b backend, pw passwords, parent pulumi.ResourceOption) (pulumi.StringOutput, error) {
 	ns := a.Namespace
 	objName := name + "-pgbouncer-" + role
-	selector := microservice.SelectorLabels(objName)
-	l := microservice.Labels(objName, "database-pooler", "")
+	selector := kube.SelectorLabels(objName)
+	l := kube.Labels(objName, "database-pooler", "")
 	ini := b.host.ApplyT(func(host string) string {
 		return RenderPgBouncerIni(a.PoolerConfig(host, b.port, b.serverTLS))
 	}).(pulumi.StringOutput)
 	cm, err := corev1.NewConfigMap(ctx, name+"-pgbouncer-"+role+"-config", &corev1.ConfigMapArgs{
-		Metadata: meta(objName, ns, l),
+		Metadata: kube.Meta(objName, ns, l),
 		Data:     pulumi.StringMap{IniKey: ini},
 	}, parent)
 	if err != nil {
 		return pulumi.StringOutput{}, wrap(name, role+" pooler config map", err)
 	}
 	users, err := corev1.NewSecret(ctx, name+"-pgbouncer-"+role+"-userlist", &corev1.SecretArgs{
-		Metadata: meta(objName+"-userlist", ns, l),
+		Metadata: kube.Meta(objName+"-userlist", ns, l),
 		Type:     pulumi.String("Opaque"),
 		StringData: pulumi.StringMap{UserlistKey: pw.app.ApplyT(func(p string) string {
 			return Userlist(a.User, p)
@@ -57,7 +56,7 @@ func newPooler(ctx *pulumi.Context, name, role string, a Args, b backend, pw pas
 	if err != nil {
 		return pulumi.StringOutput{}, wrap(name, role+" pooler userlist", err)
 	}
-	affinity, spread := placement(selector, a.ZoneSpreadRequired)
+	affinity, spread := kube.Placement(selector, a.ZoneSpreadRequired)
 	p := a.Pooler
 	probe := func(period, failures int) *corev1.ProbeArgs {
 		return &corev1.ProbeArgs{
@@ -66,7 +65,7 @@ func newPooler(ctx *pulumi.Context, name, role string, a Args, b backend, pw pas
 		}
 	}
 	dep, err := appsv1.NewDeployment(ctx, name+"-pgbouncer-"+role+"-deployment", &appsv1.DeploymentArgs{
-		Metadata: meta(objName, ns, l),
+		Metadata: kube.Meta(objName, ns, l),
 		Spec: &appsv1.DeploymentSpecArgs{
 			// No replicas: the HPA owns the count (it starts at minReplicas),
 			// and a value here would reset it on every update.
@@ -79,15 +78,15 @@ func newPooler(ctx *pulumi.Context, name, role string, a Args, b backend, pw pas
 			Template: &corev1.PodTemplateSpecArgs{
 				Metadata: &metav1.ObjectMetaArgs{
 					Labels: pulumi.ToStringMap(l),
-					Annotations: pulumi.StringMap{"scaleplane.dev/config-checksum": ini.ApplyT(func(s string) string {
-						return microservice.ConfigChecksum(s)
+					Annotations: pulumi.StringMap{kube.ConfigChecksumAnnotation: ini.ApplyT(func(s string) string {
+						return kube.ConfigChecksum(s)
 					}).(pulumi.StringOutput)},
 				},
 				Spec: &corev1.PodSpecArgs{
 					AutomountServiceAccountToken:  pulumi.Bool(false),
 					EnableServiceLinks:            pulumi.Bool(false),
 					TerminationGracePeriodSeconds: pulumi.Int(p.GracePeriodSeconds()),
-					SecurityContext:               microservice.RestrictedPodSecurity(poolerUID),
+					SecurityContext:               kube.RestrictedPodSecurity(poolerUID),
 					Affinity:                      affinity,
 					TopologySpreadConstraints:     spread,
 					Volumes: corev1.VolumeArray{
@@ -111,7 +110,7 @@ func newPooler(ctx *pulumi.Context, name, role string, a Args, b backend, pw pas
 							// Endpoints stop routing new clients before SIGTERM.
 							Sleep: &corev1.SleepActionArgs{Seconds: pulumi.Int(p.PreStopSeconds)},
 						}},
-						SecurityContext: microservice.RestrictedContainerSecurity(),
+						SecurityContext: kube.RestrictedContainerSecurity(),
 						VolumeMounts: corev1.VolumeMountArray{
 							corev1.VolumeMountArgs{Name: pulumi.String("config"), MountPath: pulumi.String(poolerConfigDir), ReadOnly: pulumi.Bool(true)},
 							corev1.VolumeMountArgs{Name: pulumi.String("userlist"), MountPath: pulumi.String(userlistDir), ReadOnly: pulumi.Bool(true)},
@@ -126,7 +125,7 @@ func newPooler(ctx *pulumi.Context, name, role string, a Args, b backend, pw pas
 		return pulumi.StringOutput{}, wrap(name, role+" pooler deployment", err)
 	}
 	svc, err := corev1.NewService(ctx, name+"-pgbouncer-"+role+"-service", &corev1.ServiceArgs{
-		Metadata: meta(objName, ns, l),
+		Metadata: kube.Meta(objName, ns, l),
 		Spec: &corev1.ServiceSpecArgs{
 			Selector: pulumi.ToStringMap(selector),
 			Ports: corev1.ServicePortArray{corev1.ServicePortArgs{
@@ -138,31 +137,13 @@ func newPooler(ctx *pulumi.Context, name, role string, a Args, b backend, pw pas
 	if err != nil {
 		return pulumi.StringOutput{}, wrap(name, role+" pooler service", err)
 	}
-	util := func(res string, percent int) autoscalingv2.MetricSpecArgs {
-		return autoscalingv2.MetricSpecArgs{Type: pulumi.String("Resource"), Resource: &autoscalingv2.ResourceMetricSourceArgs{
-			Name: pulumi.String(res), Target: &autoscalingv2.MetricTargetArgs{Type: pulumi.String("Utilization"), AverageUtilization: pulumi.Int(percent)},
-		}}
-	}
-	if _, err := autoscalingv2.NewHorizontalPodAutoscaler(ctx, name+"-pgbouncer-"+role+"-hpa", &autoscalingv2.HorizontalPodAutoscalerArgs{
-		Metadata: meta(objName, ns, l),
-		Spec: &autoscalingv2.HorizontalPodAutoscalerSpecArgs{
-			ScaleTargetRef: &autoscalingv2.CrossVersionObjectReferenceArgs{
-				ApiVersion: pulumi.String("apps/v1"), Kind: pulumi.String("Deployment"), Name: dep.Metadata.Name().Elem(),
-			},
-			// maxReplicas bounds the server connections: the database's
-			// max_connections is computed from it.
-			MinReplicas: pulumi.Int(p.Replicas.Min),
-			MaxReplicas: pulumi.Int(p.Replicas.Max),
-			Metrics:     autoscalingv2.MetricSpecArray{util("cpu", p.CPUTargetPercent), util("memory", p.MemoryTargetPercent)},
-			Behavior: &autoscalingv2.HorizontalPodAutoscalerBehaviorArgs{
-				ScaleDown: &autoscalingv2.HPAScalingRulesArgs{StabilizationWindowSeconds: pulumi.Int(p.ScaleDownWindowSeconds)},
-				ScaleUp:   &autoscalingv2.HPAScalingRulesArgs{StabilizationWindowSeconds: pulumi.Int(p.ScaleUpWindowSeconds)},
-			},
-		},
-	}, parent); err != nil {
+	// maxReplicas bounds the server connections: the database's
+	// max_connections is computed from it.
+	if _, err := kube.NewHPA(ctx, name+"-pgbouncer-"+role+"-hpa", kube.Meta(objName, ns, l), dep.Metadata.Name().Elem(),
+		p.Replicas, p.Autoscaling, p.Stabilization(), parent); err != nil {
 		return pulumi.StringOutput{}, wrap(name, role+" pooler autoscaler", err)
 	}
-	if err := newPDB(ctx, name+"-pgbouncer-"+role+"-pdb", objName, ns, l, selector, parent); err != nil {
+	if _, err := kube.NewPDB(ctx, name+"-pgbouncer-"+role+"-pdb", kube.Meta(objName, ns, l), selector, parent); err != nil {
 		return pulumi.StringOutput{}, wrap(name, role+" pooler disruption budget", err)
 	}
 	var from []map[string]string

@@ -2,11 +2,12 @@ package postgres
 
 import (
 	"fmt"
-	"github.com/scaleplane/scaleplane/components/microservice"
 	"net/url"
 
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -58,11 +59,10 @@ func NewPostgres(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.Re
 	if err := ctx.RegisterComponentResource(TypeToken, name, p, opts...); err != nil {
 		return nil, fmt.Errorf("postgres %s: register: %w", name, err)
 	}
-	ro, err := pulumi.NewResourceOptions(opts...)
+	parent, err := kube.ChildOptions(p, opts)
 	if err != nil {
 		return nil, fmt.Errorf("postgres %s: options: %w", name, err)
 	}
-	parent := pulumi.Composite(pulumi.Parent(p), pulumi.DependsOn(ro.DependsOn))
 	pw := passwords{app: pulumi.ToSecret(a.AppPassword).(pulumi.StringOutput)}
 	if a.SuperuserPassword != nil {
 		pw.superuser = pulumi.ToSecret(a.SuperuserPassword).(pulumi.StringOutput)
@@ -109,7 +109,7 @@ func NewPostgres(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.Re
 		}).(pulumi.StringOutput)
 	}
 	if _, err := corev1.NewSecret(ctx, name+"-app-secret", &corev1.SecretArgs{
-		Metadata: meta(AppSecretName(name), a.Namespace, microservice.Labels(name, "database", "")),
+		Metadata: kube.Meta(AppSecretName(name), a.Namespace, kube.Labels(name, "database", "")),
 		Type:     pulumi.String("Opaque"),
 		StringData: pulumi.StringMap{
 			URLReadWriteKey: pulumi.ToSecret(dbURL(rwEndpoint, rw.clientTLS)).(pulumi.StringOutput),

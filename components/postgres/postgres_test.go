@@ -10,11 +10,11 @@ import (
 	"github.com/stretchr/testify/require"
 	k8sresource "k8s.io/apimachinery/pkg/api/resource"
 
-	"github.com/scaleplane/scaleplane/components/microservice"
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
 func testArgs() Args {
-	res := microservice.Resources{
+	res := kube.Resources{
 		CPURequest: k8sresource.MustParse("100m"), MemoryRequest: k8sresource.MustParse("512Mi"), MemoryLimit: k8sresource.MustParse("512Mi"),
 	}
 	return Args{
@@ -25,12 +25,12 @@ func testArgs() Args {
 		ReplicationPassword: pulumi.String("repl-secret"),
 		Replicas:            1,
 		Pooler: PoolerArgs{
-			Resources: microservice.Resources{
+			Resources: kube.Resources{
 				CPURequest: k8sresource.MustParse("50m"), MemoryRequest: k8sresource.MustParse("32Mi"), MemoryLimit: k8sresource.MustParse("64Mi"),
 			},
-			Replicas:    microservice.Replicas{Min: 2, Max: 4},
-			Autoscaling: microservice.Autoscaling{CPUTargetPercent: 70, MemoryTargetPercent: 80},
-			Shutdown:    microservice.Shutdown{PreStopSeconds: 5, DrainSeconds: 20},
+			Replicas:    kube.Replicas{Min: 2, Max: 4},
+			Autoscaling: kube.Autoscaling{CPUTargetPercent: 70, MemoryTargetPercent: 80},
+			Shutdown:    kube.Shutdown{PreStopSeconds: 5, DrainSeconds: 20},
 		},
 		AllowFrom: []string{"users", "worker"},
 		Resources: res,

@@ -12,7 +12,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/api/resource"
 
-	"github.com/scaleplane/scaleplane/components/microservice"
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
 // The flavours a Redis tier can take.
@@ -112,7 +112,7 @@ type Args struct {
 	// Image is the in-cluster image; empty means DefaultImage.
 	Image string
 	// Resources of each Redis pod; maxmemory derives from MemoryLimit.
-	Resources microservice.Resources
+	Resources kube.Resources
 	// Storage is each pod's volume for the append-only file and nodes.conf.
 	Storage resource.Quantity
 	// StorageClass is the PVC's class; empty means the cluster default.
@@ -172,8 +172,7 @@ func (a *Args) Validate(name string) error {
 			errs = append(errs, fmt.Errorf(format, v...))
 		}
 	}
-	check(len(name) <= 40 && microservice.DNSLabel(name), "name %q: must be a DNS label of at most 40 characters", name)
-	check(microservice.DNSLabel(a.Namespace), "namespace %q: must be a DNS label", a.Namespace)
+	errs = append(errs, kube.CheckName(name, 40), kube.CheckLabel("namespace", a.Namespace))
 	check(a.Password != nil, "password: required (a Pulumi secret)")
 	check(d.Shards >= 3 && d.Shards <= 500, "shards %d: must be in 3..500 (Redis Cluster needs three masters to elect a failover)", d.Shards)
 	check(d.ReplicasPerShard <= 5, "replicasPerShard %d: must be in -1..5", a.ReplicasPerShard)
@@ -182,11 +181,11 @@ func (a *Args) Validate(name string) error {
 	check(slices.Contains(evictionPolicies, d.EvictionPolicy), "evictionPolicy %q: must be one of %v", d.EvictionPolicy, evictionPolicies)
 	check(d.NodeTimeoutMillis >= 1000 && d.NodeTimeoutMillis <= 60000, "nodeTimeoutMillis %d: must be in 1000..60000", d.NodeTimeoutMillis)
 	for _, from := range a.AllowFrom {
-		check(microservice.DNSLabel(from), "allowFrom %q: must be a DNS label", from)
+		errs = append(errs, kube.CheckLabel("allowFrom", from))
 	}
 	switch a.Flavour {
 	case FlavourInCluster:
-		check(microservice.ImageTagged(d.Image), "image %q: must carry an explicit tag or digest other than latest", d.Image)
+		errs = append(errs, kube.CheckImage("image", d.Image))
 		check(a.Resources.MemoryLimit.Sign() > 0, "resources.memoryLimit: required, maxmemory derives from it")
 		if err := a.Resources.Validate(); err != nil {
 			errs = append(errs, err)

@@ -11,10 +11,9 @@ import (
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
-	policyv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/policy/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/scaleplane/scaleplane/components/microservice"
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
 // redisUID is the redis user of the official image.
@@ -23,19 +22,11 @@ const redisUID = 999
 // configDir is where the ConfigMap (redis.conf, the formation script) is mounted.
 const configDir = "/etc/redis"
 
-func meta(name, namespace string, l map[string]string) *metav1.ObjectMetaArgs {
-	return &metav1.ObjectMetaArgs{
-		Name:      pulumi.String(name),
-		Namespace: pulumi.String(namespace),
-		Labels:    pulumi.ToStringMap(l),
-	}
-}
-
 // newAuthSecret declares the Secret services read the password from; the
 // aws flavour declares it too, so services are wired the same way.
 func newAuthSecret(ctx *pulumi.Context, name string, a Args, password pulumi.StringOutput, parent pulumi.ResourceOption) (*corev1.Secret, error) {
 	s, err := corev1.NewSecret(ctx, name+"-auth-secret", &corev1.SecretArgs{
-		Metadata:   meta(SecretName(name), a.Namespace, microservice.Labels(name, "cache", "")),
+		Metadata:   kube.Meta(SecretName(name), a.Namespace, kube.Labels(name, "cache", "")),
 		Type:       pulumi.String("Opaque"),
 		StringData: pulumi.StringMap{PasswordKey: password},
 	}, parent)
@@ -45,58 +36,17 @@ func newAuthSecret(ctx *pulumi.Context, name string, a Args, password pulumi.Str
 	return s, nil
 }
 
-// placement spreads the pods over zones and keeps two of them off one node
-// where it can: a node loss then costs at most one Redis process.
-func placement(selector map[string]string, zoneRequired bool) (*corev1.AffinityArgs, corev1.TopologySpreadConstraintArray) {
-	when := "ScheduleAnyway"
-	if zoneRequired {
-		when = "DoNotSchedule"
-	}
-	sel := &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(selector)}
-	return &corev1.AffinityArgs{
-			PodAntiAffinity: &corev1.PodAntiAffinityArgs{
-				PreferredDuringSchedulingIgnoredDuringExecution: corev1.WeightedPodAffinityTermArray{
-					corev1.WeightedPodAffinityTermArgs{
-						Weight: pulumi.Int(100),
-						PodAffinityTerm: corev1.PodAffinityTermArgs{
-							TopologyKey:   pulumi.String("kubernetes.io/hostname"),
-							LabelSelector: sel,
-						},
-					},
-				},
-			},
-		}, corev1.TopologySpreadConstraintArray{
-			corev1.TopologySpreadConstraintArgs{
-				MaxSkew: pulumi.Int(1), TopologyKey: pulumi.String("topology.kubernetes.io/zone"),
-				WhenUnsatisfiable: pulumi.String(when), LabelSelector: sel,
-			},
-		}
-}
-
-func pdb(ctx *pulumi.Context, name, objName, namespace string, l, selector map[string]string, parent pulumi.ResourceOption) error {
-	_, err := policyv1.NewPodDisruptionBudget(ctx, name+"-pdb", &policyv1.PodDisruptionBudgetArgs{
-		Metadata: meta(objName, namespace, l),
-		Spec: &policyv1.PodDisruptionBudgetSpecArgs{
-			// One node at a time: a drain never takes a master and its
-			// replica together, so every slot keeps an owner.
-			MaxUnavailable: pulumi.Int(1),
-			Selector:       &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(selector)},
-		},
-	}, parent)
-	return err
-}
-
 // newInCluster declares the Redis Cluster: ConfigMap, headless and client
 // Services, StatefulSet, PDB, NetworkPolicy and the cluster-init Job.
 func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secret, parent pulumi.ResourceOption) (pulumi.StringOutput, error) {
 	ns := a.Namespace
-	selector := microservice.SelectorLabels(name)
-	l := microservice.Labels(name, "cache", "")
+	selector := kube.SelectorLabels(name)
+	l := kube.Labels(name, "cache", "")
 	headless := name + "-headless"
 	nodes := a.Shards * (1 + a.ReplicasPerShard)
 
 	cm, err := corev1.NewConfigMap(ctx, name+"-config", &corev1.ConfigMapArgs{
-		Metadata: meta(name, ns, l),
+		Metadata: kube.Meta(name, ns, l),
 		Data: pulumi.StringMap{
 			"redis.conf":     pulumi.String(RenderConf(a.Conf())),
 			FormScriptName:   pulumi.String(RenderFormScript(a.ReplicasPerShard)),
@@ -110,7 +60,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 		corev1.ServicePortArgs{Name: pulumi.String("redis"), Port: pulumi.Int(Port), TargetPort: pulumi.String("redis"), Protocol: pulumi.String("TCP"), AppProtocol: pulumi.String("redis")},
 	}
 	if _, err := corev1.NewService(ctx, name+"-headless-service", &corev1.ServiceArgs{
-		Metadata: meta(headless, ns, l),
+		Metadata: kube.Meta(headless, ns, l),
 		Spec: &corev1.ServiceSpecArgs{
 			ClusterIP: pulumi.String("None"),
 			// Nodes must find each other (and the init Job them) before
@@ -125,7 +75,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 		return pulumi.StringOutput{}, wrap(name, "headless service", err)
 	}
 	svc, err := corev1.NewService(ctx, name+"-service", &corev1.ServiceArgs{
-		Metadata: meta(name, ns, l),
+		Metadata: kube.Meta(name, ns, l),
 		Spec: &corev1.ServiceSpecArgs{
 			Selector:        pulumi.ToStringMap(selector),
 			Ports:           ports,
@@ -136,7 +86,9 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 		return pulumi.StringOutput{}, wrap(name, "service", err)
 	}
 
-	affinity, spread := placement(selector, a.ZoneSpreadRequired)
+	// Spread over zones, and two nodes off one machine where they can be:
+	// a node loss then costs at most one Redis process.
+	affinity, spread := kube.Placement(selector, a.ZoneSpreadRequired)
 	pingProbe := func(period, failures int) *corev1.ProbeArgs {
 		return &corev1.ProbeArgs{
 			Exec: &corev1.ExecActionArgs{Command: pulumi.ToStringArray([]string{
@@ -162,7 +114,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 		nodeAddrs = append(nodeAddrs, fmt.Sprintf("%s-%d.%s.%s.svc.cluster.local:%d", name, i, headless, ns, Port))
 	}
 	if _, err := appsv1.NewStatefulSet(ctx, name+"-statefulset", &appsv1.StatefulSetArgs{
-		Metadata: meta(name, ns, l),
+		Metadata: kube.Meta(name, ns, l),
 		Spec: &appsv1.StatefulSetSpecArgs{
 			ServiceName: pulumi.String(headless),
 			Replicas:    pulumi.Int(nodes),
@@ -179,7 +131,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 					AutomountServiceAccountToken:  pulumi.Bool(false),
 					EnableServiceLinks:            pulumi.Bool(false),
 					TerminationGracePeriodSeconds: pulumi.Int(30),
-					SecurityContext:               microservice.RestrictedPodSecurity(redisUID),
+					SecurityContext:               kube.RestrictedPodSecurity(redisUID),
 					Affinity:                      affinity,
 					TopologySpreadConstraints:     spread,
 					Volumes: corev1.VolumeArray{
@@ -241,7 +193,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 							PeriodSeconds: pulumi.Int(10), TimeoutSeconds: pulumi.Int(2), FailureThreshold: pulumi.Int(3),
 						},
 						ReadinessProbe:  pingProbe(5, 2),
-						SecurityContext: microservice.RestrictedContainerSecurity(),
+						SecurityContext: kube.RestrictedContainerSecurity(),
 						VolumeMounts: corev1.VolumeMountArray{
 							corev1.VolumeMountArgs{Name: pulumi.String("data"), MountPath: pulumi.String(DataDir)},
 							corev1.VolumeMountArgs{Name: pulumi.String("config"), MountPath: pulumi.String(configDir), ReadOnly: pulumi.Bool(true)},
@@ -255,22 +207,24 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 	}, parent); err != nil {
 		return pulumi.StringOutput{}, wrap(name, "stateful set", err)
 	}
-	if err := pdb(ctx, name, name, ns, l, selector, parent); err != nil {
+	// One node at a time: a drain never takes a master and its replica
+	// together, so every slot keeps an owner.
+	if _, err := kube.NewPDB(ctx, name+"-pdb", kube.Meta(name, ns, l), selector, parent); err != nil {
 		return pulumi.StringOutput{}, wrap(name, "disruption budget", err)
 	}
 
 	initName := name + "-cluster-init"
-	initSelector := microservice.SelectorLabels(initName)
+	initSelector := kube.SelectorLabels(initName)
 	if _, err := networkingv1.NewNetworkPolicy(ctx, name+"-networkpolicy", &networkingv1.NetworkPolicyArgs{
-		Metadata: meta(name, ns, l),
+		Metadata: kube.Meta(name, ns, l),
 		Spec:     networkPolicy(selector, initSelector, a.AllowFrom),
 	}, parent); err != nil {
 		return pulumi.StringOutput{}, wrap(name, "network policy", err)
 	}
 
-	initLabels := microservice.Labels(initName, "cache-init", "")
+	initLabels := kube.Labels(initName, "cache-init", "")
 	if _, err := batchv1.NewJob(ctx, name+"-cluster-init-job", &batchv1.JobArgs{
-		Metadata: meta(initName, ns, initLabels),
+		Metadata: kube.Meta(initName, ns, initLabels),
 		Spec: &batchv1.JobSpecArgs{
 			BackoffLimit:          pulumi.Int(6),
 			ActiveDeadlineSeconds: pulumi.Int(2 * FormScriptWaitSeconds),
@@ -280,7 +234,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 					RestartPolicy:                pulumi.String("Never"),
 					AutomountServiceAccountToken: pulumi.Bool(false),
 					EnableServiceLinks:           pulumi.Bool(false),
-					SecurityContext:              microservice.RestrictedPodSecurity(redisUID),
+					SecurityContext:              kube.RestrictedPodSecurity(redisUID),
 					Volumes: corev1.VolumeArray{
 						corev1.VolumeArgs{Name: pulumi.String("config"), ConfigMap: &corev1.ConfigMapVolumeSourceArgs{Name: cm.Metadata.Name().Elem()}},
 						corev1.VolumeArgs{Name: pulumi.String("tmp"), EmptyDir: &corev1.EmptyDirVolumeSourceArgs{SizeLimit: pulumi.String("16Mi")}},
@@ -297,7 +251,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 							Requests: pulumi.StringMap{"cpu": pulumi.String("10m"), "memory": pulumi.String("16Mi")},
 							Limits:   pulumi.StringMap{"memory": pulumi.String("64Mi")},
 						},
-						SecurityContext: microservice.RestrictedContainerSecurity(),
+						SecurityContext: kube.RestrictedContainerSecurity(),
 						VolumeMounts: corev1.VolumeMountArray{
 							corev1.VolumeMountArgs{Name: pulumi.String("config"), MountPath: pulumi.String(configDir), ReadOnly: pulumi.Bool(true)},
 							corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")},

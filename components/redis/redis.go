@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -48,13 +50,10 @@ func NewRedis(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.Resou
 	if err := ctx.RegisterComponentResource(TypeToken, name, r, opts...); err != nil {
 		return nil, fmt.Errorf("redis %s: register: %w", name, err)
 	}
-	// Children wait for whatever the caller made the component wait for
-	// (the namespace): Pulumi does not pass dependsOn down by itself.
-	ro, err := pulumi.NewResourceOptions(opts...)
+	parent, err := kube.ChildOptions(r, opts)
 	if err != nil {
 		return nil, fmt.Errorf("redis %s: options: %w", name, err)
 	}
-	parent := pulumi.Composite(pulumi.Parent(r), pulumi.DependsOn(ro.DependsOn))
 	password := pulumi.ToSecret(a.Password).(pulumi.StringOutput)
 
 	secret, err := newAuthSecret(ctx, name, a, password, parent)

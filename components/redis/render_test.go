@@ -7,14 +7,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"k8s.io/apimachinery/pkg/api/resource"
 
-	"github.com/scaleplane/scaleplane/components/microservice"
+	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
 func testArgs() Args {
 	return Args{
 		Flavour:   FlavourInCluster,
 		Namespace: "ns",
-		Resources: microservice.Resources{
+		Resources: kube.Resources{
 			CPURequest: resource.MustParse("100m"), MemoryRequest: resource.MustParse("256Mi"), MemoryLimit: resource.MustParse("256Mi"),
 		},
 		Storage: resource.MustParse("1Gi"),
