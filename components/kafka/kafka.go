@@ -169,7 +169,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, parent pulumi.Resour
 			Template: &corev1.PodTemplateSpecArgs{
 				Metadata: &metav1.ObjectMetaArgs{
 					Labels:      pulumi.ToStringMap(l),
-					Annotations: pulumi.StringMap{"scaleplane.dev/config-checksum": pulumi.String(hex.EncodeToString(h[:])[:16])},
+					Annotations: pulumi.StringMap{kube.ConfigChecksumAnnotation: pulumi.String(hex.EncodeToString(h[:])[:16])},
 				},
 				Spec: &corev1.PodSpecArgs{
 					AutomountServiceAccountToken: pulumi.Bool(false),

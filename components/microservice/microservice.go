@@ -1,8 +1,6 @@
 package microservice
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"maps"
 	"slices"
@@ -370,12 +368,14 @@ func (a *Args) networkPolicy(selector map[string]string) *networkingv1.NetworkPo
 	}
 }
 
+// checksum is the config files' checksum: every name and text in name
+// order, so the pod template (and the pods) change exactly when a file does.
 func checksum(files map[string]string) string {
-	h := sha256.New()
+	var texts []string
 	for _, k := range slices.Sorted(maps.Keys(files)) {
-		fmt.Fprintf(h, "%s\x00%s\x00", k, files[k])
+		texts = append(texts, k, files[k])
 	}
-	return hex.EncodeToString(h.Sum(nil))[:16]
+	return kube.ConfigChecksum(texts...)
 }
 
 // optionalStrings leaves an unset list out of the manifest instead of

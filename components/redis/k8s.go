@@ -125,7 +125,7 @@ func newInCluster(ctx *pulumi.Context, name string, a Args, secret *corev1.Secre
 			Template: &corev1.PodTemplateSpecArgs{
 				Metadata: &metav1.ObjectMetaArgs{
 					Labels:      pulumi.ToStringMap(l),
-					Annotations: pulumi.StringMap{"scaleplane.dev/config-checksum": pulumi.String(checksum(RenderConf(a.Conf())))},
+					Annotations: pulumi.StringMap{kube.ConfigChecksumAnnotation: pulumi.String(checksum(RenderConf(a.Conf())))},
 				},
 				Spec: &corev1.PodSpecArgs{
 					AutomountServiceAccountToken:  pulumi.Bool(false),

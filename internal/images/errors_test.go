@@ -47,3 +47,15 @@ func TestMissingDebootstrapErrorSaysItOnce(t *testing.T) {
 	}
 	assert.True(t, strings.HasSuffix(msg, "(apt-get install debootstrap)"), "the remedy ends the message: %s", msg)
 }
+
+// TestBuildRefusesAMalformedReference: a reference without a tag (which
+// tagging would cut at its last colon) is refused before anything builds,
+// naming the reference.
+func TestBuildRefusesAMalformedReference(t *testing.T) {
+	for _, ref := range []string{"scaleplane.local/gateway", "Scaleplane.local/UPPER:dev", ""} {
+		_, err := Build(context.Background(), BuildOptions{Root: t.TempDir(), ServicesOnly: true,
+			Services: []GoService{{Name: "gateway", Pkg: "./apps/gateway", Ref: ref}}})
+		require.Error(t, err, "reference %q is refused", ref)
+		assert.Contains(t, err.Error(), `image reference "`+ref+`"`, "the error names the reference")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/scaleplane/scaleplane/internal/progress"
@@ -122,6 +123,13 @@ func (o BuildOptions) Refs() []string {
 func Build(ctx context.Context, o BuildOptions) ([]Service, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
+	}
+	// The references come from the caller: a malformed one is refused
+	// before minutes of building, not found when the image is tagged.
+	for _, ref := range o.Refs() {
+		if _, err := name.NewTag(ref, name.StrictValidation); err != nil {
+			return nil, fmt.Errorf("image reference %q: want registry/repository:tag: %w", ref, err)
+		}
 	}
 	work, err := os.MkdirTemp("", "scaleplane-images-")
 	if err != nil {

@@ -30,13 +30,17 @@ func programWithoutAwait(ctx *pulumi.Context) error {
 	return stacks.Program(ctx)
 }
 
+// helmTypePrefix starts the type tokens of the provider's Helm resources:
+// a Release is not a Kubernetes object and has no metadata to annotate.
+const helmTypePrefix = "kubernetes:helm.sh/"
+
 // skipAwait adds the skipAwait annotation to the metadata of any Kubernetes
-// object; components, other providers' resources and objects whose
+// object; Helm releases, components, other providers' resources and objects whose
 // metadata or annotations are not yet known are left alone (the provider
 // then waits, as it would without us). The properties are copied, never
 // changed in place.
 func skipAwait(_ context.Context, args *pulumi.ResourceTransformArgs) *pulumi.ResourceTransformResult {
-	if !args.Custom || !strings.HasPrefix(args.Type, "kubernetes:") {
+	if !args.Custom || !strings.HasPrefix(args.Type, "kubernetes:") || strings.HasPrefix(args.Type, helmTypePrefix) {
 		return nil
 	}
 	meta := pulumi.Map{}

@@ -86,7 +86,8 @@ func TestSkipAwaitAnnotatesKubernetesObjects(t *testing.T) {
 		args pulumi.ResourceTransformArgs
 	}{
 		{"another provider's resource", pulumi.ResourceTransformArgs{Custom: true, Type: "random:index/randomPassword:RandomPassword", Props: pulumi.Map{}}},
-		{"a component", pulumi.ResourceTransformArgs{Custom: false, Type: "kubernetes:helm.sh/v3:Chart", Props: pulumi.Map{}}},
+		{"a component", pulumi.ResourceTransformArgs{Custom: false, Type: "kubernetes:helm.sh/v4:Chart", Props: pulumi.Map{}}},
+		{"a Helm release (not an object: no metadata)", pulumi.ResourceTransformArgs{Custom: true, Type: "kubernetes:helm.sh/v3:Release", Props: pulumi.Map{"chart": pulumi.String("x")}}},
 		{"metadata not yet known", pulumi.ResourceTransformArgs{Custom: true, Type: "kubernetes:core/v1:Service", Props: pulumi.Map{"metadata": pulumi.Map{}.ToMapOutput()}}},
 		{"annotations not yet known", pulumi.ResourceTransformArgs{Custom: true, Type: "kubernetes:core/v1:Service", Props: pulumi.Map{"metadata": pulumi.Map{"annotations": pulumi.StringMap{}.ToStringMapOutput()}}}},
 	} {

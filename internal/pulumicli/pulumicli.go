@@ -69,6 +69,9 @@ type Options struct {
 	// PolicyPacks are compiled policy pack directories or binaries passed
 	// to the engine (preview and up).
 	PolicyPacks []string
+	// PolicyPackConfigs are JSON files of per-policy config passed with the
+	// packs (`--policy-pack-config`): {"<policy id>": {"<threshold>": value}}.
+	PolicyPackConfigs []string
 	// Progress receives the engine's streamed progress; nil discards it.
 	Progress io.Writer
 	// ExpectNoChanges makes up fail if anything would change.
@@ -373,7 +376,7 @@ func Up(ctx context.Context, o Options) (Result, error) {
 	evs, collected := collect(len(o.PolicyPacks))
 	opts := []optup.Option{optup.ProgressStreams(o.Progress), optup.Color("never"), optup.EventStreams(evs), optup.Parallel(o.parallel())}
 	if len(o.PolicyPacks) > 0 {
-		opts = append(opts, optup.PolicyPacks(o.PolicyPacks...))
+		opts = append(opts, optup.PolicyPacks(o.PolicyPacks...), optup.PolicyPackConfigs(o.PolicyPackConfigs...))
 	}
 	if o.ExpectNoChanges {
 		opts = append(opts, optup.ExpectNoChanges())
@@ -417,7 +420,7 @@ func Preview(ctx context.Context, o Options) (Result, error) {
 	evs, collected := collect(len(o.PolicyPacks))
 	opts := []optpreview.Option{optpreview.ProgressStreams(o.Progress), optpreview.Color("never"), optpreview.EventStreams(evs), optpreview.Parallel(o.parallel())}
 	if len(o.PolicyPacks) > 0 {
-		opts = append(opts, optpreview.PolicyPacks(o.PolicyPacks...))
+		opts = append(opts, optpreview.PolicyPacks(o.PolicyPacks...), optpreview.PolicyPackConfigs(o.PolicyPackConfigs...))
 	}
 	if o.ExpectNoChanges {
 		opts = append(opts, optpreview.ExpectNoChanges())

@@ -30,7 +30,7 @@ type JaegerPorts struct {
 func NewJaegerPorts() (JaegerPorts, error) {
 	p, err := freePorts(6)
 	if err != nil {
-		return JaegerPorts{}, err
+		return JaegerPorts{}, fmt.Errorf("realserver: NewJaegerPorts: %w", err)
 	}
 	return JaegerPorts{p[0], p[1], p[2], p[3], p[4], p[5]}, nil
 }
@@ -54,7 +54,7 @@ func StartJaeger(bin, config string, ports JaegerPorts) (j *Jaeger, err error) {
 	}
 	health := fmt.Sprintf("http://%s/", addr(ports.Health))
 	if err := j.proc.waitReady(startTimeout, httpOK(health)); err != nil {
-		return nil, fmt.Errorf("realserver: jaeger: %w\n%s", err, j.proc.logTail())
+		return nil, fmt.Errorf("realserver: jaeger: %w", err) // waitReady's error carries the log's tail
 	}
 	return j, nil
 }

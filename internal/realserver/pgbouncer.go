@@ -54,7 +54,7 @@ func (b *PgBouncer) start(cfg PgBouncerConfig) error {
 	if err != nil {
 		return err
 	}
-	if b.port, err = FreePort(); err != nil {
+	if b.port, err = freePort(); err != nil {
 		return err
 	}
 	if b.dir, err = b.res.dir("pgbouncer", owner, false); err != nil {

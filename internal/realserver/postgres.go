@@ -142,7 +142,7 @@ func (p *Postgres) start(cfg PostgresConfig) error {
 // newNode reserves a port and names the node's directories (created later
 // by initdb or pg_basebackup).
 func (p *Postgres) newNode(name string) (*pgNode, error) {
-	port, err := FreePort()
+	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -45,9 +46,18 @@ func WritePrometheusFiles(dir, config string, files map[string]string) error {
 // the error says how it exited, or wraps ErrNotInstalled when there is no
 // promtool to run.
 func Promtool(dir string, args ...string) (string, error) {
+	out, err := promtool(dir, args...)
+	if errors.Is(err, ErrNotInstalled) {
+		err = fmt.Errorf("realserver: %w", err)
+	}
+	return out, err
+}
+
+// promtool is Promtool for Start, which gives its errors their one prefix.
+func promtool(dir string, args ...string) (string, error) {
 	bin, err := lookBin("promtool", "prometheus")
 	if err != nil {
-		return "", fmt.Errorf("realserver: %w", err)
+		return "", err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), promtoolTimeout)
 	defer cancel()
@@ -94,7 +104,7 @@ func (p *Prometheus) Start(config string, files map[string]string) error {
 	if err := WritePrometheusFiles(p.dir, config, files); err != nil {
 		return err
 	}
-	if out, err := Promtool(p.dir, "check", "config", "prometheus.yml"); err != nil {
+	if out, err := promtool(p.dir, "check", "config", "prometheus.yml"); err != nil {
 		return fmt.Errorf("realserver: promtool check config rejected the config: %w\n%s", err, out)
 	}
 	bin, err := lookBin("prometheus", "prometheus")
@@ -128,11 +138,19 @@ func (p *Prometheus) URL() string { return "http://" + p.Addr() }
 func (p *Prometheus) Dir() string { return p.dir }
 
 // Log returns the tail of Prometheus' log, for failure messages.
-func (p *Prometheus) Log() string { return p.proc.logTail() }
+func (p *Prometheus) Log() string {
+	if p.proc == nil {
+		return ""
+	}
+	return p.proc.logTail()
+}
 
 // Stop shuts Prometheus down (SIGTERM flushes the head block); one that
 // ignores it is killed, and the error says so.
 func (p *Prometheus) Stop() error {
+	if p.proc == nil {
+		return nil // never started
+	}
 	if !p.proc.stop(syscall.SIGTERM) {
 		return fmt.Errorf("realserver: prometheus ignored SIGTERM for %v and was killed", stopTimeout)
 	}

@@ -87,6 +87,16 @@ const fixedPortLow = 20000
 // bind. Another process could still bind it first; with thousands of ports
 // drawn at random the chance is small enough for tests.
 func FreePort() (int, error) {
+	port, err := freePort()
+	if err != nil {
+		return 0, fmt.Errorf("realserver: %w", err)
+	}
+	return port, nil
+}
+
+// freePort is FreePort for this package's start functions, whose errors
+// get their one prefix where they are returned.
+func freePort() (int, error) {
 	portsMu.Lock()
 	defer portsMu.Unlock()
 	high := ephemeralLow()
@@ -98,7 +108,7 @@ func FreePort() (int, error) {
 		l, err := net.Listen("tcp", net.JoinHostPort(Loopback, strconv.Itoa(port)))
 		if err != nil {
 			if port == 0 {
-				return 0, fmt.Errorf("realserver: no free loopback port: %w", err)
+				return 0, fmt.Errorf("no free loopback port: %w", err)
 			}
 			continue // taken: draw again
 		}
@@ -109,15 +119,15 @@ func FreePort() (int, error) {
 			return port, nil
 		}
 	}
-	return 0, fmt.Errorf("realserver: no fresh loopback port after %d tries", maxPortTries)
+	return 0, fmt.Errorf("no fresh loopback port after %d tries", maxPortTries)
 }
 
-// freePorts returns n ports from FreePort.
+// freePorts returns n ports from freePort.
 func freePorts(n int) ([]int, error) {
 	ports := make([]int, n)
 	for i := range ports {
 		var err error
-		if ports[i], err = FreePort(); err != nil {
+		if ports[i], err = freePort(); err != nil {
 			return nil, err
 		}
 	}

@@ -61,6 +61,9 @@ type State struct {
 	// Problems are the pods' current waiting reasons, for the progress
 	// display.
 	Problems []string
+	// Reason is kstatus's message while the rollout is not complete, shown
+	// when no pod says more.
+	Reason string
 }
 
 // Expected reports whether the workload should become available: nothing it
@@ -71,12 +74,15 @@ func (s State) Expected() bool { return len(s.Blockers) == 0 }
 func (s State) Done() bool { return s.Status == status.CurrentStatus }
 
 // why says why the workload is not available: its pods' reasons, or
-// that none is known.
+// kstatus's and that no pod gives one.
 func (s State) why() string {
-	if len(s.Problems) == 0 {
-		return noReason
+	switch {
+	case len(s.Problems) > 0:
+		return strings.Join(s.Problems, "; ")
+	case s.Reason != "":
+		return s.Reason + "; " + noReason
 	}
-	return strings.Join(s.Problems, "; ")
+	return noReason
 }
 
 // Checker inspects and waits for workloads with kubectl: the one binary
@@ -261,17 +267,6 @@ func (r Checker) pods(ctx context.Context, ns string, sel map[string]string) ([]
 	return list.Items, nil
 }
 
-// podProblems summarises the waiting reasons of the workload's pods, and
-// reports what the pods are missing for good (see diagnosePods).
-func (r Checker) podProblems(ctx context.Context, ns string, sel map[string]string) (problems, missing []string, err error) {
-	pods, err := r.pods(ctx, ns, sel)
-	if err != nil {
-		return nil, nil, err
-	}
-	problems, missing = diagnosePods(pods, r.env(ctx, newLook(), ns))
-	return problems, missing, nil
-}
-
 // Wait polls until every expected workload is available or timeout passes,
 // printing a line whenever a workload's state changes. Workloads with
 // blockers are reported, not waited for. It returns the last states; the
@@ -300,6 +295,8 @@ func (r Checker) Wait(ctx context.Context, ws []Workload, timeout time.Duration,
 				pending++
 				if len(s.Problems) > 0 {
 					line += "; " + strings.Join(s.Problems, "; ")
+				} else if s.Reason != "" {
+					line += "; " + s.Reason
 				}
 			}
 			if last[s.String()] != line {

@@ -396,22 +396,26 @@ func deploymentJSON(generation, observed, statusReplicas, updated, ready, availa
 // TestDoneIsKstatusVerdict: a workload is rolled out when kstatus says
 // Current, which asks more than the replica counts: the controller has seen
 // the latest spec, no old pod is left, and a Deployment's new ReplicaSet is
-// available.
+// available; kstatus's message says which (the replica counts aside). A
+// Deployment scaled to zero is rolled out (the hand-made check waited for
+// it until the timeout).
 func TestDoneIsKstatusVerdict(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		json string
-		done bool
+		name   string
+		json   string
+		done   bool
+		reason string
 	}{
-		{"rolled out", deploymentJSON(2, 2, 2, 2, 2, 2, "NewReplicaSetAvailable"), true},
-		{"latest spec not yet observed", deploymentJSON(3, 2, 2, 2, 2, 2, "NewReplicaSetAvailable"), false},
-		{"an old pod still terminating", deploymentJSON(2, 2, 3, 2, 2, 2, "NewReplicaSetAvailable"), false},
-		{"new ReplicaSet still progressing", deploymentJSON(2, 2, 2, 2, 2, 2, "ReplicaSetUpdated"), false},
-		{"one replica not ready", deploymentJSON(2, 2, 2, 2, 1, 1, "NewReplicaSetAvailable"), false},
+		{"rolled out", deploymentJSON(2, 2, 2, 2, 2, 2, "NewReplicaSetAvailable"), true, ""},
+		{"latest spec not yet observed", deploymentJSON(3, 2, 2, 2, 2, 2, "NewReplicaSetAvailable"), false, "Deployment generation is 3, but latest observed generation is 2"},
+		{"an old pod still terminating", deploymentJSON(2, 2, 3, 2, 2, 2, "NewReplicaSetAvailable"), false, "Pending termination: 1"},
+		{"new ReplicaSet still progressing", deploymentJSON(2, 2, 2, 2, 2, 2, "ReplicaSetUpdated"), false, "ReplicaSet not Available"},
+		{"one replica not ready", deploymentJSON(2, 2, 2, 2, 1, 1, "NewReplicaSetAvailable"), false, ""},
+		{"scaled to zero: nothing to wait for", strings.Replace(deploymentJSON(2, 2, 0, 0, 0, 0, "NewReplicaSetAvailable"), `"spec":{"replicas":2,`, `"spec":{"replicas":0,`, 1), true, ""},
 		{"StatefulSet with every replica ready on the update revision", `{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"redis","namespace":"sp","generation":1},
-			"spec":{"replicas":1},"status":{"observedGeneration":1,"replicas":1,"readyReplicas":1,"currentReplicas":1,"updatedReplicas":1,"currentRevision":"redis-1","updateRevision":"redis-1"}}`, true},
+			"spec":{"replicas":1},"status":{"observedGeneration":1,"replicas":1,"readyReplicas":1,"currentReplicas":1,"updatedReplicas":1,"currentRevision":"redis-1","updateRevision":"redis-1"}}`, true, ""},
 		{"StatefulSet mid-update", `{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"redis","namespace":"sp","generation":2},
-			"spec":{"replicas":1},"status":{"observedGeneration":2,"replicas":1,"readyReplicas":1,"currentReplicas":1,"updatedReplicas":1,"currentRevision":"redis-1","updateRevision":"redis-2"}}`, false},
+			"spec":{"replicas":1},"status":{"observedGeneration":2,"replicas":1,"readyReplicas":1,"currentReplicas":1,"updatedReplicas":1,"currentRevision":"redis-1","updateRevision":"redis-2"}}`, false, "Waiting for updated revision to match current"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var u unstructured.Unstructured
@@ -420,6 +424,7 @@ func TestDoneIsKstatusVerdict(t *testing.T) {
 			require.NoError(t, err, "kstatus computes a status")
 			st := obj.state()
 			assert.Equal(t, tc.done, st.Done(), "rolled out? kstatus says %s: %s", st.Status, obj.result.Message)
+			assert.Equal(t, tc.reason, st.Reason, "the reason shown while no pod gives one (none that restates the counts)")
 		})
 	}
 	obj := mustParseWorkload(t, Workload{"Deployment", "sp", "gateway"}, deploymentJSON(3, 2, 2, 2, 2, 2, "NewReplicaSetAvailable"))
@@ -445,4 +450,15 @@ func TestWaitOnAStalledDeploymentSaysTheControllerGaveUp(t *testing.T) {
 		err.Error(), "the failed wait names the pods' reason, then kstatus's")
 	require.Len(t, states, 1, "the state of the one workload")
 	assert.Equal(t, status.FailedStatus, states[0].Status, "kstatus's verdict on a Deployment past its deadline")
+}
+
+// podProblems is what Inspect does for one workload's pods: their waiting
+// reasons, and what they are missing for good (see diagnosePods).
+func (r Checker) podProblems(ctx context.Context, ns string, sel map[string]string) (problems, missing []string, err error) {
+	pods, err := r.pods(ctx, ns, sel)
+	if err != nil {
+		return nil, nil, err
+	}
+	problems, missing = diagnosePods(pods, r.env(ctx, newLook(), ns))
+	return problems, missing, nil
 }

@@ -96,7 +96,22 @@ func (o workloadObj) state() State {
 		Available: o.available,
 		Updated:   o.updated,
 		Status:    o.result.Status,
+		Reason:    o.reason(),
 	}
+}
+
+// reason is kstatus's account of a rollout it does not judge complete
+// ("Pending termination: 1", "current: 1/2"): where kstatus is stricter
+// than the replica counts, it is the only clue to the wait. A message that
+// only restates the counts the progress line shows is left out.
+func (o workloadObj) reason() string {
+	msg := o.result.Message
+	if o.result.Status == status.CurrentStatus ||
+		msg == fmt.Sprintf("Available: %d/%d", o.available, o.desired) ||
+		msg == fmt.Sprintf("Ready: %d/%d", o.available, o.desired) {
+		return ""
+	}
+	return msg
 }
 
 // required lists the Secrets the pod spec cannot start without (optional

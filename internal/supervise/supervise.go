@@ -140,9 +140,15 @@ func (p *Process) Wait() error {
 // Stop sends sig (the program's own graceful-shutdown signal), waits up
 // to grace for the process to exit, then Kills it. It reports whether the
 // process exited within grace. Stopping a process that has exited does
-// nothing: its id may belong to another process by now.
+// nothing to it, but with SignalGroup its group is still killed: workers
+// a dead leader left behind keep the group's id theirs, so the signal
+// reaches them and no one else.
 func (p *Process) Stop(sig syscall.Signal, grace time.Duration) bool {
 	if !p.Running() {
+		if p.spec.SignalGroup {
+			// A leader that died may have left its workers behind.
+			p.Kill()
+		}
 		return true
 	}
 	target := p.Pid()

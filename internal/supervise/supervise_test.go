@@ -147,6 +147,25 @@ func TestSignalGroupReachesWorkers(t *testing.T) {
 	}
 }
 
+// TestStopEndsWorkersADeadLeaderLeft: a leader that exits leaves its
+// worker running in its group; stopping it with SignalGroup ends the worker.
+func TestStopEndsWorkersADeadLeaderLeft(t *testing.T) {
+	t.Parallel()
+	child := filepath.Join(t.TempDir(), "child.pid")
+	p := start(t, Spec{SignalGroup: true}, `sleep 30 & echo $! > `+child)
+	worker := readPID(t, child)
+	if err := p.Wait(); err != nil {
+		t.Fatalf("the leader exits at once: %v", err)
+	}
+	if !Alive(worker) {
+		t.Fatalf("the worker %d outlives its leader before Stop", worker)
+	}
+	if !p.Stop(syscall.SIGTERM, time.Second) {
+		t.Fatalf("Stop of an exited leader reports graceful")
+	}
+	waitFor(t, "the orphaned worker to die with its group", func() bool { return !Alive(worker) })
+}
+
 func TestLogAppendsRunsWithBanners(t *testing.T) {
 	t.Parallel()
 	log := filepath.Join(t.TempDir(), "echo.log")

@@ -112,7 +112,9 @@ func (b goModuleBuild) build(ctx context.Context, out string) error {
 
 // env is the go command's environment for the wrapper module: no
 // workspace, not the caller's GOFLAGS, go.sum lines added as needed
-// (-mod=mod), cgo only when asked.
+// (-mod=mod: the wrapper is generated here, in a temporary directory, and
+// its go.sum starts empty; scaleplane's own go.mod is never in play), cgo
+// only when asked.
 func (b goModuleBuild) env() []string {
 	cgo := "0"
 	if b.cgo {

@@ -86,8 +86,9 @@ func buildReleaseSource(ctx context.Context, module, version, pkg, out, ldflags 
 		return err
 	}
 	defer func() { _ = os.RemoveAll(work) }()
-	// A private GOFLAGS: the caller's -mod=mod must not let the build rewrite
-	// the release's go.mod; the release's go.sum is complete.
+	// A private GOFLAGS: the caller's, whatever they are (a user's
+	// -mod=mod), must not let the build rewrite the release's go.mod; the
+	// release's go.sum is complete.
 	env := append(append(os.Environ(), "GOFLAGS=-buildvcs=false -mod=readonly", "GOTOOLCHAIN=local", "CGO_ENABLED=0"), extra...)
 
 	var dl bytes.Buffer

@@ -86,8 +86,8 @@ func OtelcolDir() (dir string, cached bool, err error) {
 // proxy into a temporary directory, generates the distribution's sources
 // from the manifest (resolving every module's go.mod and go.sum, the
 // network part), and the sources are compiled like the other tools: nice,
-// CGO off, -trimpath, stripped, with a private GOFLAGS so the caller's
-// -mod=mod changes nothing.
+// CGO off, -trimpath, stripped, with a private GOFLAGS so the caller's,
+// whatever they are, change nothing.
 func Otelcol(ctx context.Context) (OtelcolBinary, error) {
 	dir, err := Ensure(ctx, otelcolTool, OtelcolVersion, func(dir string) error {
 		return buildOtelcol(ctx, filepath.Join(dir, "otelcol"))

@@ -64,13 +64,17 @@ type pkg struct {
 	ImportPath string
 	Imports    []string
 	Deps       []string
+	// Error and DepsErrors are set when the package or a dependency does
+	// not load; its Deps are then incomplete and the rules cannot judge it.
+	Error      *struct{ Err string }
+	DepsErrors []*struct{ Err string }
 }
 
 // listPackages runs `go list -deps`-style listing of the whole module (test
 // files excluded: a test may import anything), with an optional overlay.
 func listPackages(t *testing.T, overlay string) map[string]pkg {
 	t.Helper()
-	args := []string{"list", "-e", "-json=ImportPath,Imports,Deps"}
+	args := []string{"list", "-e", "-json=ImportPath,Imports,Deps,Error,DepsErrors"}
 	if overlay != "" {
 		args = append(args, "-overlay", overlay)
 	}
@@ -88,6 +92,12 @@ func listPackages(t *testing.T, overlay string) map[string]pkg {
 		var p pkg
 		if err := dec.Decode(&p); err != nil {
 			t.Fatalf("decoding go list output: %v", err)
+		}
+		if p.Error != nil {
+			t.Fatalf("%s does not load, so its imports cannot be judged: %s", p.ImportPath, p.Error.Err)
+		}
+		for _, e := range p.DepsErrors {
+			t.Fatalf("a dependency of %s does not load, so its imports cannot be judged: %s", p.ImportPath, e.Err)
 		}
 		pkgs[p.ImportPath] = p
 	}

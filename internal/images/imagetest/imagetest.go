@@ -64,6 +64,8 @@ func Start(t testing.TB, root, user string, args ...string) *Proc {
 	p := &Proc{name: args[0], out: &lockedBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command("chroot", append([]string{"--userspec=" + user, root}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	// A test binary that crashes takes the server down with it.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	require.NoError(t, p.cmd.Start(), "starting %s", p.name)
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
