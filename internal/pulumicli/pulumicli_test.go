@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,33 +14,14 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/events"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
-	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/tokens"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/workspace"
-	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/scaleplane/scaleplane/internal/rollout"
 	"github.com/scaleplane/scaleplane/stacks"
 )
-
-// recorder is a Pulumi mock that keeps the inputs of every resource.
-type recorder struct {
-	mu     sync.Mutex
-	inputs map[string]resource.PropertyMap
-}
-
-func (r *recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.inputs[args.Name] = args.Inputs
-	return args.Name + "-id", args.Inputs, nil
-}
-
-func (r *recorder) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
-	return args.Args, nil
-}
 
 func TestResourcesFollowTheSteps(t *testing.T) {
 	step := func(op apitype.OpType, urn, typ, name string) apitype.StepEventMetadata {

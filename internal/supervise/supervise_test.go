@@ -55,7 +55,11 @@ func readPID(t *testing.T, path string) int {
 	t.Helper()
 	var pid int
 	waitFor(t, "pid in "+path, func() bool {
-		b, err := os.ReadFile(path)
+		b, readErr := os.ReadFile(path)
+		if readErr != nil {
+			return false // not written yet
+		}
+		var err error
 		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
 		return err == nil && pid > 0
 	})
