@@ -10,6 +10,8 @@ import (
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
 	rbacv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/rbac/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/scaleplane/scaleplane/components/internal/children"
 )
 
 // AutoscalerTypeToken is the Pulumi type of the Cluster Autoscaler component.
@@ -67,11 +69,10 @@ func NewAutoscaler(ctx *pulumi.Context, name string, args *AutoscalerArgs, opts 
 	if err := ctx.RegisterComponentResource(AutoscalerTypeToken, name, a, opts...); err != nil {
 		return nil, fmt.Errorf("autoscaler %s: register: %w", name, err)
 	}
-	ro, err := pulumi.NewResourceOptions(opts...)
+	child, err := children.Options(a, opts)
 	if err != nil {
 		return nil, fmt.Errorf("autoscaler %s: options: %w", name, err)
 	}
-	child := pulumi.Composite(pulumi.Parent(a), pulumi.DependsOn(ro.DependsOn))
 	fail := func(what string, err error) (*Autoscaler, error) {
 		return nil, fmt.Errorf("autoscaler %s: %s: %w", name, what, err)
 	}

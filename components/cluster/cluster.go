@@ -26,6 +26,8 @@ import (
 	metav1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/meta/v1"
 	storagev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/storage/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/scaleplane/scaleplane/components/internal/children"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -204,11 +206,10 @@ func NewCluster(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.Res
 	if err := ctx.RegisterComponentResource(TypeToken, name, c, opts...); err != nil {
 		return nil, fmt.Errorf("cluster %s: register: %w", name, err)
 	}
-	ro, err := pulumi.NewResourceOptions(opts...)
+	child, err := children.Options(c, opts)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: options: %w", name, err)
 	}
-	child := pulumi.Composite(pulumi.Parent(c), pulumi.DependsOn(ro.DependsOn))
 	tags := pulumi.ToStringMap(args.Tags)
 	fail := func(what string, err error) (*Cluster, error) {
 		return nil, fmt.Errorf("cluster %s: %s: %w", name, what, err)

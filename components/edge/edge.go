@@ -5,7 +5,7 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/scaleplane/scaleplane/components/internal/kube"
+	"github.com/scaleplane/scaleplane/components/internal/children"
 	"github.com/scaleplane/scaleplane/components/microservice"
 )
 
@@ -116,7 +116,7 @@ func NewEdge(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.Resour
 	if err := ctx.RegisterComponentResource(TypeToken, name, e, opts...); err != nil {
 		return nil, fmt.Errorf("edge %s: register: %w", name, err)
 	}
-	child, err := kube.ChildOptions(e, opts)
+	child, err := children.Options(e, opts)
 	if err != nil {
 		return nil, fmt.Errorf("edge %s: options: %w", name, err)
 	}

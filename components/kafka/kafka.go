@@ -14,6 +14,7 @@ import (
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/scaleplane/scaleplane/components/internal/children"
 	"github.com/scaleplane/scaleplane/components/internal/kube"
 	"github.com/scaleplane/scaleplane/components/kafka/topics"
 )
@@ -69,7 +70,7 @@ func NewKafka(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.Resou
 	if err := ctx.RegisterComponentResource(TypeToken, name, k, opts...); err != nil {
 		return nil, fmt.Errorf("kafka %s: register: %w", name, err)
 	}
-	parent, err := kube.ChildOptions(k, opts)
+	parent, err := children.Options(k, opts)
 	if err != nil {
 		return nil, fmt.Errorf("kafka %s: options: %w", name, err)
 	}

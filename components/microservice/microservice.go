@@ -14,6 +14,7 @@ import (
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/scaleplane/scaleplane/components/internal/children"
 	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
@@ -48,7 +49,7 @@ func NewMicroservice(ctx *pulumi.Context, name string, args *Args, opts ...pulum
 	if err := ctx.RegisterComponentResource(TypeToken, name, m, opts...); err != nil {
 		return nil, fmt.Errorf("microservice %s: register: %w", name, err)
 	}
-	parent, err := kube.ChildOptions(m, opts)
+	parent, err := children.Options(m, opts)
 	if err != nil {
 		return nil, fmt.Errorf("microservice %s: options: %w", name, err)
 	}

@@ -11,6 +11,7 @@ import (
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/scaleplane/scaleplane/components/internal/children"
 	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
@@ -47,7 +48,7 @@ func NewNamespace(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.R
 	if err := ctx.RegisterComponentResource(TypeToken, name, n, opts...); err != nil {
 		return nil, fmt.Errorf("namespace %s: register: %w", name, err)
 	}
-	child, err := kube.ChildOptions(n, opts)
+	child, err := children.Options(n, opts)
 	if err != nil {
 		return nil, fmt.Errorf("namespace %s: options: %w", name, err)
 	}

@@ -19,6 +19,8 @@ import (
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/scaleplane/scaleplane/components/internal/children"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -145,11 +147,10 @@ func NewNetwork(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.Res
 	if err := ctx.RegisterComponentResource(TypeToken, name, n, opts...); err != nil {
 		return nil, fmt.Errorf("network %s: register: %w", name, err)
 	}
-	ro, err := pulumi.NewResourceOptions(opts...)
+	child, err := children.Options(n, opts)
 	if err != nil {
 		return nil, fmt.Errorf("network %s: options: %w", name, err)
 	}
-	child := pulumi.Composite(pulumi.Parent(n), pulumi.DependsOn(ro.DependsOn))
 	tags := func(extra map[string]string) pulumi.StringMap {
 		t := maps.Clone(args.Tags)
 		if t == nil {

@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
 
-	"github.com/scaleplane/scaleplane/components/internal/kube"
+	"github.com/scaleplane/scaleplane/components/internal/children"
 	"github.com/scaleplane/scaleplane/components/microservice"
 )
 
@@ -256,7 +256,7 @@ func NewCollector(ctx *pulumi.Context, name string, args *CollectorArgs, opts ..
 	if err := ctx.RegisterComponentResource(CollectorTypeToken, name, c, opts...); err != nil {
 		return nil, fmt.Errorf("collector %s: register: %w", name, err)
 	}
-	child, err := kube.ChildOptions(c, opts)
+	child, err := children.Options(c, opts)
 	if err != nil {
 		return nil, fmt.Errorf("collector %s: options: %w", name, err)
 	}

@@ -15,6 +15,7 @@ import (
 	networkingv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/networking/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/scaleplane/scaleplane/components/internal/children"
 	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
@@ -246,7 +247,7 @@ func NewJaeger(ctx *pulumi.Context, name string, args *JaegerArgs, opts ...pulum
 	if err := ctx.RegisterComponentResource(JaegerTypeToken, name, j, opts...); err != nil {
 		return nil, fmt.Errorf("jaeger %s: register: %w", name, err)
 	}
-	child, err := kube.ChildOptions(j, opts)
+	child, err := children.Options(j, opts)
 	if err != nil {
 		return nil, fmt.Errorf("jaeger %s: options: %w", name, err)
 	}

@@ -11,6 +11,7 @@ import (
 	rbacv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/rbac/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/scaleplane/scaleplane/components/internal/children"
 	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
@@ -71,7 +72,7 @@ func NewKubeStateMetrics(ctx *pulumi.Context, name string, args *KubeStateMetric
 	if err := ctx.RegisterComponentResource(KubeStateMetricsTypeToken, name, k, opts...); err != nil {
 		return nil, fmt.Errorf("kube-state-metrics %s: register: %w", name, err)
 	}
-	child, err := kube.ChildOptions(k, opts)
+	child, err := children.Options(k, opts)
 	if err != nil {
 		return nil, fmt.Errorf("kube-state-metrics %s: options: %w", name, err)
 	}

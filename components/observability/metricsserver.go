@@ -11,6 +11,7 @@ import (
 	rbacv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/rbac/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/scaleplane/scaleplane/components/internal/children"
 	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
@@ -73,7 +74,7 @@ func NewMetricsServer(ctx *pulumi.Context, name string, args *MetricsServerArgs,
 	if err := ctx.RegisterComponentResource(MetricsServerTypeToken, name, ms, opts...); err != nil {
 		return nil, fmt.Errorf("metrics-server %s: register: %w", name, err)
 	}
-	child, err := kube.ChildOptions(ms, opts)
+	child, err := children.Options(ms, opts)
 	if err != nil {
 		return nil, fmt.Errorf("metrics-server %s: options: %w", name, err)
 	}

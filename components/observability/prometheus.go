@@ -15,6 +15,7 @@ import (
 	rbacv1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/rbac/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/scaleplane/scaleplane/components/internal/children"
 	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
@@ -205,7 +206,7 @@ func NewPrometheus(ctx *pulumi.Context, name string, args *PrometheusArgs, opts 
 	if err := ctx.RegisterComponentResource(PrometheusTypeToken, name, p, opts...); err != nil {
 		return nil, fmt.Errorf("prometheus %s: register: %w", name, err)
 	}
-	child, err := kube.ChildOptions(p, opts)
+	child, err := children.Options(p, opts)
 	if err != nil {
 		return nil, fmt.Errorf("prometheus %s: options: %w", name, err)
 	}

@@ -7,6 +7,7 @@ import (
 	corev1 "github.com/pulumi/pulumi-kubernetes/sdk/v4/go/kubernetes/core/v1"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/scaleplane/scaleplane/components/internal/children"
 	"github.com/scaleplane/scaleplane/components/internal/kube"
 )
 
@@ -59,7 +60,7 @@ func NewPostgres(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.Re
 	if err := ctx.RegisterComponentResource(TypeToken, name, p, opts...); err != nil {
 		return nil, fmt.Errorf("postgres %s: register: %w", name, err)
 	}
-	parent, err := kube.ChildOptions(p, opts)
+	parent, err := children.Options(p, opts)
 	if err != nil {
 		return nil, fmt.Errorf("postgres %s: options: %w", name, err)
 	}

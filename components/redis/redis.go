@@ -5,7 +5,7 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/scaleplane/scaleplane/components/internal/kube"
+	"github.com/scaleplane/scaleplane/components/internal/children"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -50,7 +50,7 @@ func NewRedis(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.Resou
 	if err := ctx.RegisterComponentResource(TypeToken, name, r, opts...); err != nil {
 		return nil, fmt.Errorf("redis %s: register: %w", name, err)
 	}
-	parent, err := kube.ChildOptions(r, opts)
+	parent, err := children.Options(r, opts)
 	if err != nil {
 		return nil, fmt.Errorf("redis %s: options: %w", name, err)
 	}

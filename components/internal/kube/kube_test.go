@@ -10,6 +10,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/scaleplane/scaleplane/components/internal/children"
 	k8sresource "k8s.io/apimachinery/pkg/api/resource"
 )
 
@@ -222,7 +224,7 @@ func TestBudgetAutoscalerAndChildOptions(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		child, err := ChildOptions(comp, []pulumi.ResourceOption{pulumi.DependsOn([]pulumi.Resource{dep})})
+		child, err := children.Options(comp, []pulumi.ResourceOption{pulumi.DependsOn([]pulumi.Resource{dep})})
 		if err != nil {
 			return err
 		}
