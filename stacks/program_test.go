@@ -13,6 +13,8 @@ import (
 	"github.com/scaleplane/scaleplane/components/microservice"
 	"github.com/scaleplane/scaleplane/internal/render"
 	"github.com/scaleplane/scaleplane/stacks"
+
+	"github.com/scaleplane/scaleplane/internal/plainvalue"
 )
 
 var shipped = []string{"local", "dev", "staging", "prod"}
@@ -24,26 +26,8 @@ func renderStack(t *testing.T, name string) (*render.Graph, *stacks.Env) {
 	return g, env
 }
 
-// get walks map keys and array indexes through the rendered inputs.
-func get(v any, path ...any) any {
-	for _, p := range path {
-		switch k := p.(type) {
-		case string:
-			m, ok := v.(map[string]any)
-			if !ok {
-				return nil
-			}
-			v = m[k]
-		case int:
-			a, ok := v.([]any)
-			if !ok || k >= len(a) {
-				return nil
-			}
-			v = a[k]
-		}
-	}
-	return v
-}
+// get is plainvalue.Get, the walk the policy rules read resources with.
+var get = plainvalue.Get
 
 func str(v any) string { s, _ := v.(string); return s }
 

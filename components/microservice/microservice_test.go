@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	k8sresource "k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/scaleplane/scaleplane/internal/plainvalue"
 )
 
 // mocks records the inputs of every resource by type token.
@@ -84,26 +86,8 @@ func deploy(t *testing.T, args *Args) *mocks {
 	return m
 }
 
-// get walks a path of map keys and array indexes through plain values.
-func get(v any, path ...any) any {
-	for _, p := range path {
-		switch k := p.(type) {
-		case string:
-			m, ok := v.(map[string]any)
-			if !ok {
-				return nil
-			}
-			v = m[k]
-		case int:
-			a, ok := v.([]any)
-			if !ok || k >= len(a) {
-				return nil
-			}
-			v = a[k]
-		}
-	}
-	return v
-}
+// get is plainvalue.Get, the walk the policy rules read resources with.
+var get = plainvalue.Get
 
 func envOf(container any) map[string]any {
 	out := map[string]any{}

@@ -55,6 +55,8 @@ var rules = []rule{
 		Why: "make up's and make test's first step is a small program"},
 	{From: "internal/progress", Forbid: []string{"std:testing"},
 		Why: "long work's progress is shown by every command"},
+	{From: "internal/plainvalue", Forbid: []string{"apps/", "components/", "stacks", "policies/"},
+		Why: "a reader of plain values serves the rules and the tests alike"},
 	{From: "topology", Forbid: []string{"apps/", "components/", "stacks"},
 		Why: "the topology's names are a contract both sides import; it imports neither"},
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/scaleplane/scaleplane/components/internal/children"
 	k8sresource "k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/scaleplane/scaleplane/internal/plainvalue"
 )
 
 // mocks records every declared resource's inputs by its Pulumi name.
@@ -42,26 +44,8 @@ func run(t *testing.T, f func(ctx *pulumi.Context) error) *mocks {
 	return m
 }
 
-// get walks a path of map keys and array indexes through plain values.
-func get(v any, path ...any) any {
-	for _, p := range path {
-		switch k := p.(type) {
-		case string:
-			m, ok := v.(map[string]any)
-			if !ok {
-				return nil
-			}
-			v = m[k]
-		case int:
-			a, ok := v.([]any)
-			if !ok || k >= len(a) {
-				return nil
-			}
-			v = a[k]
-		}
-	}
-	return v
-}
+// get is plainvalue.Get, the walk the policy rules read resources with.
+var get = plainvalue.Get
 
 func q(s string) k8sresource.Quantity { return k8sresource.MustParse(s) }
 

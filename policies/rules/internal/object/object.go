@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/scaleplane/scaleplane/internal/plainvalue"
 )
 
 // Resource is one declared resource as a rule sees it: the Pulumi type
@@ -53,25 +55,7 @@ func Kind(r Resource) string {
 }
 
 // Get walks nested maps and lists (an int key indexes a list).
-func Get(v any, path ...any) any {
-	for _, p := range path {
-		switch k := p.(type) {
-		case string:
-			m, ok := v.(map[string]any)
-			if !ok {
-				return nil
-			}
-			v = m[k]
-		case int:
-			l, ok := v.([]any)
-			if !ok || k >= len(l) {
-				return nil
-			}
-			v = l[k]
-		}
-	}
-	return v
-}
+func Get(v any, path ...any) any { return plainvalue.Get(v, path...) }
 
 // MapOf is v as a map, nil when it is not one.
 func MapOf(v any) map[string]any {
