@@ -1,6 +1,6 @@
 // Command topics is the image of the Kafka topics Job: it reads the
 // declared topics from TOPICS_FILE and makes the cluster at KAFKA_BROKERS
-// match them (components/kafka/topics.Ensure), retrying until the brokers
+// match them (components/kafka/topicadmin.Ensure), retrying until the brokers
 // answer or TOPICS_TIMEOUT passes. KAFKA_TLS=true speaks TLS (MSK; KAFKA_TLS_CA_FILE for a private CA).
 package main
 
@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scaleplane/scaleplane/apps/kit"
+	"github.com/scaleplane/scaleplane/components/kafka/topicadmin"
 	"github.com/scaleplane/scaleplane/components/kafka/topics"
 )
 
@@ -57,7 +58,7 @@ func run() error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	for {
-		changes, err := topics.Ensure(ctx, adm, declared)
+		changes, err := topicadmin.Ensure(ctx, adm, declared)
 		if err == nil {
 			for _, c := range changes {
 				fmt.Printf("topics: %s: %s (%s)\n", c.Topic, c.Action, c.Detail)

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/scaleplane/scaleplane/components/kafka/topicadmin"
 	"github.com/scaleplane/scaleplane/components/kafka/topics"
 	"github.com/scaleplane/scaleplane/internal/realserver"
 	"github.com/scaleplane/scaleplane/stacks"
@@ -135,7 +136,7 @@ func stackTopics(root, stack string, nodes int) ([]topics.Topic, error) {
 }
 
 // createTopics creates the declared topics as the platform's topics Job
-// does (topics.Ensure: partitions, replication, retention, and waiting
+// does (topicadmin.Ensure: partitions, replication, retention, and waiting
 // until the brokers serve each topic's metadata). The client caches a
 // topic's metadata for MetadataMinAge (5 s by default), so Ensure's "does
 // it exist yet?" would see a topic created a moment ago only that late.
@@ -147,7 +148,7 @@ func createTopics(ctx context.Context, brokers []string, declared []topics.Topic
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	changes, err := topics.Ensure(ctx, kadm.NewClient(cl), declared)
+	changes, err := topicadmin.Ensure(ctx, kadm.NewClient(cl), declared)
 	for _, c := range changes {
 		fmt.Fprintf(log, "topic %s: %s (%s)\n", c.Topic, c.Action, c.Detail)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/scaleplane/scaleplane/components/kafka/topicadmin"
 	"github.com/scaleplane/scaleplane/components/kafka/topics"
 	"github.com/scaleplane/scaleplane/internal/realserver"
 	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
@@ -86,21 +87,21 @@ func TestRealKafkaKeepsAcknowledgedWritesThroughABrokerCrash(t *testing.T) {
 	adm := kadm.NewClient(newClient(t, k.Brokers()))
 
 	// The topics Job's logic: create once, then nothing, then more partitions.
-	changes, err := topics.Ensure(ctx, adm, a.Topics)
+	changes, err := topicadmin.Ensure(ctx, adm, a.Topics)
 	require.NoError(t, err, "first run of the topics logic")
 	for _, c := range changes {
 		assert.Equal(t, "created", c.Action, "first run creates %s", c.Topic)
 	}
-	changes, err = topics.Ensure(ctx, adm, a.Topics)
+	changes, err = topicadmin.Ensure(ctx, adm, a.Topics)
 	require.NoError(t, err, "second run of the topics logic")
 	for _, c := range changes {
 		assert.Equal(t, "unchanged", c.Action, "second run leaves %s alone (%s)", c.Topic, c.Detail)
 	}
 	grown := append([]topics.Topic(nil), a.Topics...)
 	grown[0].Partitions += 2
-	changes, err = topics.Ensure(ctx, adm, grown)
+	changes, err = topicadmin.Ensure(ctx, adm, grown)
 	require.NoError(t, err, "partition increase")
-	assert.Equal(t, topics.Change{Topic: "registrations", Action: "partitions", Detail: "6 -> 8"}, changes[0], "the increase is applied")
+	assert.Equal(t, topicadmin.Change{Topic: "registrations", Action: "partitions", Detail: "6 -> 8"}, changes[0], "the increase is applied")
 	// Brokers learn new partitions from the controller asynchronously: poll
 	// the metadata until it shows them, within a bound.
 	var partitions int
