@@ -98,8 +98,19 @@ func Start(spec Spec) (*Process, error) {
 	}
 	p := &Process{spec: spec, cmd: cmd, done: make(chan struct{})}
 	// Reap it as soon as it exits, so that an exit is seen as one (not as
-	// a zombie that still answers signals) and Done can report it.
-	go func() { p.err = cmd.Wait(); close(p.done) }()
+	// a zombie that still answers signals) and Done can report it. An
+	// attached process's group goes with its leader: whatever the leader
+	// left behind (a Node.js cluster's workers) is killed right away, while
+	// those processes still hold the group's id, so it names no other group.
+	// Signalling the group later, once it may be empty, could reach a
+	// stranger that was given the same number.
+	go func() {
+		p.err = cmd.Wait()
+		if !spec.Detach {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+		close(p.done)
+	}()
 	if spec.PIDFile != "" {
 		if err := os.WriteFile(spec.PIDFile, []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
 			// Untracked, a detached process would run on unseen by a
@@ -140,15 +151,9 @@ func (p *Process) Wait() error {
 // Stop sends sig (the program's own graceful-shutdown signal), waits up
 // to grace for the process to exit, then Kills it. It reports whether the
 // process exited within grace. Stopping a process that has exited does
-// nothing to it, but with SignalGroup its group is still killed: workers
-// a dead leader left behind keep the group's id theirs, so the signal
-// reaches them and no one else.
+// nothing: its group ended with it (see Start).
 func (p *Process) Stop(sig syscall.Signal, grace time.Duration) bool {
 	if !p.Running() {
-		if p.spec.SignalGroup {
-			// A leader that died may have left its workers behind.
-			p.Kill()
-		}
 		return true
 	}
 	target := p.Pid()
@@ -166,10 +171,14 @@ func (p *Process) Stop(sig syscall.Signal, grace time.Duration) bool {
 }
 
 // Kill sends SIGKILL to the process's whole group, as a crash would end
-// it and everything it forked, and waits for the process to exit. The
-// group is signalled even when its leader has already exited, so that
-// children it left behind go too.
+// it and everything it forked, and waits for the process to exit. Killing
+// a process that has exited does nothing: its group ended with it.
 func (p *Process) Kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
 	_ = syscall.Kill(-p.Pid(), syscall.SIGKILL)
 	<-p.done
 }

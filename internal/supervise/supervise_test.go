@@ -151,23 +151,20 @@ func TestSignalGroupReachesWorkers(t *testing.T) {
 	}
 }
 
-// TestStopEndsWorkersADeadLeaderLeft: a leader that exits leaves its
-// worker running in its group; stopping it with SignalGroup ends the worker.
-func TestStopEndsWorkersADeadLeaderLeft(t *testing.T) {
+// TestWorkersGoWithTheirLeader: an attached leader that exits leaves no
+// worker running in its group, without anyone calling Stop.
+func TestWorkersGoWithTheirLeader(t *testing.T) {
 	t.Parallel()
 	child := filepath.Join(t.TempDir(), "child.pid")
-	p := start(t, Spec{SignalGroup: true}, `sleep 30 & echo $! > `+child)
+	p := start(t, Spec{}, `sleep 30 & echo $! > `+child+`; sleep 0.2`)
 	worker := readPID(t, child)
 	if err := p.Wait(); err != nil {
-		t.Fatalf("the leader exits at once: %v", err)
+		t.Fatalf("the leader exits on its own: %v", err)
 	}
-	if !Alive(worker) {
-		t.Fatalf("the worker %d outlives its leader before Stop", worker)
-	}
+	waitFor(t, "the worker to die with its leader", func() bool { return !Alive(worker) })
 	if !p.Stop(syscall.SIGTERM, time.Second) {
-		t.Fatalf("Stop of an exited leader reports graceful")
+		t.Fatalf("Stop of an exited process reports graceful")
 	}
-	waitFor(t, "the orphaned worker to die with its group", func() bool { return !Alive(worker) })
 }
 
 func TestLogAppendsRunsWithBanners(t *testing.T) {
