@@ -16,6 +16,9 @@ import (
 // stopGrace bounds a server's graceful stop before it is killed.
 const stopGrace = 10 * time.Second
 
+// logTailLines is how much of a server's log a failed start shows.
+const logTailLines = 40
+
 // Server is a server process under test, in its own process group so its
 // CPU time and memory can be summed over every process it forks.
 type Server struct {
@@ -49,10 +52,15 @@ func StartServer(name string, core int, env []string, logDir, healthURL string, 
 				return s, nil
 			}
 		}
-		time.Sleep(200 * time.Millisecond)
+		select {
+		case <-proc.Done():
+			tail, _ := supervise.Tail(logPath, logTailLines)
+			return nil, fmt.Errorf("%s exited before it was healthy at %s (%v):\n%s", name, healthURL, proc.Wait(), tail)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 	s.Stop()
-	tail, _ := os.ReadFile(logPath)
+	tail, _ := supervise.Tail(logPath, logTailLines)
 	return nil, fmt.Errorf("%s not healthy at %s within 60s:\n%s", name, healthURL, tail)
 }
 
@@ -87,9 +95,8 @@ func (s *Server) PeakRSS() int64 {
 }
 
 // Stop sends SIGTERM to the group, then SIGKILL after 10 s. Stopping a
-// server that has exited does nothing, so a server stopped early may be
-// stopped again by a deferred call: its process group's id may by then
-// belong to another group.
+// server that has exited does nothing (its group ended with it), so a
+// server stopped early may be stopped again by a deferred call.
 func (s *Server) Stop() {
 	s.proc.Stop(syscall.SIGTERM, stopGrace)
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"maps"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -90,9 +89,9 @@ func StartKafka(cfg KafkaConfig) (k *Kafka, err error) {
 	if cfg.Nodes == 0 {
 		cfg.Nodes = 1
 	}
-	java, err := exec.LookPath("java")
+	java, err := lookBin("java", "openjdk-17-jre-headless")
 	if err != nil {
-		return nil, fmt.Errorf("realserver: java %w (apt-get install openjdk-17-jre-headless): %w", ErrNotInstalled, err)
+		return nil, fmt.Errorf("realserver: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), kafkaToolchainTimeout)
 	defer cancel()
