@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -88,7 +90,7 @@ func runServices(args []string, stdout, stderr io.Writer) error {
 		"REDIS_ADDRS=" + strings.Join(redis.Addrs(), ","),
 		"DATABASE_URL_RW=" + bouncer.DSN("app", "app-pw", "appdb"),
 		"DATABASE_URL_RO=" + bouncer.DSN("app", "app-pw", "appdb_ro"),
-		"USERS_ADDR=127.0.0.1" + topology.ListenAddr(topology.UsersGRPCPort),
+		"USERS_ADDR=" + net.JoinHostPort(realserver.Loopback, strconv.Itoa(topology.UsersGRPCPort)),
 		"SESSION_COOKIE_SECURE=false",
 	}
 	fmt.Fprintf(stderr, "ready in %v. In other shells, with these variables exported:\n\n", time.Since(start).Round(time.Millisecond))

@@ -23,11 +23,16 @@ const skipAwaitAnnotation = "pulumi.com/skipAwait"
 // annotates every Kubernetes object with skipAwait. The transform runs in
 // the engine over the resource's property map (RegisterResourceTransform),
 // so it sees every object, whatever Go type declared it.
-func programWithoutAwait(ctx *pulumi.Context) error {
-	if err := ctx.RegisterResourceTransform(skipAwait); err != nil {
-		return err
+var programWithoutAwait = withoutAwait(stacks.Program)
+
+// withoutAwait runs program after registering the skipAwait transform.
+func withoutAwait(program pulumi.RunFunc) pulumi.RunFunc {
+	return func(ctx *pulumi.Context) error {
+		if err := ctx.RegisterResourceTransform(skipAwait); err != nil {
+			return err
+		}
+		return program(ctx)
 	}
-	return stacks.Program(ctx)
 }
 
 // helmTypePrefix starts the type tokens of the provider's Helm resources:

@@ -31,12 +31,16 @@ func (r *transformRecorder) RegisterTransform(t pulumi.ResourceTransform) {
 func (r *transformRecorder) RegisterInvokeTransform(pulumi.InvokeTransform) {}
 
 // TestProgramRegistersTheSkipAwaitTransform: the program the Automation API
-// runs registers one stack-wide resource transform before declaring anything.
+// runs (withoutAwait around the stack's) registers one stack-wide resource
+// transform before declaring anything.
 func TestProgramRegistersTheSkipAwaitTransform(t *testing.T) {
 	rec := &transformRecorder{}
-	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
-		return ctx.RegisterResourceTransform(skipAwait)
-	}, pulumi.WithMocks("scaleplane", "test", rec))
+	declared := false
+	err := pulumi.RunErr(withoutAwait(func(*pulumi.Context) error {
+		declared = true
+		return nil
+	}), pulumi.WithMocks("scaleplane", "test", rec))
+	require.True(t, declared, "the wrapped program runs")
 	require.NoError(t, err, "registering the transform under mocks")
 	require.Len(t, rec.transforms, 1, "one stack transform is registered")
 	out := rec.transforms[0](context.Background(), &pulumi.ResourceTransformArgs{Custom: true, Type: "kubernetes:core/v1:Service", Props: pulumi.Map{}})

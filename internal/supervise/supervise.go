@@ -18,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/scaleplane/scaleplane/internal/progress"
 )
 
 const (
@@ -263,9 +265,5 @@ func Tail(path string, n int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n"), nil
+	return progress.Tail(string(data), n), nil
 }

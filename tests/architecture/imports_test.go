@@ -193,7 +193,7 @@ func chain(pkgs map[string]pkg, from, to string) []string {
 			}
 		}
 	}
-	return []string{from, "…", to}
+	return []string{strings.TrimPrefix(from, module+"/"), "…", strings.TrimPrefix(to, module+"/")}
 }
 
 // TestImportRules: no module package depends on what its place in the

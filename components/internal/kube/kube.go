@@ -2,8 +2,7 @@
 // recommended labels and object metadata, where pods go (topology spread,
 // anti-affinity), the disruption budget and autoscaler every workload
 // gets, the restricted Pod Security contexts, a container's requests and
-// limits, the option line that makes a component's children its own, and
-// the validators of names and images. One definition each, so a rule
+// limits, and the validators of names and images. One definition each, so a rule
 // (a label, a security setting) cannot drift between components.
 //
 // Go's internal rule keeps it to components/: stacks see these types only

@@ -7,8 +7,10 @@ package imagetest
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -61,11 +63,23 @@ type Proc struct {
 // in the host's network, until Stop or the test's end.
 func Start(t testing.TB, root, user string, args ...string) *Proc {
 	t.Helper()
+	uidText, gidText, _ := strings.Cut(user, ":")
+	uid, uidErr := strconv.ParseUint(uidText, 10, 32)
+	gid, gidErr := strconv.ParseUint(gidText, 10, 32)
+	require.NoError(t, errors.Join(uidErr, gidErr), "user %q is numeric uid:gid", user)
 	p := &Proc{name: args[0], out: &lockedBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command("chroot", append([]string{"--userspec=" + user, root}, args...)...)
+	p.cmd = exec.Command(args[0], args[1:]...)
+	p.cmd.Dir = "/"
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	// A test binary that crashes takes the server down with it.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// The chroot and the user change are the go command's, not chroot(1)'s:
+	// the kernel drops a parent-death signal set before a uid change, and
+	// Go sets it after, so a test binary that crashes still takes the
+	// server down with it.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{
+		Chroot:     root,
+		Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)},
+		Pdeathsig:  syscall.SIGKILL,
+	}
 	require.NoError(t, p.cmd.Start(), "starting %s", p.name)
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
