@@ -49,7 +49,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("kafka: %w", err)
 	}
-	cl, err := kgo.NewClient(append(opts, kgo.SeedBrokers(brokers...))...)
+	cl, err := kgo.NewClient(append(append(opts, topicadmin.ClientOpts()...), kgo.SeedBrokers(brokers...))...)
 	if err != nil {
 		return err
 	}

@@ -139,11 +139,9 @@ func stackTopics(root, stack string, nodes int) ([]topics.Topic, error) {
 
 // createTopics creates the declared topics as the platform's topics Job
 // does (topicadmin.Ensure: partitions, replication, retention, and waiting
-// until the brokers serve each topic's metadata). The client caches a
-// topic's metadata for MetadataMinAge (5 s by default), so Ensure's "does
-// it exist yet?" would see a topic created a moment ago only that late.
+// until the brokers serve each topic's metadata).
 func createTopics(ctx context.Context, brokers []string, declared []topics.Topic, log io.Writer) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.MetadataMinAge(100*time.Millisecond))
+	cl, err := kgo.NewClient(append(topicadmin.ClientOpts(), kgo.SeedBrokers(brokers...))...)
 	if err != nil {
 		return err
 	}

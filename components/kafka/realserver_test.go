@@ -84,7 +84,7 @@ func TestRealKafkaKeepsAcknowledgedWritesThroughABrokerCrash(t *testing.T) {
 		}
 	})
 	ctx := context.Background()
-	adm := kadm.NewClient(newClient(t, k.Brokers()))
+	adm := kadm.NewClient(newClient(t, k.Brokers(), topicadmin.ClientOpts()...))
 
 	// The topics Job's logic: create once, then nothing, then more partitions.
 	changes, err := topicadmin.Ensure(ctx, adm, a.Topics)

@@ -15,9 +15,18 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scaleplane/scaleplane/components/kafka/topics"
 )
+
+// ClientOpts are the options of the client Ensure's admin client wraps.
+// The client caches a topic's metadata for MetadataMinAge (5 s by
+// default), so Ensure's "is it described yet?" would see a topic created a
+// moment ago only that late; Ensure waits 100 ms instead.
+func ClientOpts() []kgo.Opt {
+	return []kgo.Opt{kgo.MetadataMinAge(100 * time.Millisecond)}
+}
 
 // propagationTimeout bounds the wait for a new topic's metadata to reach
 // the broker answering.
@@ -62,7 +71,7 @@ type Change struct {
 }
 
 // Ensure makes the cluster match the declared topics and reports what it
-// changed. Running it twice changes nothing the second time.
+// changed; adm's client should be made with ClientOpts. Running it twice changes nothing the second time.
 func Ensure(ctx context.Context, adm *kadm.Client, ts []topics.Topic) ([]Change, error) {
 	if err := topics.Validate(ts); err != nil {
 		return nil, err
