@@ -262,6 +262,11 @@ func RenderBasebackupScript(primaryHost string, primaryPort int, c Conf) string 
 	return fmt.Sprintf(`#!/bin/sh
 # basebackup.sh rendered by scaleplane components/postgres.
 set -eu
+# The shell is the init container's PID 1, which the kernel shields from a
+# signal it has no handler for: without this, a replica deleted while it
+# waits for its primary holds its pod (and its namespace's deletion) for the
+# whole grace period.
+trap 'echo "basebackup.sh: stopped"; exit 143' TERM INT
 if [ -s "$PGDATA/PG_VERSION" ]; then
   echo "basebackup.sh: $PGDATA holds a cluster; starting as it is"
   exit 0
