@@ -83,9 +83,11 @@ func run(args []string, stderr io.Writer) int {
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			return 0
+			return 0 // pflag has printed the usage
 		}
-		// pflag has printed the error and the usage already.
+		// Under ContinueOnError pflag prints nothing on a bad flag.
+		fmt.Fprintf(stderr, "cert-manager %s: %v\n\n", name, err)
+		fs.Usage()
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
