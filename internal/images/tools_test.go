@@ -52,21 +52,34 @@ func TestToolRef(t *testing.T) {
 // entrypoint, run by a numeric non-root user. Prometheus' pod overrides the
 // user with 65534 and fsGroup 65534, which makes the volume its TSDB writes
 // to writable; the image user is the fallback.
+//
+// Each tool is checked when its build is cached, and skipped (saying so)
+// when not: the builds take minutes each and are made by the toolchain's
+// own tests.
 func TestToolImagesRunTheCachedBinariesAsNonRoot(t *testing.T) {
-	for _, dir := range []func() (string, bool, error){toolchain.JaegerDir, toolchain.OtelcolDir, toolchain.PrometheusDir, toolchain.KubeStateMetricsDir, toolchain.CertManagerDir} {
-		d, cached, err := dir()
-		require.NoError(t, err)
-		if !cached {
-			t.Skipf("%s is not built yet (the toolchain tests or scaleplane warm build it)", d)
-		}
+	cachedDir := map[string]func() (string, bool, error){
+		"jaeger": toolchain.JaegerDir, "otelcol": toolchain.OtelcolDir, "prometheus": toolchain.PrometheusDir,
+		"kube-state-metrics": toolchain.KubeStateMetricsDir, CertManagerTool: toolchain.CertManagerDir,
 	}
-	var refs []ToolImage
+	require.Len(t, cachedDir, len(tools), "every tool has its cache check here")
 	for _, tool := range tools {
-		refs = append(refs, ToolImage{Ref: "scaleplane.local/" + tool.Name + ":" + tool.Tag, Tool: tool.Name})
+		t.Run(tool.Name, func(t *testing.T) {
+			d, cached, err := cachedDir[tool.Name]()
+			require.NoError(t, err, "%s's cache directory", tool.Name)
+			if !cached {
+				t.Skipf("%s is not built yet (the toolchain tests or scaleplane warm build it)", d)
+			}
+			checkToolImage(t, tool)
+		})
 	}
+}
+
+// checkToolImage makes tool's image as images build does and checks it.
+func checkToolImage(t *testing.T, tool tool) {
+	refs := []ToolImage{{Ref: "scaleplane.local/" + tool.Name + ":" + tool.Tag, Tool: tool.Name}}
 	servers, err := buildToolImages(context.Background(), refs, io.Discard)
-	require.NoError(t, err, "making the tool images")
-	require.Len(t, servers, len(tools), "one image per tool")
+	require.NoError(t, err, "making the %s image", tool.Name)
+	require.Len(t, servers, 1, "one image for one tool")
 	for _, sv := range servers {
 		tool, ok := toolByName(sv.Name)
 		require.True(t, ok, "%s is a tool", sv.Name)
