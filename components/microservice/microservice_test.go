@@ -230,9 +230,13 @@ func TestValidateRefusesBadArgsBeforeDeclaringAnything(t *testing.T) {
 		"traffic policy":   {func(a *Args) { a.ExternalTrafficPolicy = "Local" }, `externalTrafficPolicy "Local": only for LoadBalancer or NodePort`},
 		"traffic value":    {func(a *Args) { a.ServiceType, a.ExternalTrafficPolicy = "LoadBalancer", "Node" }, `externalTrafficPolicy "Node": must be Local or Cluster`},
 		"all private":      {func(a *Args) { a.Ports[0].ContainerOnly = true }, "at least one must be in the Service"},
-		"private mapped":   {func(a *Args) { a.Ports = append(a.Ports, Port{Name: "s", Port: 9, ContainerOnly: true, ServicePort: 90}) }, "servicePort 90 on a containerOnly port"},
-		"secret no items":  {func(a *Args) { a.SecretVolumes = []SecretVolume{{Secret: "tls", MountPath: "/etc/tls"}} }, "secretVolumes[0].items"},
-		"secret rel mount": {func(a *Args) { a.SecretVolumes = []SecretVolume{{Secret: "tls", MountPath: "tls", Items: map[string]string{"k": "f"}}} }, `secretVolumes[0].mountPath "tls"`},
+		"private mapped": {func(a *Args) {
+			a.Ports = append(a.Ports, Port{Name: "s", Port: 9, ContainerOnly: true, ServicePort: 90})
+		}, "servicePort 90 on a containerOnly port"},
+		"secret no items": {func(a *Args) { a.SecretVolumes = []SecretVolume{{Secret: "tls", MountPath: "/etc/tls"}} }, "secretVolumes[0].items"},
+		"secret rel mount": {func(a *Args) {
+			a.SecretVolumes = []SecretVolume{{Secret: "tls", MountPath: "tls", Items: map[string]string{"k": "f"}}}
+		}, `secretVolumes[0].mountPath "tls"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			a := validArgs()
