@@ -243,11 +243,14 @@ func plainValue(v resource.PropertyValue) any {
 	}
 }
 
-// Kubernetes returns the Kubernetes objects of the graph.
+// Kubernetes returns the Kubernetes objects of the graph. A Helm release
+// (kubernetes:helm.sh/...) is not one: it is a resource of the Pulumi
+// provider whose objects Helm installs, so it has no kind or name to write
+// as a manifest; it stays in graph.json.
 func (g *Graph) Kubernetes() []Resource {
 	var out []Resource
 	for _, r := range g.Resources {
-		if r.Custom && strings.HasPrefix(r.Type, "kubernetes:") {
+		if r.Custom && strings.HasPrefix(r.Type, "kubernetes:") && !strings.HasPrefix(r.Type, "kubernetes:helm.sh/") {
 			out = append(out, r)
 		}
 	}
