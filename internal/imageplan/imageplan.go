@@ -169,11 +169,12 @@ var toolRefs = []struct {
 	{"otelcol", func(o stacks.ObservabilitySettings) []string { return []string{o.CollectorImage} }},
 	{"prometheus", func(o stacks.ObservabilitySettings) []string { return []string{o.PrometheusImage} }},
 	{"kube-state-metrics", func(o stacks.ObservabilitySettings) []string { return []string{o.KubeStateMetricsImage} }},
+	{"metrics-server", func(o stacks.ObservabilitySettings) []string { return []string{o.MetricsServerImage} }},
 }
 
 // toolImages are the stack's images of a Go program the toolchain builds
 // from the module proxy (Jaeger, the collector, Prometheus,
-// kube-state-metrics), under the stack's registry: reference -> tool name.
+// kube-state-metrics, metrics-server), under the stack's registry: reference -> tool name.
 // Any other reference (a public image, another registry) is the user's to
 // provide.
 func toolImages(env *stacks.Env) map[string]string {
