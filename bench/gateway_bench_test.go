@@ -149,11 +149,11 @@ func TestGatewayVsNode(t *testing.T) {
 			require.NoError(t, err, "start the net/http floor")
 			return s
 		}},
-		// The client's address is the last X-Forwarded-For entry, as
-		// behind the edge.
+		// The client's address is the X-Forwarded-For entry, as behind the
+		// edge: the load driver's loopback connections are the trusted edge.
 		{name: fmt.Sprintf("Go gateway, %d clients, Redis Cluster (GOMAXPROCS=1)", manyClients), getPath: "/v1/users/" + userID, postPath: "/v1/register",
 			manyClients: true, start: func(t *testing.T, port int) *Server {
-				return startGateway(t, port, "REDIS_ADDRS="+strings.Join(cluster.Addrs(), ","), "REDIS_CLUSTER=true", "RATE_LIMIT_TRUST_XFF=true")
+				return startGateway(t, port, "REDIS_ADDRS="+strings.Join(cluster.Addrs(), ","), "REDIS_CLUSTER=true", "TRUSTED_PROXY_CIDRS=127.0.0.0/8")
 			}},
 	}
 	// Every server runs from the start, idle on the server core but for the

@@ -6,6 +6,7 @@ package stacks
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/config"
@@ -55,6 +56,9 @@ type Env struct {
 	Autoscaling        microservice.Autoscaling
 	Shutdown           microservice.Shutdown
 	Edge               EdgeSettings
+	// TrustedProxyCIDRs are the edge pods' networks, whose X-Forwarded-For
+	// the gateway believes; empty resolves per flavour (TrustedProxies).
+	TrustedProxyCIDRs []string
 	// Workloads maps each of Workloads to its size and resources.
 	Workloads map[string]*Workload
 	// Observability and Foundation are the settings of the observability
@@ -179,4 +183,20 @@ func (e *Env) CollectorEndpoint() string {
 		return e.OTLPEndpoint
 	}
 	return fmt.Sprintf("http://otel-collector.%s.svc.cluster.local:4317", e.Namespace)
+}
+
+// TrustedProxies is the gateway's TRUSTED_PROXY_CIDRS: the trustedProxyCidrs
+// knob when set; else on aws the VPC's block, as created, since the VPC CNI
+// gives the edge pods addresses from it (and the gateway's NetworkPolicy
+// admits only the edge pods, so no other VPC peer can reach it); else ""
+// (trust nobody: an in-cluster stack's pod network is the cluster's, which
+// only the stack file can name).
+func (e *Env) TrustedProxies(fnd *Foundation) pulumi.StringInput {
+	if len(e.TrustedProxyCIDRs) > 0 {
+		return pulumi.String(strings.Join(e.TrustedProxyCIDRs, ","))
+	}
+	if fnd != nil && fnd.AWS {
+		return fnd.VpcCIDR
+	}
+	return pulumi.String("")
 }

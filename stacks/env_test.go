@@ -63,6 +63,10 @@ func TestBadConfigGetsOneClearError(t *testing.T) {
 			[]string{"scaleplane:flavour", `"aws"`, "local and dev run in-cluster"}},
 		"edge image untagged": {map[string]string{"edgeImage": "nginx"},
 			[]string{"scaleplane:edgeImage", `"nginx"`, "explicit tag"}},
+		"trusted proxy not a network": {map[string]string{"trustedProxyCidrs": "10.244.0.0/16,edge"},
+			[]string{"scaleplane:trustedProxyCidrs", `"10.244.0.0/16,edge"`, `"edge" is not a network`, "CIDRs such as 10.244.0.0/16"}},
+		"trusted proxy with host bits": {map[string]string{"trustedProxyCidrs": "10.244.1.0/16"},
+			[]string{"scaleplane:trustedProxyCidrs", `"10.244.1.0/16" has host bits set`, "10.244.0.0/16"}},
 		"not a boolean": {map[string]string{"zoneSpreadRequired": "sometimes"},
 			[]string{"scaleplane:zoneSpreadRequired", "true or false"}},
 	} {

@@ -2,6 +2,7 @@ package stacks
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -79,6 +80,16 @@ func buildKnobs() []Knob {
 			func(e *Env, v int) { e.Edge.RateLimitPerSecond = v }),
 		intKnob("edgeRateBurst", 200, 0, 1_000_000, "Burst above the edge rate before 429.",
 			func(e *Env, v int) { e.Edge.RateBurst = v }),
+		stringKnob("trustedProxyCidrs", "", "Comma-separated networks of the edge pods, the only peers whose X-Forwarded-For the gateway believes (its TRUSTED_PROXY_CIDRS); "+
+			"empty means the VPC's block (vpcCidr) on aws and nobody in-cluster, where the stack names its cluster's pod network (10.244.0.0/16 on the embedded cluster).",
+			func(e *Env, v string) error {
+				cidrs, err := parseCIDRs(v)
+				if err != nil {
+					return err
+				}
+				e.TrustedProxyCIDRs = cidrs
+				return nil
+			}),
 	}
 	for _, w := range Workloads {
 		ks = append(ks, workloadKnobs(w)...)
@@ -175,4 +186,25 @@ func quantityKnob(key, def, desc string, set func(*Env, resource.Quantity)) Knob
 			set(e, q)
 			return nil
 		}}
+}
+
+// parseCIDRs reads a comma-separated list of networks in canonical form. A
+// network with host bits set (10.244.1.0/16) is refused rather than
+// masked: it is a typo of one of two networks, and which one decides whom
+// the gateway believes.
+func parseCIDRs(v string) ([]string, error) {
+	var out []string
+	for _, item := range splitList(v) {
+		p, err := netip.ParsePrefix(item)
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("%q is not a network: must be comma-separated CIDRs such as 10.244.0.0/16 or fd00::/8", item)
+		case p.Addr().Is4In6():
+			return nil, fmt.Errorf("%q is an IPv4 network written as IPv6: write it as IPv4", item)
+		case p != p.Masked():
+			return nil, fmt.Errorf("%q has host bits set: write the network, e.g. %s", item, p.Masked())
+		}
+		out = append(out, p.String())
+	}
+	return out, nil
 }

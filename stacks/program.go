@@ -66,6 +66,9 @@ func Compose(ctx *pulumi.Context, env *Env) error {
 				// dns:/// with the headless Service: gRPC balances calls over
 				// every users pod, not one pinned connection.
 				"USERS_ADDR": pulumi.Sprintf("dns:///users-headless.%s.svc.cluster.local:%d", env.Namespace, topology.UsersGRPCPort),
+				// X-Forwarded-For is believed from the edge's network only:
+				// the client's address keys the rate limit, logs and spans.
+				"TRUSTED_PROXY_CIDRS": env.TrustedProxies(fnd),
 			},
 			SecretEnv: map[string]string{"REDIS_PASSWORD": data.RedisPasswordRef},
 		})},

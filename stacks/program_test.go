@@ -11,6 +11,7 @@ import (
 	k8sresource "k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/scaleplane/scaleplane/components/microservice"
+	"github.com/scaleplane/scaleplane/internal/cluster"
 	"github.com/scaleplane/scaleplane/internal/render"
 	"github.com/scaleplane/scaleplane/stacks"
 
@@ -247,4 +248,34 @@ func TestLocalStackFitsOneNode(t *testing.T) {
 	assert.LessOrEqual(t, total.MilliValue(), localNodeCPU.MilliValue(),
 		"local requests %s of CPU, more than the %s its one node has for it:\n%s", total.String(), localNodeCPU.String(), strings.Join(lines, "\n"))
 	t.Logf("local requests %s of CPU", total.String())
+}
+
+// TestGatewayTrustsOnlyTheEdgesNetwork: every stack tells the gateway
+// whose X-Forwarded-For to believe: in-cluster the embedded cluster's pod
+// network, named in the stack file (stacks link nothing of the node, so a
+// test keeps the two equal); on aws the VPC's block, where the edge pods
+// take their addresses; and the knob, when set, wins over both.
+func TestGatewayTrustsOnlyTheEdgesNetwork(t *testing.T) {
+	gatewayVars := func(g *render.Graph, stack string) map[string]string {
+		d, ok := byName(g.ByType("kubernetes:apps/v1:Deployment"))["gateway"]
+		require.True(t, ok, "%s declares the gateway Deployment", stack)
+		return envVars(get(d.Inputs, "spec", "template", "spec", "containers", 0))
+	}
+	for _, stack := range shipped {
+		g, env := renderStack(t, stack)
+		want := cluster.ClusterCIDR
+		if env.Flavour == stacks.FlavourAWS {
+			want = env.Foundation.VPCCIDR
+		}
+		assert.Equal(t, want, gatewayVars(g, stack)["TRUSTED_PROXY_CIDRS"], "%s: the gateway trusts the edge pods' network", stack)
+	}
+	values, err := stacks.ReadStackConfig("..", "prod")
+	require.NoError(t, err, "read stack prod")
+	values["trustedProxyCidrs"] = "10.0.32.0/19, 10.0.64.0/19"
+	g, _, err := render.Values("prod", values)
+	require.NoError(t, err, "render prod with its edge's subnets named")
+	assert.Equal(t, "10.0.32.0/19,10.0.64.0/19", gatewayVars(g, "prod")["TRUSTED_PROXY_CIDRS"], "the knob wins over the VPC's block")
+	g, _, err = render.Values("scratch", nil)
+	require.NoError(t, err, "render the defaults")
+	assert.Equal(t, "", gatewayVars(g, "scratch")["TRUSTED_PROXY_CIDRS"], "an in-cluster stack that names no network trusts nobody")
 }

@@ -97,9 +97,11 @@ func sessionsAcrossInstances(t *testing.T, st *stack) {
 
 // rateLimitShared: two gateways sharing Redis enforce one limit per client.
 func rateLimitShared(t *testing.T, st *stack) {
-	// The client is identified by X-Forwarded-For, as behind the ingress;
-	// its own key also keeps this tight limit away from other scenarios.
-	env := map[string]string{"RATE_LIMIT_RATE": "10", "RATE_LIMIT_PERIOD": "1s", "RATE_LIMIT_BURST": "20", "RATE_LIMIT_TRUST_XFF": "true"}
+	// The client is identified by X-Forwarded-For, as behind the edge: the
+	// test's loopback connections play the trusted edge, and the rightmost
+	// entry not in 127.0.0.0/8 (203.0.113.7) is the client. Its own key also
+	// keeps this tight limit away from other scenarios.
+	env := map[string]string{"RATE_LIMIT_RATE": "10", "RATE_LIMIT_PERIOD": "1s", "RATE_LIMIT_BURST": "20", "TRUSTED_PROXY_CIDRS": "127.0.0.0/8"}
 	a, _ := st.startGateway(t, env)
 	b, _ := st.startGateway(t, env)
 	xff := map[string]string{"X-Forwarded-For": "198.51.100.1, 203.0.113.7"}

@@ -7,6 +7,7 @@ package kit
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -102,6 +103,40 @@ func (e *Env) Addrs(name string, def []string) []string {
 			e.fail(name, strings.Join(out, ","), "each item must be host:port, e.g. 127.0.0.1:9092")
 			return def
 		}
+	}
+	return out
+}
+
+// CIDRs is a comma-separated list of networks, such as 10.244.0.0/16 or
+// fd00::/8; unset or empty is none. A network with host bits set
+// (10.244.1.0/16) is refused rather than widened or narrowed silently: it is
+// a typo of one of two networks, and which one decides whom a service
+// trusts. So is an IPv4 network written in IPv6 (::ffff:10.0.0.0/104),
+// which would never contain the IPv4 peers a listener reports.
+func (e *Env) CIDRs(name string) []netip.Prefix {
+	v, ok := e.get(name)
+	if !ok {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(item)
+		switch {
+		case err != nil:
+			e.fail(name, v, fmt.Sprintf("%q is not a network: each comma-separated item must be a CIDR such as 10.244.0.0/16 or fd00::/8", item))
+			return nil
+		case p.Addr().Is4In6():
+			e.fail(name, v, fmt.Sprintf("%q is an IPv4 network written as IPv6: write it as IPv4, e.g. %s", item,
+				netip.PrefixFrom(p.Addr().Unmap(), max(0, p.Bits()-96)).Masked()))
+			return nil
+		case p != p.Masked():
+			e.fail(name, v, fmt.Sprintf("%q has host bits set: write the network, e.g. %s", item, p.Masked()))
+			return nil
+		}
+		out = append(out, p)
 	}
 	return out
 }

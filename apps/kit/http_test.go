@@ -1,7 +1,9 @@
 package kit
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -181,5 +183,98 @@ func TestTraceHeadersAreFoundWhateverTheirSpelling(t *testing.T) {
 	}
 	if b := baggage.FromContext(ctx); b.Member("a").Value() != "1" || b.Member("b").Value() != "2" {
 		t.Errorf("baggage %v, want both members", b)
+	}
+}
+
+// TestResolvedClientReachesSpanLogsAndHandler: with ResolveClient the
+// client is resolved once and the span's client.address, the log line's
+// client.address and the handler's ClientAddress are that one value, while
+// network.peer.address stays the connection's peer (the edge pod).
+func TestResolvedClientReachesSpanLogsAndHandler(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	var logs bytes.Buffer
+	tel, err := NewTelemetry(context.Background(), TelemetryConfig{Service: "t", SampleRatio: 1, Exporter: exp, LogWriter: &logs})
+	if err != nil {
+		t.Fatalf("NewTelemetry: %v", err)
+	}
+	resolved := 0
+	var seen string
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/me", func(w http.ResponseWriter, r *http.Request) {
+		seen = ClientAddress(r.Context())
+		tel.Logger.WarnContext(r.Context(), "something the request logs")
+	})
+	h := tel.HTTPHandler(mux, "t", ResolveClient(func(r *http.Request) string {
+		resolved++
+		return r.Header.Get("X-Forwarded-For")
+	}))
+	req := httptest.NewRequest("GET", "/v1/me", nil)
+	req.RemoteAddr = "10.244.0.7:41000"
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+
+	if resolved != 1 || seen != "203.0.113.9" {
+		t.Errorf("resolved %d times, handler saw %q; want once and 203.0.113.9", resolved, seen)
+	}
+	spans := flushed(t, tel, exp)
+	if len(spans) != 1 {
+		t.Fatalf("want 1 span, got %d", len(spans))
+	}
+	attrs := map[attribute.Key]string{}
+	for _, a := range spans[0].Attributes {
+		attrs[a.Key] = a.Value.Emit()
+	}
+	if attrs["client.address"] != "203.0.113.9" || attrs["network.peer.address"] != "10.244.0.7" {
+		t.Errorf("span client.address %q, network.peer.address %q; want the resolved client 203.0.113.9 and the peer 10.244.0.7",
+			attrs["client.address"], attrs["network.peer.address"])
+	}
+	var line map[string]any
+	if err := json.Unmarshal(logs.Bytes(), &line); err != nil {
+		t.Fatalf("log is not one JSON object: %v: %s", err, logs.String())
+	}
+	if line["client.address"] != "203.0.113.9" {
+		t.Errorf("log client.address = %v, want the resolved 203.0.113.9; line %s", line["client.address"], logs.String())
+	}
+}
+
+// TestWithoutAResolverTheClientIsThePeer: a service that resolves nothing
+// reports the connection's peer as the client, as semconv says.
+func TestWithoutAResolverTheClientIsThePeer(t *testing.T) {
+	tel, exp, h, _ := tracedMux(t, 1)
+	req := httptest.NewRequest("GET", "/v1/users/42", nil)
+	req.RemoteAddr = "192.0.2.8:1234"
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	spans := flushed(t, tel, exp)
+	if len(spans) != 1 {
+		t.Fatalf("want 1 span, got %d", len(spans))
+	}
+	for _, a := range spans[0].Attributes {
+		if a.Key == "client.address" && a.Value.AsString() != "192.0.2.8" {
+			t.Errorf("client.address = %q without a resolver, want the peer 192.0.2.8", a.Value.AsString())
+		}
+	}
+}
+
+// BenchmarkHTTPHandlerResolvingTheClient is the cost ResolveClient adds to
+// an unsampled request: compare with BenchmarkHTTPHandler.
+func BenchmarkHTTPHandlerResolvingTheClient(b *testing.B) {
+	benchmarkHTTPHandler(b, ResolveClient(func(*http.Request) string { return "203.0.113.9" }))
+}
+
+// BenchmarkHTTPHandler is an unsampled request through HTTPHandler.
+func BenchmarkHTTPHandler(b *testing.B) { benchmarkHTTPHandler(b) }
+
+func benchmarkHTTPHandler(b *testing.B, opts ...HTTPOption) {
+	tel, err := NewTelemetry(context.Background(), TelemetryConfig{Service: "t", SampleRatio: 0})
+	if err != nil {
+		b.Fatalf("NewTelemetry: %v", err)
+	}
+	h := tel.HTTPHandler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), "t", opts...)
+	r := httptest.NewRequest("GET", "/v1/me", nil)
+	w := httptest.NewRecorder()
+	b.ReportAllocs()
+	for b.Loop() {
+		h.ServeHTTP(w, r)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -51,6 +52,41 @@ func TestEnvDefaultsAndValidValues(t *testing.T) {
 	}
 	if err := e.Err(); err != nil {
 		t.Errorf("Err() = %v, want nil for valid values", err)
+	}
+}
+
+// TestEnvCIDRs: a list of networks, none when unset or empty; a bad item
+// is refused naming the variable, its value and what is allowed, never
+// widened, narrowed or dropped.
+func TestEnvCIDRs(t *testing.T) {
+	for _, tc := range []struct {
+		value   string
+		want    string // the parsed list, fmt'd
+		wantErr string
+	}{
+		{value: "", want: "[]"},
+		{value: " , ", want: "[]"},
+		{value: "10.244.0.0/16", want: "[10.244.0.0/16]"},
+		{value: " 10.244.0.0/16 , fd00:10:244::/56 ", want: "[10.244.0.0/16 fd00:10:244::/56]"},
+		{value: "127.0.0.0/8,10.0.0.0/16", want: "[127.0.0.0/8 10.0.0.0/16]"},
+		{value: "10.244.0.0", wantErr: `CIDRS="10.244.0.0": "10.244.0.0" is not a network`},
+		{value: "10.244.0.0/16,edge", wantErr: `CIDRS="10.244.0.0/16,edge": "edge" is not a network`},
+		{value: "10.244.0.0/33", wantErr: `"10.244.0.0/33" is not a network`},
+		{value: "10.244.1.0/16", wantErr: `"10.244.1.0/16" has host bits set: write the network, e.g. 10.244.0.0/16`},
+		{value: "::ffff:10.0.0.0/104", wantErr: `"::ffff:10.0.0.0/104" is an IPv4 network written as IPv6: write it as IPv4, e.g. 10.0.0.0/8`},
+	} {
+		e := MapEnv(map[string]string{"CIDRS": tc.value})
+		got := e.CIDRs("CIDRS")
+		err := e.Err()
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("CIDRs(%q): err = %v, want one containing %q", tc.value, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || fmt.Sprint(got) != tc.want {
+			t.Errorf("CIDRs(%q) = %v, %v; want %s and no error", tc.value, got, err, tc.want)
+		}
 	}
 }
 

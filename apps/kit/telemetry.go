@@ -182,16 +182,33 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 // sampler drops. Here every request still gets a span, so the trace context
 // is extracted, propagated downstream and logged, but the attributes, the
 // final name and the status writer are paid for only when the span records.
-func (t *Telemetry) HTTPHandler(h http.Handler, operation string) http.Handler {
+//
+// With ResolveClient, the request's client address is resolved here, once,
+// before anything else sees the request, and carried in its context
+// (WithClientAddress) for the span, the logs and the handlers. Here rather
+// than in a middleware of its own because a context value needs a copy of
+// the request, and this handler makes one anyway: a middleware's own copy
+// cost 384 bytes in three allocations per request, this 64 in two
+// (BenchmarkHTTPHandlerResolvingTheClient).
+func (t *Telemetry) HTTPHandler(h http.Handler, operation string, opts ...HTTPOption) http.Handler {
+	var o httpOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	tracer := t.Tracer.Tracer("scaleplane/kit/http")
 	// Built once: an option is an interface value, boxed anew on each call.
 	server := trace.WithSpanKind(trace.SpanKindServer)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isProbe(r.URL.Path) {
+			// Neither traced nor resolved: probes and scrapes come from the
+			// kubelet and Prometheus, are never rate-limited and log nothing.
 			h.ServeHTTP(w, r)
 			return
 		}
 		ctx := t.Propagator.Extract(r.Context(), requestCarrier(r.Header))
+		if o.resolveClient != nil {
+			ctx = WithClientAddress(ctx, o.resolveClient(r))
+		}
 		// The sampler sees the operation; the route is only known once the
 		// mux has matched, so a recorded span is renamed below.
 		ctx, span := tracer.Start(ctx, operation, server)
@@ -215,6 +232,22 @@ func (t *Telemetry) HTTPHandler(h http.Handler, operation string) http.Handler {
 			span.SetStatus(codes.Error, http.StatusText(sw.code))
 		}
 	})
+}
+
+// HTTPOption adjusts HTTPHandler.
+type HTTPOption func(*httpOptions)
+
+type httpOptions struct {
+	resolveClient func(*http.Request) string
+}
+
+// ResolveClient makes HTTPHandler resolve each request's client address
+// with resolve (behind trusted proxies, not necessarily the connection's
+// peer) and carry it in the request's context: the server span's
+// client.address, the logs' client.address and the service's own
+// per-client decisions (ClientAddress) then all name the same client.
+func ResolveClient(resolve func(*http.Request) string) HTTPOption {
+	return func(o *httpOptions) { o.resolveClient = resolve }
 }
 
 // requestCarrier is propagation.HeaderCarrier for extraction, with the
@@ -272,11 +305,21 @@ func requestAttrs(r *http.Request) []attribute.KeyValue {
 		semconv.URLPath(r.URL.Path),
 		semconv.NetworkProtocolVersion(strings.TrimPrefix(r.Proto, "HTTP/")),
 	}
+	// network.peer.address is the connection's other end (behind the edge,
+	// an edge pod); client.address is the client the service resolved
+	// (WithClientAddress), the peer itself when none was.
+	client := ClientAddress(r.Context())
 	if host, port, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		attrs = append(attrs, semconv.NetworkPeerAddress(host), semconv.ClientAddress(host))
+		attrs = append(attrs, semconv.NetworkPeerAddress(host))
 		if p, err := strconv.Atoi(port); err == nil {
 			attrs = append(attrs, semconv.NetworkPeerPort(p))
 		}
+		if client == "" {
+			client = host
+		}
+	}
+	if client != "" {
+		attrs = append(attrs, semconv.ClientAddress(client))
 	}
 	if host, port, err := net.SplitHostPort(r.Host); err == nil {
 		attrs = append(attrs, semconv.ServerAddress(host))
@@ -326,13 +369,21 @@ func (t *Telemetry) GRPCDialOption() grpc.DialOption {
 }
 
 // traceHandler adds trace_id and span_id to every record logged with a
-// context that carries a span, so logs and traces join on one id.
+// context that carries a span, so logs and traces join on one id, and
+// client.address to every record logged with a request's context that
+// carries the resolved client (WithClientAddress), under the name the
+// server span gives it, so a log line and its span name the same client.
 type traceHandler struct{ slog.Handler }
 
 func (h traceHandler) Handle(ctx context.Context, r slog.Record) error {
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()),
 			slog.String("span_id", sc.SpanID().String()))
+	}
+	if ctx != nil {
+		if addr := ClientAddress(ctx); addr != "" {
+			r.AddAttrs(slog.String(string(semconv.ClientAddressKey), addr))
+		}
 	}
 	return h.Handler.Handle(ctx, r)
 }

@@ -7,6 +7,7 @@ package gateway
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/scaleplane/scaleplane/apps/gateway/internal/cache"
@@ -47,9 +48,11 @@ type Config struct {
 	// plain-HTTP development.
 	CookieSecure bool
 	RateLimit    ratelimit.Limit
-	// TrustForwardedFor keys the rate limit on X-Forwarded-For's last hop;
-	// only behind an ingress that sets it.
-	TrustForwardedFor bool
+	// TrustedProxies are the networks whose X-Forwarded-For the gateway
+	// believes (the edge pods'); from any other peer the header is ignored
+	// and the peer is the client (see package clientaddr). None trusts
+	// nobody.
+	TrustedProxies []netip.Prefix
 
 	DrainDelay      time.Duration
 	ShutdownTimeout time.Duration
@@ -100,8 +103,8 @@ func ConfigFromEnv(e *kit.Env) (Config, error) {
 			Period: e.Duration("RATE_LIMIT_PERIOD", time.Second, time.Millisecond, 24*time.Hour),
 			Burst:  e.Int("RATE_LIMIT_BURST", 200, 1, 1e7),
 		},
-		TrustForwardedFor: e.Bool("RATE_LIMIT_TRUST_XFF", false),
-		Telemetry:         kit.TelemetryFromEnv(e, "gateway"),
+		TrustedProxies: e.CIDRs("TRUSTED_PROXY_CIDRS"),
+		Telemetry:      kit.TelemetryFromEnv(e, "gateway"),
 	}
 	c.DrainDelay, c.ShutdownTimeout = kit.LifecycleFromEnv(e)
 	if err := e.Err(); err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/scaleplane/scaleplane/apps/account"
 	"github.com/scaleplane/scaleplane/apps/gateway/internal/cache"
+	"github.com/scaleplane/scaleplane/apps/gateway/internal/clientaddr"
 	"github.com/scaleplane/scaleplane/apps/gateway/internal/compress"
 	"github.com/scaleplane/scaleplane/apps/gateway/internal/events"
 	"github.com/scaleplane/scaleplane/apps/gateway/internal/ratelimit"
@@ -115,7 +116,7 @@ func New(ctx context.Context, cfg Config, tel *kit.Telemetry) (_ *Gateway, err e
 	g.health.AddStartupCheck("redis", kit.RedisCheck(g.redis))
 	g.health.AddStartupCheck("kafka", func(ctx context.Context) error { return g.kafka.Ping(ctx) })
 
-	g.httpSrv = kit.NewHTTPServer(tel.HTTPHandler(g.routes(), "gateway"), cfg.HTTPTimeouts, tel.Metrics, tel.Logger)
+	g.httpSrv = kit.NewHTTPServer(g.handler(), cfg.HTTPTimeouts, tel.Metrics, tel.Logger)
 	g.httpSrv.RegisterOnShutdown(g.hub.Close)
 	admin := http.NewServeMux()
 	admin.Handle("GET /metrics", tel.Metrics.Handler())
@@ -132,13 +133,20 @@ func New(ctx context.Context, cfg Config, tel *kit.Telemetry) (_ *Gateway, err e
 	return g, nil
 }
 
+// handler is the public listener's whole chain: the trace, with the
+// client's address resolved first (so that the server span, the logs and
+// the rate limit below all name the same client), then the routes.
+func (g *Gateway) handler() http.Handler {
+	return g.tel.HTTPHandler(g.routes(), "gateway", kit.ResolveClient(clientaddr.New(g.cfg.TrustedProxies).Resolve))
+}
+
 // routes is the public API. Each route is wrapped, inside out, by its
 // handler, compression, the rate limit and the RED metrics under its
 // pattern.
 func (g *Gateway) routes() http.Handler {
 	mux := http.NewServeMux()
 	limited := func(h http.Handler) http.Handler {
-		return g.limiter.Middleware(ratelimit.ClientKey(g.cfg.TrustForwardedFor), func(r *http.Request, err error) {
+		return g.limiter.Middleware(clientaddr.Of, func(r *http.Request, err error) {
 			g.rejected.WithLabelValues("ratelimit_error").Inc()
 			g.tel.Logger.WarnContext(r.Context(), "rate limiter unavailable, failing open", "err", err)
 		}, h)
@@ -186,7 +194,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	subCtx, stopSub := context.WithCancel(context.WithoutCancel(ctx))
 	go g.hub.Subscribe(subCtx, g.redis, topology.EventsChannel)
 	lc := kit.Lifecycle{Log: g.tel.Logger, Health: g.health, DrainDelay: g.cfg.DrainDelay, ShutdownTimeout: g.cfg.ShutdownTimeout}
-	g.tel.LogStart(ctx, "http_addr", g.Addr(), "admin_addr", g.AdminAddr(), "users_addr", g.cfg.UsersAddr)
+	g.tel.LogStart(ctx, "http_addr", g.Addr(), "admin_addr", g.AdminAddr(), "users_addr", g.cfg.UsersAddr,
+		"trusted_proxy_cidrs", fmt.Sprint(g.cfg.TrustedProxies))
 	return lc.Run(ctx, []kit.Unit{kit.HTTPUnit("http", g.httpSrv, g.httpLn), kit.HTTPUnit("admin", g.adminSrv, g.adminLn)},
 		[]kit.Closer{
 			{Name: "telemetry", Close: g.tel.Shutdown},

@@ -2,8 +2,12 @@ package gateway
 
 import (
 	"context"
+	"fmt"
+	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,16 +45,24 @@ func (fakeUsers) UpdateName(context.Context, *usersv1.UpdateNameRequest, ...grpc
 // single-node redis-server and a fake users client.
 func newTestGateway(t testing.TB) (*Gateway, *kfake.Cluster) {
 	t.Helper()
+	return newTestGatewayEnv(t, nil)
+}
+
+// newTestGatewayEnv is newTestGateway with env's variables over its own.
+func newTestGatewayEnv(t testing.TB, env map[string]string) (*Gateway, *kfake.Cluster) {
+	t.Helper()
 	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topology.RegistrationsTopic))
 	if err != nil {
 		t.Fatalf("kfake: %v", err)
 	}
 	t.Cleanup(kc.Close)
 	rd := realservertest.MustStartRedis(t, "")
-	cfg, err := ConfigFromEnv(kit.MapEnv(map[string]string{
+	vars := map[string]string{
 		"KAFKA_BROKERS": strings.Join(kc.ListenAddrs(), ","), "REDIS_ADDRS": rd.Addr(), "REDIS_CLUSTER": "false",
 		"HTTP_ADDR": "127.0.0.1:0", "ADMIN_ADDR": "127.0.0.1:0", "RATE_LIMIT_RATE": "1000000", "RATE_LIMIT_BURST": "1000000",
-	}))
+	}
+	maps.Copy(vars, env)
+	cfg, err := ConfigFromEnv(kit.MapEnv(vars))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
@@ -149,5 +161,99 @@ func TestRateFinerThanAMicrosecondIsRefused(t *testing.T) {
 	}
 	if _, err := ConfigFromEnv(kit.MapEnv(map[string]string{"RATE_LIMIT_RATE": "1000000", "RATE_LIMIT_PERIOD": "1s"})); err != nil {
 		t.Errorf("one request per microsecond is the finest limit and is accepted: %v", err)
+	}
+}
+
+// TestTrustedProxyCIDRsAreCheckedAtStart: a bad network stops the gateway
+// at start, naming the variable, the value and what is allowed.
+func TestTrustedProxyCIDRsAreCheckedAtStart(t *testing.T) {
+	_, err := ConfigFromEnv(kit.MapEnv(map[string]string{"TRUSTED_PROXY_CIDRS": "10.244.0.0/16,10.0.0.300/8"}))
+	if err == nil || !strings.Contains(err.Error(), `TRUSTED_PROXY_CIDRS="10.244.0.0/16,10.0.0.300/8": "10.0.0.300/8" is not a network`) {
+		t.Errorf("a bad CIDR: err = %v, want a TRUSTED_PROXY_CIDRS error naming the value", err)
+	}
+	cfg, err := ConfigFromEnv(kit.MapEnv(nil))
+	if err != nil || len(cfg.TrustedProxies) != 0 {
+		t.Errorf("unset: %v, %v; want no trusted proxy and no error", cfg.TrustedProxies, err)
+	}
+}
+
+// knownUsers answers every profile, so that an allowed GET is a 200.
+type knownUsers struct{ fakeUsers }
+
+func (knownUsers) GetUser(_ context.Context, req *usersv1.GetUserRequest, _ ...grpc.CallOption) (*usersv1.User, error) {
+	return &usersv1.User{Id: req.GetId(), Email: "ada@example.com", Name: "Ada"}, nil
+}
+
+// TestEachClientBehindTheEdgeHasItsOwnBucket serves the gateway's real
+// handler on its listener. 127.0.0.2 plays the edge (the only trusted
+// proxy) and 127.0.0.3 a peer outside the edge's network: two clients
+// behind the edge get a bucket each (one exhausts its burst, 429 with
+// Retry-After, while the other still gets 200), and the outside peer's
+// forged X-Forwarded-For, whatever it names, keeps it in its own bucket.
+func TestEachClientBehindTheEdgeHasItsOwnBucket(t *testing.T) {
+	const burst = 3
+	g, _ := newTestGatewayEnv(t, map[string]string{
+		// One request a minute after the burst: nothing refills during the test.
+		"RATE_LIMIT_RATE": "1", "RATE_LIMIT_PERIOD": "1m", "RATE_LIMIT_BURST": strconv.Itoa(burst),
+		"TRUSTED_PROXY_CIDRS": "127.0.0.2/32",
+	})
+	g.users.API = knownUsers{}
+	go func() { _ = g.httpSrv.Serve(g.httpLn) }()
+	t.Cleanup(func() { _ = g.httpSrv.Close() })
+	from := func(ip string) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
+	}
+	edge, outsider := from("127.0.0.2"), from("127.0.0.3")
+	url := "http://" + g.Addr() + "/v1/users/" + account.UserID("ada@example.com")
+	get := func(c *http.Client, xff string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest("GET", url, nil)
+		if err != nil {
+			t.Fatalf("request: %v", err)
+		}
+		if xff != "" {
+			req.Header.Set("X-Forwarded-For", xff)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("GET from %s: %v", xff, err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+
+	for i := range burst {
+		if code, _ := get(edge, "203.0.113.1"); code != 200 {
+			t.Fatalf("client 203.0.113.1's request %d of its burst %d through the edge: %d, want 200", i+1, burst, code)
+		}
+	}
+	if code, retry := get(edge, "203.0.113.1"); code != 429 || retry == "" {
+		t.Fatalf("client 203.0.113.1 past its burst: %d with Retry-After %q, want 429 with Retry-After", code, retry)
+	}
+	// The edge's own address would be one shared bucket, now empty had it
+	// been used: the second client must still be served from its own.
+	for i := range burst {
+		if code, _ := get(edge, "203.0.113.2"); code != 200 {
+			t.Fatalf("client 203.0.113.2's request %d through the edge after 203.0.113.1 was limited: %d, want 200 (its own bucket)", i+1, code)
+		}
+	}
+	// A client's forged left part, kept by a proxy that appends, never wins:
+	// the edge's rightmost entry names the limited client.
+	if code, _ := get(edge, "198.51.100.77, 203.0.113.1"); code != 429 {
+		t.Errorf("limited client 203.0.113.1 with a forged left part through the edge: %d, want 429", code)
+	}
+
+	// From outside the edge's network the header is ignored: every forged
+	// address is the outsider's one bucket.
+	for i := range burst {
+		if code, _ := get(outsider, fmt.Sprintf("192.0.2.%d", i+1)); code != 200 {
+			t.Fatalf("outside peer's request %d of its burst: %d, want 200", i+1, code)
+		}
+	}
+	for _, forged := range []string{"192.0.2.99", "203.0.113.2", "127.0.0.2", "192.0.2.100, 127.0.0.2"} {
+		if code, retry := get(outsider, forged); code != 429 || retry == "" {
+			t.Errorf("outside peer past its burst, forging X-Forwarded-For %q: %d with Retry-After %q, want 429 with Retry-After (its own bucket)", forged, code, retry)
+		}
 	}
 }

@@ -15,10 +15,8 @@ import (
 	_ "embed"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -518,24 +516,3 @@ func counters(res Result) []string {
 }
 
 func ceilSeconds(d time.Duration) int { return int(math.Ceil(d.Seconds())) }
-
-// ClientKey identifies the client by its address; with trustForwarded the
-// last X-Forwarded-For entry (appended by the trusted ingress) wins, since
-// earlier entries are written by the client and can be forged.
-func ClientKey(trustForwarded bool) func(*http.Request) string {
-	return func(r *http.Request) string {
-		if trustForwarded {
-			if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
-				parts := strings.Split(xff[len(xff)-1], ",")
-				if ip := strings.TrimSpace(parts[len(parts)-1]); ip != "" {
-					return ip
-				}
-			}
-		}
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			return r.RemoteAddr
-		}
-		return host
-	}
-}
