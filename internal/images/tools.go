@@ -59,6 +59,14 @@ var tools = []tool{
 		},
 	},
 	{
+		Name: "kube-state-metrics", Tag: toolchain.KubeStateMetricsVersion,
+		What: "kube-state-metrics " + toolchain.KubeStateMetricsVersion,
+		Binary: func(ctx context.Context) (string, error) {
+			b, err := toolchain.KubeStateMetrics(ctx)
+			return b.Path, err
+		},
+	},
+	{
 		// The same build the embedded node runs as its add-on; a stack on
 		// another cluster (dev) deploys it from its own registry.
 		Name: "metrics-server", Tag: toolchain.MetricsServerVersion,
@@ -66,14 +74,6 @@ var tools = []tool{
 		Binary: func(ctx context.Context) (string, error) {
 			dir, err := toolchain.MetricsServer(ctx)
 			return filepath.Join(dir, "metrics-server"), err
-		},
-	},
-	{
-		Name: "kube-state-metrics", Tag: toolchain.KubeStateMetricsVersion,
-		What: "kube-state-metrics " + toolchain.KubeStateMetricsVersion,
-		Binary: func(ctx context.Context) (string, error) {
-			b, err := toolchain.KubeStateMetrics(ctx)
-			return b.Path, err
 		},
 	},
 	{
