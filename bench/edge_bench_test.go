@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/scaleplane/scaleplane/components/edge"
+	"github.com/scaleplane/scaleplane/internal/realserver"
 	"github.com/scaleplane/scaleplane/internal/realserver/realservertest"
 )
 
@@ -117,9 +118,21 @@ func TestEdgeTierCost(t *testing.T) {
 func edgeVariants() []edgeVariant {
 	rendered := func(render func(edge.Config) (string, error)) func(int, string, string) (string, error) {
 		return func(port int, dir, backend string) (string, error) {
+			// The https listener in plain HTTP (TLS terminated upstream), so
+			// the rendered row stays comparable with the plain-HTTP floors;
+			// the redirect and status listeners take ports nobody calls.
+			httpPort, err := realserver.FreePort()
+			if err != nil {
+				return "", err
+			}
+			statusPort, err := realserver.FreePort()
+			if err != nil {
+				return "", err
+			}
 			return render(edge.Config{
-				ListenHost: "127.0.0.1", ListenPort: port, RuntimeDir: dir,
-				BodyLimitBytes: 1 << 20, RateLimitPerSecond: unlimitedRate, RateBurst: unlimitedRate,
+				ListenHost: "127.0.0.1", HTTPSPort: port, HTTPPort: httpPort, StatusPort: statusPort, RuntimeDir: dir,
+				TLSTerminatedUpstream: true,
+				BodyLimitBytes:        1 << 20, RateLimitPerSecond: unlimitedRate, RateBurst: unlimitedRate,
 				Backends: []edge.Backend{{Name: "gateway", PathPrefix: "/", Servers: []string{backend}, HealthPath: "/healthz"}},
 			})
 		}

@@ -111,9 +111,39 @@ func Compose(ctx *pulumi.Context, env *Env) error {
 		}
 	}
 
+	e, err := edge.NewEdge(ctx, "edge", env.EdgeArgs(), after)
+	if err != nil {
+		return err
+	}
+	if _, err := ComposeObservability(ctx, env, fnd, after); err != nil {
+		return err
+	}
+	ctx.Export("namespace", ns.Name)
+	ctx.Export("edgeService", e.ServiceName)
+	ctx.Export("edgeEndpoint", e.Endpoint)
+	return nil
+}
+
+// EdgeTLSSecret is the kubernetes.io/tls Secret the edge of an in-cluster
+// stack serves: cert-manager's Certificate for the stack writes it, in
+// the stack's namespace, and the edge mounts it.
+const EdgeTLSSecret = "edge-tls"
+
+// EdgePublicPrefix is the one route the edge serves: the gateway's public
+// API (apps/gateway); every other path is 404 at the edge.
+const EdgePublicPrefix = "/v1/"
+
+// EdgeArgs are the edge's arguments for the stack. In-cluster stacks
+// terminate TLS at the edge with EdgeTLSSecret, and the LoadBalancer
+// Service keeps the client's address with externalTrafficPolicy Local.
+// AWS stacks let the NLB terminate TLS with the ACM certificate and carry
+// the client's address in PROXY protocol v2 headers, believed only from
+// the VPC (the NLB's addresses); the AWS side adds the matching
+// annotations through ServiceAnnotations.
+func (env *Env) EdgeArgs() *edge.Args {
 	gw := env.Workloads["gateway"]
 	edgeWL := env.Workloads["edge"]
-	e, err := edge.NewEdge(ctx, "edge", &edge.Args{
+	a := &edge.Args{
 		Kind:      env.Edge.Kind,
 		Namespace: env.Namespace,
 		Image:     env.Edge.Image,
@@ -124,7 +154,7 @@ func Compose(ctx *pulumi.Context, env *Env) error {
 			RateBurst:          env.Edge.RateBurst,
 			Backends: []edge.Backend{{
 				Name:       "gateway",
-				PathPrefix: "/",
+				PathPrefix: EdgePublicPrefix,
 				Servers:    []string{fmt.Sprintf("gateway.%s.svc.cluster.local:%d", env.Namespace, topology.GatewayHTTPPort)},
 				Discovery: &edge.Discovery{
 					FQDN:  fmt.Sprintf("gateway-headless.%s.svc.cluster.local", env.Namespace),
@@ -139,17 +169,15 @@ func Compose(ctx *pulumi.Context, env *Env) error {
 		Autoscaling:        env.Autoscaling,
 		Shutdown:           env.Shutdown,
 		ZoneSpreadRequired: env.ZoneSpreadRequired,
-	}, after)
-	if err != nil {
-		return err
 	}
-	if _, err := ComposeObservability(ctx, env, fnd, after); err != nil {
-		return err
+	if env.Flavour == FlavourAWS {
+		a.TLSTerminatedUpstream = true
+		a.Config.ProxyProtocol = edge.ProxyProtocol{Enabled: true, TrustedCIDRs: []string{env.Foundation.VPCCIDR}}
+	} else {
+		a.TLSSecretName = EdgeTLSSecret
+		a.ExternalTrafficPolicy = "Local"
 	}
-	ctx.Export("namespace", ns.Name)
-	ctx.Export("edgeService", e.ServiceName)
-	ctx.Export("edgeEndpoint", e.Endpoint)
-	return nil
+	return a
 }
 
 // service fills the parts every bundled Go service shares from the Env.

@@ -169,7 +169,7 @@ func TestEdgeConfigInEveryStack(t *testing.T) {
 				assert.Equal(t, "nginx.conf", file, "%s nginx file", stack)
 				assert.Contains(t, conf, fmt.Sprintf("client_max_body_size %d;", env.Edge.BodyLimitBytes), "%s body limit from config", stack)
 				assert.Contains(t, conf, fmt.Sprintf("rate=%dr/s", env.Edge.RateLimitPerSecond), "%s rate limit from config", stack)
-				assert.Contains(t, conf, "least_conn;", "%s least connections", stack)
+				assert.NotContains(t, conf, "least_conn;", "%s nginx claims no balancing it cannot do", stack)
 			case "haproxy":
 				assert.Equal(t, "haproxy.cfg", file, "%s haproxy file", stack)
 				assert.Contains(t, conf, fmt.Sprintf("gt %d }", env.Edge.BodyLimitBytes), "%s body limit from config", stack)
@@ -180,6 +180,26 @@ func TestEdgeConfigInEveryStack(t *testing.T) {
 		}
 		svc := byName(g.ByType("kubernetes:core/v1:Service"))["edge"]
 		assert.Equal(t, "LoadBalancer", str(get(svc.Inputs, "spec", "type")), "%s edge is the way in", stack)
+		assert.Equal(t, "Local", str(get(svc.Inputs, "spec", "externalTrafficPolicy")), "%s keeps the client's address through kube-proxy", stack)
+		ports := map[string]string{}
+		for _, p := range get(svc.Inputs, "spec", "ports").([]any) {
+			ports[str(get(p, "name"))] = fmt.Sprint(get(p, "port")) + "->" + str(get(p, "targetPort"))
+		}
+		assert.Equal(t, map[string]string{"https": "443->https", "http": "80->http"}, ports, "%s edge Service: https and http only, never the status port", stack)
+		for _, text := range data {
+			conf := str(text)
+			aws := env.Flavour == stacks.FlavourAWS
+			assert.Equal(t, aws, strings.Contains(conf, "proxy_protocol") || strings.Contains(conf, "accept-proxy"),
+				"%s: PROXY protocol exactly on the AWS stacks", stack)
+			assert.Equal(t, !aws, strings.Contains(conf, "/etc/edge-tls/edge.pem"), "%s: TLS at the edge exactly in-cluster", stack)
+			if aws {
+				assert.Contains(t, conf, env.Foundation.VPCCIDR, "%s: PROXY headers believed from the VPC only", stack)
+			}
+			assert.Contains(t, conf, "/v1/", "%s routes the gateway's public API", stack)
+		}
+		dep := byName(g.ByType("kubernetes:apps/v1:Deployment"))["edge"]
+		vols := fmt.Sprint(get(dep.Inputs, "spec", "template", "spec", "volumes"))
+		assert.Equal(t, env.Flavour != stacks.FlavourAWS, strings.Contains(vols, stacks.EdgeTLSSecret), "%s mounts the TLS Secret exactly in-cluster: %s", stack, vols)
 	}
 }
 

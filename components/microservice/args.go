@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"strings"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -30,13 +31,34 @@ type (
 	Shutdown = kube.Shutdown
 )
 
-// Port is a named container port, exposed by the Services with the same name.
+// Port is a named container port, exposed by the Services with the same
+// name unless ContainerOnly.
 type Port struct {
 	Name string
+	// Port is the container's port (the Service's targetPort).
 	Port int
+	// ServicePort is the port the Services expose it on; 0 means Port.
+	// The edge maps 443 and 80 to its unprivileged 8443 and 8080.
+	ServicePort int
+	// ContainerOnly keeps the port out of every Service: only the kubelet
+	// (probes) and, for the MetricsPort, Prometheus reach it. The edge's
+	// status port is one, so it is never behind the load balancer.
+	ContainerOnly bool
 	// Protocol is an application protocol hint ("http" or "grpc"), used for
 	// the Service's appProtocol.
 	Protocol string
+}
+
+// SecretVolume mounts some keys of a Secret read-only, each under the
+// file name the program expects (HAProxy wants a TLS Secret's tls.crt
+// and tls.key as edge.pem and edge.pem.key).
+type SecretVolume struct {
+	// Secret is the Secret's name, in the service's namespace.
+	Secret string
+	// MountPath is the directory the files appear in.
+	MountPath string
+	// Items maps a key of the Secret to its file name in MountPath.
+	Items map[string]string
 }
 
 // Probe says how Kubernetes checks the container. Exactly one of HTTPPath
@@ -95,6 +117,15 @@ type Args struct {
 	Headless bool
 	// ServiceType is ClusterIP by default; the edge uses LoadBalancer.
 	ServiceType string
+	// ExternalTrafficPolicy is the Service's: "Local" keeps the client's
+	// address through kube-proxy (no SNAT to another node); only for
+	// LoadBalancer and NodePort Services. Empty leaves Kubernetes' default (Cluster).
+	ExternalTrafficPolicy string
+	// ServiceAnnotations go on the main Service only (a cloud load
+	// balancer's settings: NLB type, PROXY protocol, certificate).
+	ServiceAnnotations pulumi.StringMapInput
+	// SecretVolumes are mounted read-only in the container.
+	SecretVolumes []SecretVolume
 	// AllowFrom lists the app.kubernetes.io/name of the workloads allowed to
 	// call this one; AllowFromAnywhere opens the ports to every source (the edge).
 	AllowFrom         []string
@@ -108,6 +139,8 @@ type Args struct {
 var (
 	envName   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	secretRef = regexp.MustCompile(`^[a-z0-9][-a-z0-9.]*/[-._a-zA-Z0-9]+$`)
+	// secretName is a Secret's metadata.name (a DNS subdomain).
+	secretName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
 )
 
 // Validate reports the first problem in the arguments, naming the field,
@@ -131,11 +164,18 @@ func (a *Args) Validate(name string) error {
 	errs = append(errs, a.Resources.Validate())
 	check(len(a.Ports) > 0, "ports: at least one port is needed for probes and the Service")
 	ports := map[string]bool{}
+	inService := 0
 	for _, p := range a.Ports {
 		check(len(p.Name) <= 15 && kube.DNSLabel(p.Name), "port name %q: must be a DNS label of at most 15 characters", p.Name)
 		check(p.Port > 0 && p.Port < 65536, "port %s=%d: must be in 1..65535", p.Name, p.Port)
+		check(p.ServicePort >= 0 && p.ServicePort < 65536, "port %s servicePort %d: must be in 1..65535, or 0 for the container port", p.Name, p.ServicePort)
+		check(!p.ContainerOnly || p.ServicePort == 0, "port %s: servicePort %d on a containerOnly port, which no Service exposes", p.Name, p.ServicePort)
 		ports[p.Name] = true
+		if !p.ContainerOnly {
+			inService++
+		}
 	}
+	check(len(a.Ports) == 0 || inService > 0, "ports: every port is containerOnly; at least one must be in the Service")
 	for _, pr := range []struct {
 		role string
 		p    Probe
@@ -157,6 +197,22 @@ func (a *Args) Validate(name string) error {
 	case "", "ClusterIP", "LoadBalancer", "NodePort":
 	default:
 		errs = append(errs, fmt.Errorf("serviceType %q: must be ClusterIP, LoadBalancer or NodePort", a.ServiceType))
+	}
+	switch a.ExternalTrafficPolicy {
+	case "":
+	case "Local", "Cluster":
+		check(a.ServiceType == "LoadBalancer" || a.ServiceType == "NodePort",
+			"externalTrafficPolicy %q: only for LoadBalancer or NodePort Services, not %q", a.ExternalTrafficPolicy, a.ServiceType)
+	default:
+		errs = append(errs, fmt.Errorf("externalTrafficPolicy %q: must be Local or Cluster", a.ExternalTrafficPolicy))
+	}
+	for i, v := range a.SecretVolumes {
+		check(kube.DNSLabel(v.Secret) || secretName.MatchString(v.Secret), "secretVolumes[%d].secret %q: must be a Secret name", i, v.Secret)
+		check(strings.HasPrefix(v.MountPath, "/"), "secretVolumes[%d].mountPath %q: must be an absolute path", i, v.MountPath)
+		check(len(v.Items) > 0, "secretVolumes[%d].items: at least one key to mount", i)
+		for k, f := range v.Items {
+			check(k != "" && f != "" && !strings.Contains(f, "/"), "secretVolumes[%d].items %q=%q: need a key and a plain file name", i, k, f)
+		}
 	}
 	switch a.ImagePullPolicy {
 	case "", "IfNotPresent", "Always", "Never":

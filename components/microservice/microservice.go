@@ -76,6 +76,21 @@ func NewMicroservice(ctx *pulumi.Context, name string, args *Args, opts ...pulum
 		EmptyDir: &corev1.EmptyDirVolumeSourceArgs{SizeLimit: pulumi.String("64Mi")},
 	}}
 	mounts := corev1.VolumeMountArray{corev1.VolumeMountArgs{Name: pulumi.String("tmp"), MountPath: pulumi.String("/tmp")}}
+	for i, v := range args.SecretVolumes {
+		volName := fmt.Sprintf("secret-%d", i)
+		var items corev1.KeyToPathArray
+		for _, k := range slices.Sorted(maps.Keys(v.Items)) {
+			items = append(items, corev1.KeyToPathArgs{Key: pulumi.String(k), Path: pulumi.String(v.Items[k])})
+		}
+		volumes = append(volumes, corev1.VolumeArgs{
+			Name: pulumi.String(volName),
+			// 0440 with the pod's fsGroup: the non-root process reads it, nobody else.
+			Secret: &corev1.SecretVolumeSourceArgs{SecretName: pulumi.String(v.Secret), Items: items, DefaultMode: pulumi.Int(0o440)},
+		})
+		mounts = append(mounts, corev1.VolumeMountArgs{
+			Name: pulumi.String(volName), MountPath: pulumi.String(v.MountPath), ReadOnly: pulumi.Bool(true),
+		})
+	}
 	var dependsOn []pulumi.Resource
 	if len(args.ConfigFiles) > 0 {
 		cm, err := corev1.NewConfigMap(ctx, name+"-config", &corev1.ConfigMapArgs{
@@ -162,15 +177,21 @@ func NewMicroservice(ctx *pulumi.Context, name string, args *Args, opts ...pulum
 	if svcType == "" {
 		svcType = "ClusterIP"
 	}
+	svcMeta := meta(name)
+	svcMeta.Annotations = args.ServiceAnnotations
+	svcSpec := &corev1.ServiceSpecArgs{
+		Type:     pulumi.String(svcType),
+		Selector: pulumi.ToStringMap(selector),
+		Ports:    args.servicePorts(),
+		// No sticky sessions: state lives in Redis, any pod serves any client.
+		SessionAffinity: pulumi.String("None"),
+	}
+	if args.ExternalTrafficPolicy != "" {
+		svcSpec.ExternalTrafficPolicy = pulumi.String(args.ExternalTrafficPolicy)
+	}
 	svc, err := corev1.NewService(ctx, name+"-service", &corev1.ServiceArgs{
-		Metadata: meta(name),
-		Spec: &corev1.ServiceSpecArgs{
-			Type:     pulumi.String(svcType),
-			Selector: pulumi.ToStringMap(selector),
-			Ports:    args.servicePorts(),
-			// No sticky sessions: state lives in Redis, any pod serves any client.
-			SessionAffinity: pulumi.String("None"),
-		},
+		Metadata: svcMeta,
+		Spec:     svcSpec,
 	}, parent)
 	if err != nil {
 		return nil, fmt.Errorf("microservice %s: service: %w", name, err)
@@ -207,7 +228,7 @@ func NewMicroservice(ctx *pulumi.Context, name string, args *Args, opts ...pulum
 
 	m.DeploymentName = dep.Metadata.Name().Elem()
 	m.ServiceName = svc.Metadata.Name().Elem()
-	m.Endpoint = pulumi.Sprintf("%s.%s.svc.cluster.local:%d", m.ServiceName, args.Namespace, args.Ports[0].Port)
+	m.Endpoint = pulumi.Sprintf("%s.%s.svc.cluster.local:%d", m.ServiceName, args.Namespace, args.firstServicePort())
 	m.Labels = pulumi.ToStringMap(selector).ToStringMapOutput()
 	if err := ctx.RegisterResourceOutputs(m, pulumi.Map{
 		"deploymentName": m.DeploymentName,
@@ -229,6 +250,23 @@ func (a *Args) portNumber(name string) int {
 	return 0
 }
 
+// firstServicePort is the port the Service exposes its first port on.
+func (a *Args) firstServicePort() int {
+	for _, p := range a.Ports {
+		if !p.ContainerOnly {
+			return p.servicePort()
+		}
+	}
+	return 0
+}
+
+func (p Port) servicePort() int {
+	if p.ServicePort != 0 {
+		return p.ServicePort
+	}
+	return p.Port
+}
+
 func (a *Args) containerPorts() corev1.ContainerPortArray {
 	var out corev1.ContainerPortArray
 	for _, p := range a.Ports {
@@ -242,8 +280,11 @@ func (a *Args) containerPorts() corev1.ContainerPortArray {
 func (a *Args) servicePorts() corev1.ServicePortArray {
 	var out corev1.ServicePortArray
 	for _, p := range a.Ports {
+		if p.ContainerOnly {
+			continue
+		}
 		sp := corev1.ServicePortArgs{
-			Name: pulumi.String(p.Name), Port: pulumi.Int(p.Port), TargetPort: pulumi.String(p.Name), Protocol: pulumi.String("TCP"),
+			Name: pulumi.String(p.Name), Port: pulumi.Int(p.servicePort()), TargetPort: pulumi.String(p.Name), Protocol: pulumi.String("TCP"),
 		}
 		if p.Protocol != "" {
 			sp.AppProtocol = pulumi.String(p.Protocol)
@@ -340,12 +381,27 @@ func (a *Args) behavior() *autoscalingv2.HorizontalPodAutoscalerBehaviorArgs {
 	}
 }
 
+// networkPolicy admits the Service's ports from the declared callers (or
+// anywhere) and Prometheus, and the containerOnly ports from Prometheus
+// when one is the metrics port; the kubelet's probes come from the node,
+// which a NetworkPolicy always admits.
 func (a *Args) networkPolicy(selector map[string]string) *networkingv1.NetworkPolicySpecArgs {
-	var ports networkingv1.NetworkPolicyPortArray
+	var ports, private networkingv1.NetworkPolicyPortArray
+	metricsPrivate := false
 	for _, p := range a.Ports {
-		ports = append(ports, networkingv1.NetworkPolicyPortArgs{Port: pulumi.Int(p.Port), Protocol: pulumi.String("TCP")})
+		np := networkingv1.NetworkPolicyPortArgs{Port: pulumi.Int(p.Port), Protocol: pulumi.String("TCP")}
+		if p.ContainerOnly {
+			private = append(private, np)
+			metricsPrivate = metricsPrivate || p.Name == a.MetricsPort
+			continue
+		}
+		ports = append(ports, np)
 	}
 	rule := networkingv1.NetworkPolicyIngressRuleArgs{Ports: ports}
+	rules := networkingv1.NetworkPolicyIngressRuleArray{rule}
+	if metricsPrivate {
+		rules = append(rules, networkingv1.NetworkPolicyIngressRuleArgs{Ports: private, From: networkingv1.NetworkPolicyPeerArray{prometheusPeer()}})
+	}
 	if !a.AllowFromAnywhere {
 		var peers networkingv1.NetworkPolicyPeerArray
 		for _, caller := range a.AllowFrom {
@@ -353,19 +409,24 @@ func (a *Args) networkPolicy(selector map[string]string) *networkingv1.NetworkPo
 				PodSelector: &metav1.LabelSelectorArgs{MatchLabels: pulumi.StringMap{"app.kubernetes.io/name": pulumi.String(caller)}},
 			})
 		}
-		if a.MetricsPort != "" {
-			// Prometheus may live in another namespace.
-			peers = append(peers, networkingv1.NetworkPolicyPeerArgs{
-				NamespaceSelector: &metav1.LabelSelectorArgs{},
-				PodSelector:       &metav1.LabelSelectorArgs{MatchLabels: pulumi.StringMap{"app.kubernetes.io/name": pulumi.String("prometheus")}},
-			})
+		if a.MetricsPort != "" && !metricsPrivate {
+			peers = append(peers, prometheusPeer())
 		}
 		rule.From = peers
+		rules[0] = rule
 	}
 	return &networkingv1.NetworkPolicySpecArgs{
 		PodSelector: &metav1.LabelSelectorArgs{MatchLabels: pulumi.ToStringMap(selector)},
 		PolicyTypes: pulumi.ToStringArray([]string{"Ingress"}),
-		Ingress:     networkingv1.NetworkPolicyIngressRuleArray{rule},
+		Ingress:     rules,
+	}
+}
+
+// prometheusPeer is any Prometheus pod; Prometheus may live in another namespace.
+func prometheusPeer() networkingv1.NetworkPolicyPeerArgs {
+	return networkingv1.NetworkPolicyPeerArgs{
+		NamespaceSelector: &metav1.LabelSelectorArgs{},
+		PodSelector:       &metav1.LabelSelectorArgs{MatchLabels: pulumi.StringMap{"app.kubernetes.io/name": pulumi.String("prometheus")}},
 	}
 }
 

@@ -227,6 +227,16 @@ func TestValidateRefusesBadArgsBeforeDeclaringAnything(t *testing.T) {
 		"bad namespace":    {func(a *Args) { a.Namespace = "Apps" }, `namespace "Apps"`},
 		"config, no mount": {func(a *Args) { a.ConfigMountPath = "" }, "configMountPath"},
 		"unknown metrics":  {func(a *Args) { a.MetricsPort = "admin" }, `metricsPort "admin"`},
+		"traffic policy":   {func(a *Args) { a.ExternalTrafficPolicy = "Local" }, `externalTrafficPolicy "Local": only for LoadBalancer or NodePort`},
+		"traffic value":    {func(a *Args) { a.ServiceType, a.ExternalTrafficPolicy = "LoadBalancer", "Node" }, `externalTrafficPolicy "Node": must be Local or Cluster`},
+		"all private":      {func(a *Args) { a.Ports[0].ContainerOnly = true }, "at least one must be in the Service"},
+		"private mapped": {func(a *Args) {
+			a.Ports = append(a.Ports, Port{Name: "s", Port: 9, ContainerOnly: true, ServicePort: 90})
+		}, "servicePort 90 on a containerOnly port"},
+		"secret no items": {func(a *Args) { a.SecretVolumes = []SecretVolume{{Secret: "tls", MountPath: "/etc/tls"}} }, "secretVolumes[0].items"},
+		"secret rel mount": {func(a *Args) {
+			a.SecretVolumes = []SecretVolume{{Secret: "tls", MountPath: "tls", Items: map[string]string{"k": "f"}}}
+		}, `secretVolumes[0].mountPath "tls"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			a := validArgs()
@@ -242,6 +252,63 @@ func TestValidateRefusesBadArgsBeforeDeclaringAnything(t *testing.T) {
 			assert.Empty(t, m.names, "nothing is declared when the args are bad")
 		})
 	}
+}
+
+// TestPublicAndPrivatePorts is the edge's shape: Service ports mapped to
+// unprivileged container ports, a status port no Service exposes but
+// Prometheus may reach, annotations and externalTrafficPolicy on the
+// LoadBalancer Service, and a Secret mounted as named files.
+func TestPublicAndPrivatePorts(t *testing.T) {
+	a := validArgs()
+	a.Headless, a.AllowFrom, a.AllowFromAnywhere = false, nil, true
+	a.ServiceType, a.ExternalTrafficPolicy = "LoadBalancer", "Local"
+	a.ServiceAnnotations = pulumi.StringMap{"example.com/lb": pulumi.String("nlb")}
+	a.Ports = []Port{
+		{Name: "https", Port: 8443, ServicePort: 443},
+		{Name: "http", Port: 8080, ServicePort: 80},
+		{Name: "status", Port: 8081, ContainerOnly: true},
+	}
+	a.Liveness.Port, a.Readiness.Port, a.MetricsPort = "status", "status", "status"
+	a.SecretVolumes = []SecretVolume{{Secret: "edge-tls", MountPath: "/etc/edge-tls", Items: map[string]string{"tls.crt": "edge.pem", "tls.key": "edge.pem.key"}}}
+	m := deploy(t, a)
+
+	svc := m.byTok["kubernetes:core/v1:Service"][0]
+	assert.Equal(t, []any{
+		map[string]any{"name": "https", "port": 443.0, "targetPort": "https", "protocol": "TCP"},
+		map[string]any{"name": "http", "port": 80.0, "targetPort": "http", "protocol": "TCP"},
+	}, get(svc, "spec", "ports"), "the Service maps 443 and 80 and never exposes the status port")
+	assert.Equal(t, "Local", get(svc, "spec", "externalTrafficPolicy"), "the client's address survives kube-proxy")
+	assert.Equal(t, "nlb", get(svc, "metadata", "annotations", "example.com/lb"), "the load balancer's annotations")
+
+	dep := m.byTok["kubernetes:apps/v1:Deployment"][0]
+	c := get(dep, "spec", "template", "spec", "containers", 0)
+	assert.Len(t, get(c, "ports"), 3, "every port is a container port")
+	assert.Equal(t, "status", get(c, "livenessProbe", "httpGet", "port"), "probes on the status port")
+	assert.Equal(t, "8081", get(dep, "spec", "template", "metadata", "annotations", "prometheus.io/port"), "scraped on the status port")
+	var secret any
+	for _, v := range get(dep, "spec", "template", "spec", "volumes").([]any) {
+		if get(v, "name") == "secret-0" {
+			secret = get(v, "secret")
+		}
+	}
+	assert.Equal(t, "edge-tls", get(secret, "secretName"), "the TLS Secret is mounted")
+	assert.Equal(t, []any{map[string]any{"key": "tls.crt", "path": "edge.pem"}, map[string]any{"key": "tls.key", "path": "edge.pem.key"}},
+		get(secret, "items"), "keys mounted under the names the program reads")
+	mounted := 0
+	for _, mnt := range get(c, "volumeMounts").([]any) {
+		if get(mnt, "name") == "secret-0" {
+			mounted++
+			assert.Equal(t, "/etc/edge-tls", get(mnt, "mountPath"), "mounted where the config reads it")
+			assert.Equal(t, true, get(mnt, "readOnly"), "read-only")
+		}
+	}
+	assert.Equal(t, 1, mounted, "the Secret's volume is mounted once")
+
+	np := m.byTok["kubernetes:networking.k8s.io/v1:NetworkPolicy"][0]
+	assert.Nil(t, get(np, "spec", "ingress", 0, "from"), "the public ports admit anyone")
+	assert.Len(t, get(np, "spec", "ingress", 0, "ports"), 2, "the public rule has the two public ports")
+	assert.Equal(t, 8081.0, get(np, "spec", "ingress", 1, "ports", 0, "port"), "a second rule for the status port")
+	assert.Equal(t, "prometheus", get(np, "spec", "ingress", 1, "from", 0, "podSelector", "matchLabels", "app.kubernetes.io/name"), "which only Prometheus reaches")
 }
 
 func TestGoRuntimeDerivations(t *testing.T) {

@@ -31,7 +31,7 @@ var NoStickySessions = register(&Rule{
 	Category:    Edge,
 	Level:       Mandatory,
 	Description: "No Service uses sessionAffinity: ClientIP, no Ingress asks for affinity, and no nginx (ip_hash, sticky, hash $cookie_/$remote_addr) or HAProxy (cookie, stick on/match/store, balance source) config pins clients to a server.",
-	Remediation: "Keep session state in Redis and balance with least connections (the edge component renders least_conn / balance leastconn); remove the affinity directive or set sessionAffinity: None.",
+	Remediation: "Keep session state in Redis and let any pod serve any client (the edge component renders HAProxy's balance leastconn over every pod, and nginx proxies to the ClusterIP with no affinity); remove the affinity directive or set sessionAffinity: None.",
 	Rationale:   "'If you store user sessions in RAM ... Next request hits Server B. Server B knows nothing about the session.' The articles' fix is a central session store so any server serves any client; sticky sessions bring the problem back and defeat the autoscaler, since new pods get no pinned clients.",
 	CheckResource: func(r Resource, t Thresholds) []string {
 		var out []string

@@ -17,7 +17,7 @@ type mutation func(g *render.Graph) error
 
 // mutations are the code-level mutations the corpus names.
 var mutations = map[string]mutation{
-	"nginx-ip-hash":         editConfig("edge", "least_conn;", "ip_hash;"),
+	"nginx-ip-hash":         editConfig("edge", "    keepalive 64;", "    ip_hash;\n    keepalive 64;"),
 	"haproxy-cookie":        editConfig("edge", "  balance leastconn\n", "  balance leastconn\n  cookie SERVERID insert indirect nocache\n"),
 	"nginx-no-rate-limit":   editConfigRE("edge", `(?m)^\s*limit_req zone=.*\n`, ""),
 	"haproxy-no-rate-limit": editConfigRE("edge", `(?m)^.*deny_status 429.*\n`, ""),
