@@ -50,9 +50,14 @@ func TestServerImagesAreThoseUnderTheStacksRegistry(t *testing.T) {
 			"scaleplane.local/otelcol:v0.165.0": "otelcol", "scaleplane.local/prometheus:v2.55.1": "prometheus", "scaleplane.local/kube-state-metrics:v2.16.0": "kube-state-metrics",
 			"scaleplane.local/postgresql:15.20": "postgresql", "scaleplane.local/pgbouncer:1.18.0": "pgbouncer",
 			"scaleplane.local/cert-manager:v1.21.2": "cert-manager"},
-		// prod's edge is under its own registry: images build makes it (to
-		// push); Redis is ElastiCache there.
-		"prod": {"123456789012.dkr.ecr.us-east-1.amazonaws.com/scaleplane/edge-haproxy:0.1.0": "haproxy"},
+		// prod's edge and observability tools are under its own registry:
+		// images build makes them (to push); Redis is ElastiCache there.
+		"prod": {"123456789012.dkr.ecr.us-east-1.amazonaws.com/scaleplane/edge-haproxy:0.1.0": "haproxy",
+			"123456789012.dkr.ecr.us-east-1.amazonaws.com/scaleplane/jaeger:v1.76.0":             "jaeger",
+			"123456789012.dkr.ecr.us-east-1.amazonaws.com/scaleplane/otelcol:v0.165.0":           "otelcol",
+			"123456789012.dkr.ecr.us-east-1.amazonaws.com/scaleplane/prometheus:v2.55.1":         "prometheus",
+			"123456789012.dkr.ecr.us-east-1.amazonaws.com/scaleplane/kube-state-metrics:v2.16.0": "kube-state-metrics",
+			"123456789012.dkr.ecr.us-east-1.amazonaws.com/scaleplane/metrics-server:v0.9.0":      "metrics-server"},
 	} {
 		env := stackEnv(t, stack)
 		got := serverImages(env)
@@ -140,8 +145,17 @@ func TestLocalToolImages(t *testing.T) {
 		dev + "metrics-server:v0.9.0":      "metrics-server",
 		dev + "cert-manager:v1.21.2":       "cert-manager",
 	}, toolImages(stackEnv(t, "dev")), "dev's tool images: all from its registry")
+	// The AWS stacks run the observability tools from their ECR registry
+	// and no cert-manager (their certificate is ACM's).
+	ecr := "123456789012.dkr.ecr.us-east-1.amazonaws.com/scaleplane/"
 	for _, stack := range []string{"staging", "prod"} {
-		assert.Empty(t, toolImages(stackEnv(t, stack)), "%s makes no tool image", stack)
+		assert.Equal(t, map[string]string{
+			ecr + "jaeger:v1.76.0":             "jaeger",
+			ecr + "otelcol:v0.165.0":           "otelcol",
+			ecr + "prometheus:v2.55.1":         "prometheus",
+			ecr + "kube-state-metrics:v2.16.0": "kube-state-metrics",
+			ecr + "metrics-server:v0.9.0":      "metrics-server",
+		}, toolImages(stackEnv(t, stack)), "%s's tool images: the observability tools from its ECR registry", stack)
 	}
 }
 
