@@ -140,16 +140,26 @@ func haproxyRoute(lines []string, path string) Route {
 			acls[m[1]] = append(acls[m[1]], m[2])
 		}
 	}
+	// http-request rules run in order and the first final one wins (a
+	// deny, a return, a use-service); use_backend is chosen only after all
+	// of them, so a deny anywhere before it keeps a path from the backend.
 	for _, l := range lines {
-		if m := haproxyDeny.FindStringSubmatch(l); m != nil {
-			if applies, known := haproxyApplies(m[2], acls, path); known && applies {
+		deny := haproxyDeny.FindStringSubmatch(l)
+		serve := haproxyServe.FindStringSubmatch(l)
+		switch {
+		case deny != nil:
+			if applies, known := haproxyApplies(deny[2], acls, path); known && applies {
 				return Route{}
+			}
+		case serve != nil && strings.HasPrefix(serve[1], "http-request"):
+			if applies, known := haproxyApplies(serve[2], acls, path); applies || !known {
+				return Route{Served: true, By: l}
 			}
 		}
 	}
 	for _, l := range lines {
 		m := haproxyServe.FindStringSubmatch(l)
-		if m == nil {
+		if m == nil || strings.HasPrefix(m[1], "http-request") {
 			continue
 		}
 		if m[1] == "default_backend" || strings.HasPrefix(m[1], "stats") {
