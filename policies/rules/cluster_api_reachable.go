@@ -12,10 +12,10 @@ const kubernetesAPIPort = 443
 
 // ClusterAPIReachable requires an EKS API endpoint that the deployer can reach and the internet cannot.
 var ClusterAPIReachable = register(&Rule{
-	ID:       "cluster-api-reachable",
-	Name:     "Cluster API reachable by the deployer",
-	Category: Security,
-	Level:    Mandatory,
+	ID:          "cluster-api-reachable",
+	Name:        "Cluster API reachable by the deployer",
+	Category:    Security,
+	Level:       Mandatory,
 	Description: "Every EKS cluster either has endpointPublicAccess with a non-empty publicAccessCidrs list of valid CIDRs none of which is 0.0.0.0/0 or ::/0 (unset publicAccessCidrs is AWS's 0.0.0.0/0), or has endpointPrivateAccess and a declared private runner network: an ingress security group rule on 443 from a CIDR other than 0.0.0.0/0, declared beside the cluster (same parent). A cluster that no one could reach, or that the whole internet can, fails.",
 	Remediation: "Set clusterPublicAccessCidrs in the stack file to the networks `pulumi up` runs from, or clusterApiPrivateRunnerCidrs to a runner network inside the VPC (the cluster component admits it on 443); never 0.0.0.0/0.",
 	Rationale:   "Issue #27: 'The EKS API endpoint is private-only (publicAccessCidrs unset), and nothing says from where pulumi up -s prod could reach it ... A rule fails a stack that no one could deploy.' The opposite mistake, an API open to 0.0.0.0/0, is found by every scanner within hours and leaves the cluster one leaked credential away; both are refused.",

@@ -15,10 +15,10 @@ var (
 
 // EdgeProxyProtocol requires the load balancer and the edge to agree on the PROXY protocol.
 var EdgeProxyProtocol = register(&Rule{
-	ID:       "edge-proxy-protocol",
-	Name:     "PROXY protocol on both sides or neither",
-	Category: Edge,
-	Level:    Mandatory,
+	ID:          "edge-proxy-protocol",
+	Name:        "PROXY protocol on both sides or neither",
+	Category:    Edge,
+	Level:       Mandatory,
 	Description: "A LoadBalancer Service carries the aws-load-balancer-proxy-protocol annotation exactly when every edge listener it reaches expects PROXY headers (nginx listen ... proxy_protocol with real_ip_header proxy_protocol and set_real_ip_from the load balancer's networks; HAProxy bind ... accept-proxy with a tcp-request connection reject unless { src ... }); PROXY headers are believed only from named networks, never 0.0.0.0/0.",
 	Remediation: "Let the stack set both sides from one switch: the load balancer controller's NLB annotations (proxy-protocol \"*\") and the edge component's ProxyProtocol (Enabled, TrustedCIDRs = the VPC); in-cluster stacks use neither and keep externalTrafficPolicy: Local.",
 	Rationale:   "Issue #27: 'The load balancer's annotations and the edge's accept-proxy/real_ip always agree; a rule enforces it.' If the load balancer sends PROXY headers the edge does not expect, every request is garbage to it; if the edge expects them and the load balancer sends none, every connection fails; and an edge that believes PROXY headers from anyone lets any client forge the address the per-client rate limit keys on.",

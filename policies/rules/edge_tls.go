@@ -46,10 +46,10 @@ var (
 
 // EdgeTLS requires HTTPS on 443 with TLS 1.2 or later, plain HTTP only redirecting, and HSTS.
 var EdgeTLS = register(&Rule{
-	ID:       "edge-tls",
-	Name:     "TLS at the edge",
-	Category: Edge,
-	Level:    Mandatory,
+	ID:          "edge-tls",
+	Name:        "TLS at the edge",
+	Category:    Edge,
+	Level:       Mandatory,
 	Description: "Every LoadBalancer Service serves port 443 over TLS 1.2 or later, terminated either by the edge behind it (nginx ssl_protocols without SSLv3/TLSv1/TLSv1.1; HAProxy ssl-min-ver TLSv1.2 on the bind or in ssl-default-bind-options) or by the load balancer (ssl-cert annotation on the port and an ssl-negotiation-policy that refuses TLS 1.0/1.1), never both; the 443 listener sends Strict-Transport-Security; every other plain-HTTP port only redirects to https.",
 	Remediation: "Keep the edge component's TLS on: in-cluster stacks mount the cert-manager certificate (TLSSecretName), aws stacks set TLSTerminatedUpstream with the NLB annotations from the load balancer controller (ssl-cert, ssl-ports https, ssl-negotiation-policy ELBSecurityPolicy-TLS13-1-2-2021-06); do not add listeners or Service ports around it.",
 	Rationale:   "Issue #27: 'SESSION_COOKIE_SECURE defaults to true, so over plain HTTP the login cookie is never sent back', and it asks for 'HTTPS on 443 with TLS 1.2 or later ... HTTP on 80 only redirects; HSTS on.' TLS 1.0 and 1.1 are deprecated (RFC 8996); HSTS keeps a browser from ever trying plain HTTP again after the first visit.",
