@@ -112,7 +112,7 @@ data: {server.properties: "default.replication.factor=1\nmin.insync.replicas=1\n
 		ann["service.beta.kubernetes.io/aws-load-balancer-proxy-protocol"] = "*"
 		meta["annotations"] = ann
 	}),
-	"nginx-accept-proxy": editConfigMust("edge", "listen 8443 ssl http2 reuseport;", "listen 8443 ssl http2 proxy_protocol reuseport;"),
+	"nginx-accept-proxy":         editConfigMust("edge", "listen 8443 ssl http2 reuseport;", "listen 8443 ssl http2 proxy_protocol reuseport;"),
 	"gateway-no-trusted-proxies": set("Deployment", "gateway", func(o map[string]any) { setEnv(container(o), "TRUSTED_PROXY_CIDRS", "") }),
 	"gateway-trusts-anyone":      set("Deployment", "gateway", func(o map[string]any) { setEnv(container(o), "TRUSTED_PROXY_CIDRS", "0.0.0.0/0") }),
 	"nginx-route-metrics":        editConfigMust("edge", "    location /v1/ {", "    location ^~ /metrics { proxy_pass http://gateway; }\n    location /v1/ {"),
