@@ -8,7 +8,9 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/scaleplane/scaleplane/components/cluster"
+	"github.com/scaleplane/scaleplane/components/lbcontroller"
 	"github.com/scaleplane/scaleplane/components/network"
+	"github.com/scaleplane/scaleplane/components/registry"
 )
 
 // FoundationSettings are the AWS foundation's knobs (flavour aws only).
@@ -21,9 +23,12 @@ type FoundationSettings struct {
 	NAT string
 	// ClusterName empty means scaleplane-<stack>.
 	ClusterName string
-	// PublicAccessCIDRs, when set, also open the API endpoint to these
-	// networks; otherwise it is private (reach it from inside the VPC).
+	// PublicAccessCIDRs open the API endpoint to these networks (the
+	// deployers'); PrivateRunnerCIDRs are networks inside the VPC (or
+	// peered with it) from which a runner reaches the private endpoint.
+	// An aws stack needs at least one of the two.
 	PublicAccessCIDRs   []string
+	PrivateRunnerCIDRs  []string
 	SystemInstanceTypes []string
 	SystemMin           int
 	SystemMax           int
@@ -52,8 +57,10 @@ func foundationKnobs() []Knob {
 			[]string{Auto, string(network.NATPerZone), string(network.NATSingle)}, func(e *Env, v string) { f(e).NAT = v }),
 		stringKnob("clusterName", "", "EKS cluster name; empty takes scaleplane-<stack>.",
 			func(e *Env, v string) error { f(e).ClusterName = v; return nil }),
-		list("clusterPublicAccessCidrs", "", "Comma-separated networks that may reach the EKS API endpoint from the internet; empty keeps it private.",
+		list("clusterPublicAccessCidrs", "", "Comma-separated networks (the deployers') that may reach the EKS API endpoint from the internet; never 0.0.0.0/0. An aws stack needs this or clusterApiPrivateRunnerCidrs.",
 			func(s *FoundationSettings, v []string) { s.PublicAccessCIDRs = v }),
+		list("clusterApiPrivateRunnerCidrs", "", "Comma-separated networks inside the VPC (or peered with it) where a deploy runner reaches the private EKS API endpoint on 443; empty declares none.",
+			func(s *FoundationSettings, v []string) { s.PrivateRunnerCIDRs = v }),
 		list("systemNodeInstanceTypes", "m7i.large", "Instance types of the on-demand system node group.",
 			func(s *FoundationSettings, v []string) { s.SystemInstanceTypes = v }),
 		intKnob("systemNodeMinSize", 3, 1, 100, "Fewest system nodes (one per zone).", func(e *Env, v int) { f(e).SystemMin = v }),
@@ -77,6 +84,10 @@ func (e *Env) validatePlatform() []error {
 	errs := e.validateObservability()
 	if e.Flavour != FlavourAWS {
 		return errs
+	}
+	if e.Environment != "local" && e.Environment != "dev" {
+		// (aws for local or dev is refused once, in Validate.)
+		errs = append(errs, e.validateAWSAccess()...)
 	}
 	f := e.Foundation
 	if f.SystemMax < f.SystemMin {
@@ -142,6 +153,18 @@ type Foundation struct {
 	Provider *kubernetes.Provider
 	Network  *network.Network
 	Cluster  *cluster.Cluster
+	// Registry holds the stack's image repositories; nil in-cluster.
+	Registry *registry.Registry
+}
+
+// Images is the option of every workload that pulls the stack's images:
+// on AWS it waits for the registry's repositories (the registry component
+// and so each of its repositories); in-cluster it adds nothing.
+func (f *Foundation) Images() pulumi.ResourceOption {
+	if f == nil || f.Registry == nil {
+		return pulumi.Composite()
+	}
+	return pulumi.DependsOn([]pulumi.Resource{f.Registry})
 }
 
 // KubernetesProvider is the option every in-cluster component takes: the
@@ -175,12 +198,13 @@ func ComposeFoundation(ctx *pulumi.Context, env *Env) (*Foundation, error) {
 		return nil, err
 	}
 	cl, err := cluster.NewCluster(ctx, "cluster", &cluster.Args{
-		ClusterName:       name,
-		Region:            fs.Region,
-		SubnetIDs:         net.PrivateSubnetIDs,
-		PublicEndpoint:    len(fs.PublicAccessCIDRs) > 0,
-		PublicAccessCIDRs: fs.PublicAccessCIDRs,
-		LogRetentionDays:  fs.LogRetentionDays,
+		ClusterName:        name,
+		Region:             fs.Region,
+		SubnetIDs:          net.PrivateSubnetIDs,
+		PublicEndpoint:     len(fs.PublicAccessCIDRs) > 0,
+		PublicAccessCIDRs:  fs.PublicAccessCIDRs,
+		PrivateRunnerCIDRs: fs.PrivateRunnerCIDRs,
+		LogRetentionDays:   fs.LogRetentionDays,
 		System: cluster.NodeGroup{InstanceTypes: fs.SystemInstanceTypes, CapacityType: cluster.OnDemand,
 			Min: fs.SystemMin, Desired: fs.SystemMin, Max: fs.SystemMax, DiskGiB: 50},
 		Workers: cluster.NodeGroup{InstanceTypes: fs.WorkerInstanceTypes, CapacityType: fs.WorkerCapacity,
@@ -195,6 +219,25 @@ func ComposeFoundation(ctx *pulumi.Context, env *Env) (*Foundation, error) {
 	}, pulumi.Provider(cl.Provider)); err != nil {
 		return nil, err
 	}
+	// The images' repositories: one per image of the stack's registry.
+	// Workloads wait for them (Foundation.Images), so a first `up` does not
+	// start pods whose repository does not exist yet.
+	reg, err := registry.NewRegistry(ctx, "registry", &registry.Args{Repositories: env.RegistryRepositories(), Tags: tags})
+	if err != nil {
+		return nil, err
+	}
+	// The load balancer of the edge's Service: the AWS Load Balancer
+	// Controller makes it an NLB (lbcontroller.NLBAnnotations).
+	if _, err := lbcontroller.NewController(ctx, "aws-load-balancer-controller", &lbcontroller.Args{
+		ClusterName: name, Region: fs.Region, VpcID: net.VpcID,
+		OIDCProviderARN: cl.OIDCProviderARN, OIDCIssuer: cl.OIDCIssuer,
+		NodeSelector: map[string]string{"scaleplane.dev/pool": "system"},
+		Tags:         tags,
+	}, pulumi.Provider(cl.Provider)); err != nil {
+		return nil, err
+	}
+	ctx.Export("imageRepositories", reg.RepositoryURLs)
+	ctx.Export("clusterEndpoint", cl.Endpoint)
 	ctx.Export("vpcId", net.VpcID)
 	ctx.Export("privateSubnetIds", net.PrivateSubnetIDs)
 	ctx.Export("clusterName", cl.Name)
@@ -209,6 +252,7 @@ func ComposeFoundation(ctx *pulumi.Context, env *Env) (*Foundation, error) {
 		Provider:            cl.Provider,
 		Network:             net,
 		Cluster:             cl,
+		Registry:            reg,
 	}, nil
 }
 

@@ -119,7 +119,8 @@ func TestProdWorkloadsAndNodesLiveInPrivateSubnets(t *testing.T) {
 	for _, id := range ids(get(cl.Inputs, "vpcConfig", "subnetIds")) {
 		assert.True(t, private[id], "EKS control plane subnet %s is private", id)
 	}
-	assert.Equal(t, false, get(cl.Inputs, "vpcConfig", "endpointPublicAccess"), "prod API endpoint is private")
+	assert.Equal(t, true, get(cl.Inputs, "vpcConfig", "endpointPrivateAccess"), "prod API endpoint reachable from inside the VPC")
+	assert.NotContains(t, ids(get(cl.Inputs, "vpcConfig", "publicAccessCidrs")), "0.0.0.0/0", "prod API endpoint never open to the internet")
 	groups := g.ByType("aws:eks/nodeGroup:NodeGroup")
 	require.Len(t, groups, 2, "system and worker node groups")
 	for _, ng := range groups {

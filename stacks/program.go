@@ -36,7 +36,10 @@ func Compose(ctx *pulumi.Context, env *Env) error {
 		return err
 	}
 	after := pulumi.Composite(pulumi.DependsOn([]pulumi.Resource{ns}), fnd.KubernetesProvider())
-	data, err := composeData(ctx, env, fnd, after)
+	// Workloads wait for their images' repositories (AWS; the topics Job
+	// of the data tier pulls the stack's topics image).
+	pulls := pulumi.Composite(after, fnd.Images())
+	data, err := composeData(ctx, env, fnd, pulls)
 	if err != nil {
 		return err
 	}
@@ -106,16 +109,16 @@ func Compose(ctx *pulumi.Context, env *Env) error {
 		})},
 	}
 	for _, s := range services {
-		if _, err := microservice.NewMicroservice(ctx, s.name, s.args, after); err != nil {
+		if _, err := microservice.NewMicroservice(ctx, s.name, s.args, pulls); err != nil {
 			return err
 		}
 	}
 
-	e, err := edge.NewEdge(ctx, "edge", env.EdgeArgs(), after)
+	e, err := edge.NewEdge(ctx, "edge", env.EdgeArgs(), pulls)
 	if err != nil {
 		return err
 	}
-	if _, err := ComposeObservability(ctx, env, fnd, after); err != nil {
+	if _, err := ComposeObservability(ctx, env, fnd, pulls); err != nil {
 		return err
 	}
 	ctx.Export("namespace", ns.Name)

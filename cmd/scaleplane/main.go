@@ -37,7 +37,7 @@ var verbs = map[string]verb{
 
 	// The embedded cluster, its images and the real engine.
 	"cluster": {"Start, stop or inspect the embedded one-node Kubernetes (up|down|status).", runCluster},
-	"images":  {"Build the service images (static, non-root) and load them into the embedded cluster.", runImages},
+	"images":  {"Build the service images (static, non-root) and load them into the embedded cluster; push them to an aws stack's registry.", runImages},
 	"up":      {"Deploy a stack with the real Pulumi engine (Automation API) and wait for its rollouts.", runUp},
 	"preview": {"Preview a stack's changes with the real Pulumi engine (and a policy pack).", runPreview},
 	"destroy": {"Delete every resource of a deployed stack.", runDestroy},

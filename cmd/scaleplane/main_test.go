@@ -68,3 +68,13 @@ func TestGraphFormats(t *testing.T) {
 	require.Equal(t, 0, code, "graph json")
 	assert.Contains(t, out, `"urn": "urn:pulumi:local::scaleplane::`, "json carries URNs")
 }
+
+func TestImagesPushNeedsTheArchiveBuildWrote(t *testing.T) {
+	code, stdout, stderr := runCmd("images", "push", "--stack", "prod", "--archive", filepath.Join(t.TempDir(), "none.tar"), "--project-dir", "../..")
+	assert.Equal(t, 1, code, "a missing archive is a failure, not a usage error (stderr: %s)", stderr)
+	assert.Empty(t, stdout, "nothing pushed")
+	assert.Contains(t, stderr, "images build --stack NAME --out", "the error says how to make the archive")
+	code, _, stderr = runCmd("images", "pull")
+	assert.Equal(t, exitUsage, code, "an unknown subcommand is a usage error")
+	assert.Contains(t, stderr, "want build or push", "naming the subcommands")
+}

@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/cloudwatch"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/eks"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/kms"
@@ -28,6 +29,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/scaleplane/scaleplane/components/internal/children"
+	"github.com/scaleplane/scaleplane/components/internal/irsa"
 )
 
 // TypeToken is the Pulumi type of the component.
@@ -72,6 +74,10 @@ type Args struct {
 	// PublicAccessCIDRs only; the private endpoint is always on.
 	PublicEndpoint    bool
 	PublicAccessCIDRs []string
+	// PrivateRunnerCIDRs are networks inside the VPC (or peered with it)
+	// where a deploy runner lives: the cluster security group admits them
+	// on 443, so the private endpoint answers them.
+	PrivateRunnerCIDRs []string
 	// LogRetentionDays keeps the control-plane logs this long.
 	LogRetentionDays int
 	System           NodeGroup
@@ -130,6 +136,14 @@ func (a *Args) Validate() error {
 				errs = append(errs, fmt.Errorf("publicAccessCidr %q: must be an IPv4 CIDR", c))
 			}
 		}
+	}
+	for _, c := range a.PrivateRunnerCIDRs {
+		if !cidrRE.MatchString(c) || c == "0.0.0.0/0" {
+			errs = append(errs, fmt.Errorf("privateRunnerCidr %q: must be an IPv4 CIDR narrower than 0.0.0.0/0", c))
+		}
+	}
+	if !a.PublicEndpoint && len(a.PrivateRunnerCIDRs) == 0 {
+		errs = append(errs, fmt.Errorf("publicEndpoint false and no privateRunnerCidrs: no one could reach the API to deploy; list the deployers' networks or a runner network"))
 	}
 	if a.LogRetentionDays <= 0 {
 		errs = append(errs, fmt.Errorf("logRetentionDays %d: must be positive", a.LogRetentionDays))
@@ -283,6 +297,20 @@ func NewCluster(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.Res
 		return fail("eks cluster", err)
 	}
 
+	// The private endpoint's network interfaces carry the cluster security
+	// group: a runner network reaches the API only once that group admits it.
+	clusterSG := cl.VpcConfig.ClusterSecurityGroupId().Elem()
+	for i, cidr := range args.PrivateRunnerCIDRs {
+		if _, err := ec2.NewSecurityGroupRule(ctx, fmt.Sprintf("%s-api-runner-%d", name, i), &ec2.SecurityGroupRuleArgs{
+			Type: pulumi.String("ingress"), SecurityGroupId: clusterSG,
+			Protocol: pulumi.String("tcp"), FromPort: pulumi.Int(443), ToPort: pulumi.Int(443),
+			CidrBlocks:  pulumi.ToStringArray([]string{cidr}),
+			Description: pulumi.Sprintf("Kubernetes API from the deploy runner network %s", cidr),
+		}, child); err != nil {
+			return fail("api runner rule", err)
+		}
+	}
+
 	nodeRole, err := iam.NewRole(ctx, name+"-nodes", &iam.RoleArgs{
 		AssumeRolePolicy: pulumi.String(assumeRole("ec2.amazonaws.com")), Tags: tags,
 	}, child)
@@ -422,7 +450,7 @@ func NewCluster(ctx *pulumi.Context, name string, args *Args, opts ...pulumi.Res
 	c.Endpoint = cl.Endpoint
 	c.OIDCIssuer = issuer
 	c.OIDCProviderARN = oidc.Arn
-	c.NodeSecurityGroupID = cl.VpcConfig.ClusterSecurityGroupId().Elem()
+	c.NodeSecurityGroupID = clusterSG
 	c.AutoscalerRoleARN = autoscalerRole.Arn
 	c.Kubeconfig = kubeconfig
 	c.Provider = provider
@@ -463,24 +491,9 @@ users:
 }
 
 // IRSATrustPolicy lets exactly one service account assume a role through
-// the cluster's OIDC provider (audience sts.amazonaws.com).
+// the cluster's OIDC provider (audience sts.amazonaws.com); see irsa.TrustPolicy.
 func IRSATrustPolicy(providerARN, issuer pulumi.StringInput, namespace, serviceAccount string) pulumi.StringOutput {
-	return pulumi.All(providerARN, issuer).ApplyT(func(v []any) (string, error) {
-		host := strings.TrimPrefix(v[1].(string), "https://")
-		b, err := json.Marshal(map[string]any{
-			"Version": "2012-10-17",
-			"Statement": []any{map[string]any{
-				"Effect":    "Allow",
-				"Action":    "sts:AssumeRoleWithWebIdentity",
-				"Principal": map[string]any{"Federated": v[0].(string)},
-				"Condition": map[string]any{"StringEquals": map[string]any{
-					host + ":sub": "system:serviceaccount:" + namespace + ":" + serviceAccount,
-					host + ":aud": "sts.amazonaws.com",
-				}},
-			}},
-		})
-		return string(b), err
-	}).(pulumi.StringOutput)
+	return irsa.TrustPolicy(providerARN, issuer, namespace, serviceAccount)
 }
 
 // AutoscalerPolicy lets the Cluster Autoscaler read every group but resize

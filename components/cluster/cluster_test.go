@@ -55,9 +55,9 @@ func args() *Args {
 	return &Args{
 		ClusterName: "scaleplane-prod", Region: "eu-west-1",
 		SubnetIDs:        pulumi.ToStringArray([]string{"subnet-a", "subnet-b", "subnet-c"}),
-		LogRetentionDays: 90,
-		System:           NodeGroup{InstanceTypes: []string{"m7i.large"}, CapacityType: OnDemand, Min: 3, Desired: 3, Max: 6, DiskGiB: 50},
-		Workers:          NodeGroup{InstanceTypes: []string{"m7i.xlarge", "m6i.xlarge", "m7a.xlarge"}, CapacityType: Spot, Min: 3, Desired: 3, Max: 30, DiskGiB: 50},
+		LogRetentionDays: 90, PublicEndpoint: true, PublicAccessCIDRs: []string{"203.0.113.0/24"},
+		System:  NodeGroup{InstanceTypes: []string{"m7i.large"}, CapacityType: OnDemand, Min: 3, Desired: 3, Max: 6, DiskGiB: 50},
+		Workers: NodeGroup{InstanceTypes: []string{"m7i.xlarge", "m6i.xlarge", "m7a.xlarge"}, CapacityType: Spot, Min: 3, Desired: 3, Max: 30, DiskGiB: 50},
 	}
 }
 
@@ -85,7 +85,8 @@ func TestClusterIsPrivateLoggedAndEncrypted(t *testing.T) {
 	assert.Equal(t, KubernetesVersion, in["version"], "pinned version")
 	vpc := in["vpcConfig"].(map[string]any)
 	assert.Equal(t, true, vpc["endpointPrivateAccess"], "private endpoint on")
-	assert.Equal(t, false, vpc["endpointPublicAccess"], "public endpoint off unless asked")
+	assert.Equal(t, true, vpc["endpointPublicAccess"], "public endpoint on when asked")
+	assert.Equal(t, []any{"203.0.113.0/24"}, vpc["publicAccessCidrs"], "public endpoint limited to the listed networks")
 	assert.Equal(t, []any{"subnet-a", "subnet-b", "subnet-c"}, vpc["subnetIds"], "control plane in the private subnets")
 	assert.Len(t, in["enabledClusterLogTypes"], len(LogTypes), "every control-plane log")
 	enc := in["encryptionConfig"].(map[string]any)
@@ -143,6 +144,8 @@ func TestInvalidClusterArgsDeclareNothing(t *testing.T) {
 		"spot system pool":            func(a *Args) { a.System.CapacityType, a.System.InstanceTypes = Spot, []string{"a", "b"} },
 		"desired above max":           func(a *Args) { a.Workers.Desired = 100 },
 		"bad region":                  func(a *Args) { a.Region = "mars" },
+		"no one can reach the API":    func(a *Args) { a.PublicEndpoint, a.PublicAccessCIDRs = false, nil },
+		"runner network is the world": func(a *Args) { a.PrivateRunnerCIDRs = []string{"0.0.0.0/0"} },
 	} {
 		a := args()
 		mutate(a)
@@ -170,4 +173,21 @@ func TestVolumesWorkOutOfTheBox(t *testing.T) {
 	assert.Equal(t, "true", sc[0].inputs["parameters"].(map[string]any)["encrypted"], "volumes are encrypted")
 	assert.Equal(t, "WaitForFirstConsumer", sc[0].inputs["volumeBindingMode"], "volumes follow the pod's zone")
 	assert.Contains(t, sc[0].provider, "eks-kubernetes", "declared in this cluster")
+}
+
+func TestPrivateRunnerNetworkReachesThePrivateEndpoint(t *testing.T) {
+	a := args()
+	a.PublicEndpoint, a.PublicAccessCIDRs, a.PrivateRunnerCIDRs = false, nil, []string{"10.20.0.0/24"}
+	r, err := declare(t, a)
+	require.NoError(t, err, "declare")
+	vpc := r.ofType("aws:eks/cluster:Cluster")[0].inputs["vpcConfig"].(map[string]any)
+	assert.Equal(t, false, vpc["endpointPublicAccess"], "public endpoint off")
+	assert.Equal(t, true, vpc["endpointPrivateAccess"], "private endpoint on")
+	rules := r.ofType("aws:ec2/securityGroupRule:SecurityGroupRule")
+	require.Len(t, rules, 1, "one rule per runner network")
+	in := rules[0].inputs
+	assert.Equal(t, "ingress", in["type"], "ingress")
+	assert.EqualValues(t, 443, in["fromPort"], "the API port")
+	assert.EqualValues(t, 443, in["toPort"], "the API port only")
+	assert.Equal(t, []any{"10.20.0.0/24"}, in["cidrBlocks"], "from the runner network")
 }

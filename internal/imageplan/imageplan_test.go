@@ -1,8 +1,11 @@
 package imageplan
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -49,7 +52,7 @@ func TestServerImagesAreThoseUnderTheStacksRegistry(t *testing.T) {
 			"scaleplane.local/cert-manager:v1.21.2": "cert-manager"},
 		// prod's edge is under its own registry: images build makes it (to
 		// push); Redis is ElastiCache there.
-		"prod": {"registry.scaleplane.example/scaleplane/edge-haproxy:0.1.0": "haproxy"},
+		"prod": {"123456789012.dkr.ecr.us-east-1.amazonaws.com/scaleplane/edge-haproxy:0.1.0": "haproxy"},
 	} {
 		env := stackEnv(t, stack)
 		got := serverImages(env)
@@ -185,4 +188,24 @@ func refsOf[T any](xs []T, ref func(T) string) []string {
 		out = append(out, ref(x))
 	}
 	return out
+}
+
+// TestAWSStacksPushExactlyTheirRepositories: `images push` pushes the
+// references `images build` makes; on an aws stack each must land in a
+// repository the stack declares (ECR refuses a push to a missing one), and
+// each declared repository gets its image.
+func TestAWSStacksPushExactlyTheirRepositories(t *testing.T) {
+	for _, stack := range []string{"staging", "prod"} {
+		env := stackEnv(t, stack)
+		refs, err := Refs("../..", env)
+		require.NoError(t, err, "refs of %s", stack)
+		pushed := map[string]bool{}
+		for _, ref := range refs {
+			require.Truef(t, strings.HasPrefix(ref, env.ImageRegistry+"/"), "%s: %s is under the stack's registry", stack, ref)
+			repo := strings.TrimPrefix(ref[:strings.LastIndex(ref, ":")], env.RegistryHost()+"/")
+			pushed[repo] = true
+		}
+		assert.ElementsMatch(t, env.RegistryRepositories(), slices.Collect(maps.Keys(pushed)),
+			"%s: the repositories declared are the ones pushed to", stack)
+	}
 }

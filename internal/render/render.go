@@ -35,6 +35,10 @@ type Resource struct {
 	// resource is declared with, empty for the default provider.
 	Provider string         `json:"provider,omitempty"`
 	Inputs   map[string]any `json:"inputs"`
+	// DependsOn are the URNs the resource was declared to wait for (its
+	// dependsOn option), so tests can prove an ordering such as a
+	// workload waiting for its image's repository.
+	DependsOn []string `json:"dependsOn,omitempty"`
 }
 
 // Graph is everything a stack declares, in declaration order.
@@ -85,17 +89,19 @@ type Mocks struct {
 
 // NewResource implements pulumi.MockResourceMonitor.
 func (m *Mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
-	parent := ""
+	parent, deps := "", []string(nil)
 	if args.RegisterRPC != nil {
 		parent = args.RegisterRPC.GetParent()
+		deps = args.RegisterRPC.GetDependencies()
 	}
 	r := Resource{
-		Type:     args.TypeToken,
-		Name:     args.Name,
-		Parent:   parent,
-		Custom:   args.Custom,
-		Provider: args.Provider,
-		Inputs:   Plain(args.Inputs),
+		Type:      args.TypeToken,
+		Name:      args.Name,
+		Parent:    parent,
+		Custom:    args.Custom,
+		Provider:  args.Provider,
+		Inputs:    Plain(args.Inputs),
+		DependsOn: deps,
 	}
 	r.URN = m.urn(r)
 	m.mu.Lock()
@@ -125,6 +131,13 @@ func computedOutputs(args pulumi.MockResourceArgs) resource.PropertyMap {
 		}
 		vpc["clusterSecurityGroupId"] = resource.NewStringProperty(name + "-cluster-sg")
 		out["vpcConfig"] = resource.NewObjectProperty(vpc)
+	}
+	if args.TypeToken == "aws:iam/role:Role" {
+		// IRSA annotations carry the role's ARN.
+		out["arn"] = resource.NewStringProperty("arn:aws:iam::000000000000:role/" + args.Name)
+	}
+	if args.TypeToken == "aws:ecr/repository:Repository" {
+		out["repositoryUrl"] = resource.NewStringProperty("000000000000.dkr.ecr.mock.amazonaws.com/" + args.Inputs["name"].StringValue())
 	}
 	// The managed data tier's endpoints, which services' environments and
 	// the read-only pooler's pgbouncer.ini are built from.
@@ -230,11 +243,14 @@ func plainValue(v resource.PropertyValue) any {
 	}
 }
 
-// Kubernetes returns the Kubernetes objects of the graph.
+// Kubernetes returns the Kubernetes objects of the graph. A Helm release
+// (kubernetes:helm.sh/...) is not one: it is a resource of the Pulumi
+// provider whose objects Helm installs, so it has no kind or name to write
+// as a manifest; it stays in graph.json.
 func (g *Graph) Kubernetes() []Resource {
 	var out []Resource
 	for _, r := range g.Resources {
-		if r.Custom && strings.HasPrefix(r.Type, "kubernetes:") {
+		if r.Custom && strings.HasPrefix(r.Type, "kubernetes:") && !strings.HasPrefix(r.Type, "kubernetes:helm.sh/") {
 			out = append(out, r)
 		}
 	}
