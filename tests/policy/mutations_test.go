@@ -131,6 +131,17 @@ data: {server.properties: "default.replication.factor=1\nmin.insync.replicas=1\n
 		img := c["image"].(string)
 		c["image"] = "docker.io/library/" + img[strings.LastIndex(img, "/")+1:]
 	}),
+	"eks-api-open-to-world": setWhere("the EKS cluster", isEKS, func(in map[string]any) {
+		in["vpcConfig"].(map[string]any)["publicAccessCidrs"] = []any{"0.0.0.0/0"}
+	}),
+	"eks-api-private-only": setWhere("the EKS cluster", isEKS, func(in map[string]any) {
+		vpc := in["vpcConfig"].(map[string]any)
+		vpc["endpointPublicAccess"] = false
+		delete(vpc, "publicAccessCidrs")
+	}),
+	"drop-api-runner-rules": dropWhere("the API runner security group rules", func(r render.Resource) bool {
+		return r.Type == "aws:ec2/securityGroupRule:SecurityGroupRule" && strings.Contains(r.Name, "-api-runner-")
+	}),
 	"add-msk-two-brokers": add(aws("aws:msk/cluster:Cluster", "kafka", map[string]any{
 		"numberOfBrokerNodes": 2, "encryptionInfo": map[string]any{"encryptionInTransit": map[string]any{"clientBroker": "TLS", "inCluster": true}},
 	})),
@@ -153,6 +164,27 @@ func dropWhere(what string, match func(render.Resource) bool) mutation {
 			return fmt.Errorf("no %s in stack %s", what, g.Stack)
 		}
 		g.Resources = kept
+		return nil
+	}
+}
+
+// isEKS matches the stack's EKS cluster.
+func isEKS(r render.Resource) bool { return r.Type == "aws:eks/cluster:Cluster" }
+
+// setWhere edits the inputs of every resource that matches; it fails when
+// nothing matches, so the variant cannot pass vacuously.
+func setWhere(what string, match func(render.Resource) bool, f func(map[string]any)) mutation {
+	return func(g *render.Graph) error {
+		n := 0
+		for _, r := range g.Resources {
+			if match(r) {
+				f(r.Inputs)
+				n++
+			}
+		}
+		if n == 0 {
+			return fmt.Errorf("no %s in stack %s", what, g.Stack)
+		}
 		return nil
 	}
 }
