@@ -94,6 +94,9 @@ func RenderNginx(c Config) (string, error) {
 		w("    listen %s%s reuseport;", c.listen(c.HTTPSPort), pp)
 	}
 	w("    %s", hsts)
+	w("    # The edge's own 429 says when to retry, as the gateway's does.")
+	w("    error_page 429 @ratelimited;")
+	w("    location @ratelimited { %s add_header Retry-After 1 always; return 429 \"too many requests\\n\"; }", hsts)
 	w("    # Internal paths (metrics, profiling, probes) are never served here, under any prefix.")
 	w("    location ~* \"%s\" { %s return 404; }", internalPathRegex(), hsts)
 	hasRoot := false

@@ -474,14 +474,19 @@ func TestRealProxiesRateLimit(t *testing.T) {
 			startEdge(t, px.render, e, c)
 			client := &http.Client{Timeout: clientTimeout}
 			codes := map[int]int{}
+			var retryAfter string
 			for range 10 {
 				resp, err := client.Get(e.url(e.https, "http", "/v1/users/1"))
 				require.NoError(t, err, "GET through the edge")
 				_ = resp.Body.Close()
 				codes[resp.StatusCode]++
+				if resp.StatusCode == http.StatusTooManyRequests {
+					retryAfter = resp.Header.Get("Retry-After")
+				}
 			}
 			assert.Positive(t, codes[http.StatusOK], "the first requests pass: %v", codes)
 			assert.Positive(t, codes[http.StatusTooManyRequests], "10 quick requests over a 1/s limit with burst 2 get 429s: %v", codes)
+			assert.Equal(t, "1", retryAfter, "the edge's own 429 says when to retry, as the gateway's does")
 		})
 	}
 }

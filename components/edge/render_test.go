@@ -57,7 +57,7 @@ func TestRenderHAProxyAppliesTheEdgeRules(t *testing.T) {
 		"balance leastconn", "option httpchk GET /readyz", "http-check expect status 200",
 		"server-template gateway- 10 gateway-headless.ns.svc.cluster.local:8080 resolvers cluster",
 		"deny_status 413 if { req.hdr_val(content-length) gt 1048576 }",
-		"deny_status 429 if { sc_http_req_rate(0) gt 300 }", "compression algo gzip",
+		"deny_status 429 hdr Retry-After 1 if { sc_http_req_rate(0) gt 300 }", "compression algo gzip",
 		"X-Request-ID %[uuid()]",
 		"bind :8443 ssl crt /etc/edge-tls/edge.pem alpn h2,http/1.1\n", "bind :8080\n", "bind :8081\n",
 		"ssl-default-bind-ciphers " + tls12Ciphers, "ssl-default-bind-options ssl-min-ver TLSv1.2",

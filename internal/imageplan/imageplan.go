@@ -171,6 +171,7 @@ var toolRefs = []struct {
 	{"otelcol", func(e *stacks.Env) []string { return []string{e.Observability.CollectorImage} }},
 	{"prometheus", func(e *stacks.Env) []string { return []string{e.Observability.PrometheusImage} }},
 	{"kube-state-metrics", func(e *stacks.Env) []string { return []string{e.Observability.KubeStateMetricsImage} }},
+	{"metrics-server", func(e *stacks.Env) []string { return []string{e.Observability.MetricsServerImage} }},
 	{images.CertManagerTool, certManagerRefs},
 }
 
@@ -192,7 +193,7 @@ func certManagerRefs(e *stacks.Env) []string {
 
 // toolImages are the stack's images of a Go program the toolchain builds
 // from the module proxy (Jaeger, the collector, Prometheus,
-// kube-state-metrics, cert-manager), under the stack's registry: reference
+// kube-state-metrics, metrics-server, cert-manager), under the stack's registry: reference
 // -> tool name. Any other reference (a public image, another registry) is
 // the user's to provide.
 func toolImages(env *stacks.Env) map[string]string {

@@ -128,11 +128,18 @@ func TestLocalToolImages(t *testing.T) {
 		"scaleplane.local/kube-state-metrics:v2.16.0": "kube-state-metrics",
 		"scaleplane.local/cert-manager:v1.21.2":       "cert-manager",
 	}, got, "the local stack's tool images")
-	// dev pulls the public observability images but, in-cluster too, runs
-	// cert-manager from its own registry; the AWS stacks use ACM.
+	// dev runs every image from its team registry, metrics-server too (a
+	// shared cluster has none of its own), and cert-manager in-cluster;
+	// the AWS stacks use ACM.
+	dev := "registry.dev.scaleplane.example/scaleplane/"
 	assert.Equal(t, map[string]string{
-		"registry.dev.scaleplane.example/scaleplane/cert-manager:v1.21.2": "cert-manager",
-	}, toolImages(stackEnv(t, "dev")), "dev's tool images: cert-manager only")
+		dev + "jaeger:v1.76.0":             "jaeger",
+		dev + "otelcol:v0.165.0":           "otelcol",
+		dev + "prometheus:v2.55.1":         "prometheus",
+		dev + "kube-state-metrics:v2.16.0": "kube-state-metrics",
+		dev + "metrics-server:v0.9.0":      "metrics-server",
+		dev + "cert-manager:v1.21.2":       "cert-manager",
+	}, toolImages(stackEnv(t, "dev")), "dev's tool images: all from its registry")
 	for _, stack := range []string{"staging", "prod"} {
 		assert.Empty(t, toolImages(stackEnv(t, stack)), "%s makes no tool image", stack)
 	}

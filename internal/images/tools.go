@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -63,6 +64,16 @@ var tools = []tool{
 		Binary: func(ctx context.Context) (string, error) {
 			b, err := toolchain.KubeStateMetrics(ctx)
 			return b.Path, err
+		},
+	},
+	{
+		// The same build the embedded node runs as its add-on; a stack on
+		// another cluster (dev) deploys it from its own registry.
+		Name: "metrics-server", Tag: toolchain.MetricsServerVersion,
+		What: "metrics-server " + toolchain.MetricsServerVersion,
+		Binary: func(ctx context.Context) (string, error) {
+			dir, err := toolchain.MetricsServer(ctx)
+			return filepath.Join(dir, "metrics-server"), err
 		},
 	},
 	{

@@ -21,13 +21,14 @@ func TestToolTagsMatchTheToolchain(t *testing.T) {
 		"otelcol":            toolchain.OtelcolVersion,
 		"prometheus":         "v" + toolchain.PrometheusRelease,
 		"kube-state-metrics": toolchain.KubeStateMetricsVersion,
+		"metrics-server":     toolchain.MetricsServerVersion,
 		"cert-manager":       toolchain.CertManagerVersion,
 	}
 	require.Len(t, tools, len(want))
 	for _, tool := range tools {
 		assert.Equal(t, want[tool.Name], tool.Tag, "%s's tag", tool.Name)
 	}
-	assert.Equal(t, []string{"jaeger", "otelcol", "prometheus", "kube-state-metrics", "cert-manager"}, ToolNames(), "the tools, in order")
+	assert.Equal(t, []string{"jaeger", "otelcol", "prometheus", "kube-state-metrics", "metrics-server", "cert-manager"}, ToolNames(), "the tools, in order")
 	err := checkToolTags([]ToolImage{{Ref: "scaleplane.local/prometheus:dev", Tool: "prometheus"}})
 	require.Error(t, err, "a tag that is not the built release is refused")
 	assert.Contains(t, err.Error(), "v2.55.1", "the error names the tag to use")
@@ -59,7 +60,8 @@ func TestToolRef(t *testing.T) {
 func TestToolImagesRunTheCachedBinariesAsNonRoot(t *testing.T) {
 	cachedDir := map[string]func() (string, bool, error){
 		"jaeger": toolchain.JaegerDir, "otelcol": toolchain.OtelcolDir, "prometheus": toolchain.PrometheusDir,
-		"kube-state-metrics": toolchain.KubeStateMetricsDir, CertManagerTool: toolchain.CertManagerDir,
+		"kube-state-metrics": toolchain.KubeStateMetricsDir, "metrics-server": toolchain.MetricsServerDir,
+		CertManagerTool: toolchain.CertManagerDir,
 	}
 	require.Len(t, cachedDir, len(tools), "every tool has its cache check here")
 	for _, tool := range tools {

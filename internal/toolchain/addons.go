@@ -2,6 +2,7 @@ package toolchain
 
 import (
 	"context"
+	"path/filepath"
 )
 
 // CoreDNSVersion is the pinned CoreDNS release the embedded cluster runs as
@@ -28,6 +29,16 @@ func CoreDNS(ctx context.Context) (string, error) {
 			ldflags:  "-s -w",
 		}.build(ctx, dir)
 	})
+}
+
+// MetricsServerDir returns where metrics-server is cached and whether it
+// is there already, so tests under -short can skip instead of building.
+func MetricsServerDir() (dir string, cached bool, err error) {
+	dir, err = Dir("metrics-server", MetricsServerVersion)
+	if err != nil {
+		return "", false, err
+	}
+	return dir, regularFile(filepath.Join(dir, "metrics-server")), nil
 }
 
 // MetricsServer returns the cache directory holding the static

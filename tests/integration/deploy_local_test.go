@@ -60,7 +60,10 @@ const (
 //     its Service;
 //   - a pod that breaks the restricted profile is rejected by the API server;
 //   - each Deployment carries the skipAwait annotation the program's resource
-//     transform adds in the real engine.
+//     transform adds in the real engine;
+//   - the request path, the nginx edge as outside clients see it (HTTPS
+//     with the stack's CA, per-client rate limits: checkEdgeFromOutside)
+//     and the failure scenarios.
 //
 // Stages (SKIP_deploy, SKIP_validate, SKIP_teardown) let validation re-run
 // against a deployment kept from an earlier run (set SCALEPLANE_IT_STACK to
@@ -155,6 +158,9 @@ func TestDeployLocalStack(t *testing.T) {
 			run  func(*testing.T, *stackClient)
 		}{
 			{"registration path", checkRegistrationPath},
+			{"edge from outside", func(t *testing.T, c *stackClient) {
+				checkEdgeFromOutside(t, newEdgeAccess(t, c, "nginx", c.domain, c.caPEM))
+			}},
 			{"postgres primary killed", checkPostgresPrimaryKilled},
 			{"redis master deleted", checkRedisMasterDeleted},
 			{"kafka restarted", checkKafkaRestarted},

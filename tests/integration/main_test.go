@@ -44,6 +44,10 @@ import (
 // a machine that could run them).
 const EnableEnv = "SCALEPLANE_INTEGRATION"
 
+// deployedStacks are the stack files the suites deploy; TestMain builds
+// and loads the images of each.
+var deployedStacks = []string{"local", "dev"}
+
 // burnerImage is the suites' own workload (testdata/burner), loaded like
 // the services' images.
 const burnerImage = "scaleplane.local/it-burner:dev"
@@ -155,16 +159,20 @@ func setUp(m *testing.M) (int, error) {
 	}
 	if s.node != nil {
 		begin := time.Now()
-		o, err := imageplan.Load(root, "local", nil)
-		if err != nil {
-			return 0, fmt.Errorf("planning the service images: %w", err)
+		// The suites deploy local (nginx edge) and dev (prod's HAProxy
+		// edge, in-cluster), each under its own registry's references.
+		for _, stack := range deployedStacks {
+			o, err := imageplan.Load(root, stack, nil)
+			if err != nil {
+				return 0, fmt.Errorf("planning the images of %s: %w", stack, err)
+			}
+			o.Socket, o.Log = s.node.ContainerdSocket, os.Stderr
+			built, err := images.Build(ctx, o)
+			if err != nil {
+				return 0, fmt.Errorf("building the images of %s: %w", stack, err)
+			}
+			s.services = append(s.services, built...)
 		}
-		o.Socket, o.Log = s.node.ContainerdSocket, os.Stderr
-		built, err := images.Build(ctx, o)
-		if err != nil {
-			return 0, fmt.Errorf("building the service images: %w", err)
-		}
-		s.services = built
 		if err := buildBurner(ctx, s); err != nil {
 			return 0, err
 		}
@@ -282,6 +290,12 @@ func (s *suite) kubectlOptions(ns string) *k8s.KubectlOptions {
 // engine returns runner options for the local stack under a unique stack
 // name and namespace.
 func (s *suite) engine(stack, namespace string, extra map[string]string) pulumicli.Options {
+	return s.engineFor("local", stack, namespace, extra)
+}
+
+// engineFor returns runner options for the stack file stackFile (local,
+// dev) under a unique stack name and namespace.
+func (s *suite) engineFor(stackFile, stack, namespace string, extra map[string]string) pulumicli.Options {
 	over := map[string]string{"namespace": namespace}
 	// Every other namespace the stack declares gets a unique name too, so
 	// a test stack never shares a namespace with `make up` or another run.
@@ -294,7 +308,7 @@ func (s *suite) engine(stack, namespace string, extra map[string]string) pulumic
 		over[k] = v
 	}
 	return pulumicli.Options{
-		Root: s.root, StackFile: "local", StackName: stack, Overrides: over,
+		Root: s.root, StackFile: stackFile, StackName: stack, Overrides: over,
 		Kubeconfig: s.kubeconfig, BackendDir: s.backend, Progress: testWriter{},
 	}
 }

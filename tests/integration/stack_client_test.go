@@ -3,11 +3,14 @@ package integration
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -23,8 +26,9 @@ import (
 	"github.com/scaleplane/scaleplane/topology"
 )
 
-// edgePort is the edge Service's port (the edge component's HTTP port).
-const edgePort = 8080
+// edgeTLSSecret is the Secret cert-manager writes the edge's certificate
+// to: tls.crt, tls.key and, from the stack's CA issuer, ca.crt.
+const edgeTLSSecret = "edge-tls"
 
 // gatewayPort is a gateway pod's public HTTP port.
 const gatewayPort = topology.GatewayHTTPPort
@@ -37,13 +41,25 @@ type stackClient struct {
 	t   *testing.T
 	app *k8s.KubectlOptions // the stack's namespace
 	obs *k8s.KubectlOptions // its observability namespace
-	// edge is the edge Service's base URL, the way every user request enters.
+	// edge is the edge's base URL, the way every user request enters:
+	// https://<the stack's domain>, which httpClient dials at the edge
+	// Service's cluster IP and verifies against the stack's CA.
 	edge string
+	// domain is the name the edge's certificate is for; caPEM is the CA
+	// that signed it (the stack's own, from cert-manager).
+	domain string
+	caPEM  []byte
 }
 
 func newStackClient(t *testing.T, s *suite, ns string) *stackClient {
 	c := &stackClient{t: t, app: s.kubectlOptions(ns), obs: s.kubectlOptions(ns + "-observability")}
-	c.edge = fmt.Sprintf("http://%s:%d", c.clusterIP(c.app, "edge"), edgePort)
+	c.caPEM = []byte(c.secret(edgeTLSSecret, "ca.crt"))
+	names := kubectlJSONPath(t, c.app, "get", "secret", edgeTLSSecret, "-o", `jsonpath={.metadata.annotations.cert-manager\.io/alt-names}`)
+	c.domain, _, _ = strings.Cut(names, ",")
+	require.NotEmpty(t, c.domain, "the edge's certificate names the stack's domain")
+	addr := net.JoinHostPort(c.clusterIP(c.app, "edge"), "443")
+	require.NoError(t, edgeRoutes.add(c.domain, addr, c.caPEM), "trusting the stack's CA")
+	c.edge = "https://" + c.domain
 	return c
 }
 
@@ -128,8 +144,52 @@ func newTraceparent() (traceID, header string) {
 	return traceID, fmt.Sprintf("00-%s-%s-01", traceID, hex.EncodeToString(b[16:]))
 }
 
-// httpClient bounds every request of the suites.
-var httpClient = &http.Client{Timeout: 10 * time.Second}
+// edgeRoutes sends the suites' requests for a stack's domain to its edge
+// Service over HTTPS, verified against the stack's CA: the requests name
+// the domain the certificate is for (SNI and verification, as a browser
+// would) without a DNS server that knows it.
+var edgeRoutes = &domainRoutes{addrs: map[string]string{}, roots: x509.NewCertPool()}
+
+// domainRoutes maps a domain to the address that serves it.
+type domainRoutes struct {
+	mu    sync.Mutex
+	addrs map[string]string
+	// roots is shared by every connection's TLS config and only grows
+	// (the stacks' CAs); the suites register a stack before using it.
+	roots *x509.CertPool
+}
+
+// add routes domain to addr and trusts the CA.
+func (r *domainRoutes) add(domain, addr string, caPEM []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.roots.AppendCertsFromPEM(caPEM) {
+		return fmt.Errorf("the CA of %s is not PEM", domain)
+	}
+	r.addrs[net.JoinHostPort(domain, "443")] = addr
+	return nil
+}
+
+// dial connects to the edge of a registered domain, and anywhere else as usual.
+func (r *domainRoutes) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	r.mu.Lock()
+	if to, ok := r.addrs[addr]; ok {
+		addr = to
+	}
+	r.mu.Unlock()
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
+}
+
+// httpClient bounds every request of the suites; it reaches the stacks'
+// edges by their domains (edgeRoutes).
+var httpClient = &http.Client{
+	Timeout: 10 * time.Second,
+	Transport: &http.Transport{
+		DialContext:     edgeRoutes.dial,
+		TLSClientConfig: &tls.Config{RootCAs: edgeRoutes.roots, MinVersion: tls.VersionTLS12},
+	},
+}
 
 // register posts one registration to base (the edge or a gateway pod) and
 // returns the status and the user id of a 202.

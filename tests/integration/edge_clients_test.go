@@ -1,0 +1,127 @@
+package integration
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// clientNet is the range the outside clients' addresses come from:
+// TEST-NET-2 (RFC 5737), documentation space that is on no network this
+// machine can reach, so a client address can never be confused with a
+// pod's, a Service's or the host's own.
+var clientNet = netip.MustParsePrefix("198.51.100.0/24")
+
+// outsideClient is a client of the edge with an address of its own, the
+// way a user on the internet reaches a load balancer: a network namespace
+// joined to this host by a veth pair, whose packets arrive on the host from
+// outside (they cross PREROUTING, where kube-proxy's NodePort rules see
+// them as external traffic) instead of leaving from the host's own stack,
+// which kube-proxy would masquerade.
+type outsideClient struct {
+	// Addr is the client's address, the one the edge and the gateway must see.
+	Addr netip.Addr
+	// netns is the namespace's path under /run/netns.
+	netns string
+}
+
+// newOutsideClients creates n clients with distinct addresses in
+// clientNet, each in its own network namespace with a /30 link to the host,
+// and removes them when the test ends. The names carry a random suffix so
+// concurrent runs never collide.
+func newOutsideClients(t *testing.T, n int) []*outsideClient {
+	t.Helper()
+	require.LessOrEqual(t, n, 60, "a /24 holds at most 64 client links of a /30 each")
+	suffix := uniqueName("c")[2:] // six hex digits
+	var out []*outsideClient
+	for i := range n {
+		ns := fmt.Sprintf("spc-%s-%d", suffix, i)
+		host, peer := fmt.Sprintf("sph%s%d", suffix, i), fmt.Sprintf("spp%s%d", suffix, i)
+		base := clientNet.Addr().As4()
+		hostAddr := netip.AddrFrom4([4]byte{base[0], base[1], base[2], byte(4*i + 1)})
+		clientAddr := hostAddr.Next()
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+		for _, args := range [][]string{
+			{"netns", "add", ns},
+			{"link", "add", host, "type", "veth", "peer", "name", peer},
+			{"link", "set", peer, "netns", ns},
+			{"addr", "add", hostAddr.String() + "/30", "dev", host},
+			{"link", "set", host, "up"},
+			{"-n", ns, "link", "set", "lo", "up"},
+			{"-n", ns, "addr", "add", clientAddr.String() + "/30", "dev", peer},
+			{"-n", ns, "link", "set", peer, "up"},
+			{"-n", ns, "route", "add", "default", "via", hostAddr.String()},
+		} {
+			out, err := exec.Command("ip", args...).CombinedOutput()
+			require.NoError(t, err, "ip %s: %s", strings.Join(args, " "), out)
+		}
+		out = append(out, &outsideClient{Addr: clientAddr, netns: "/run/netns/" + ns})
+	}
+	return out
+}
+
+// dial opens a connection from inside the client's network namespace. The
+// socket is created by a goroutine locked to an OS thread that has joined
+// the namespace, so the socket belongs to it; the thread is never handed
+// back to other goroutines (the goroutine ends locked, and the runtime
+// retires the thread), and the connection, once made, works from any
+// thread.
+func (c *outsideClient) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	type result struct {
+		conn net.Conn
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		f, err := os.Open(c.netns)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer func() { _ = f.Close() }()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- result{err: fmt.Errorf("joining %s: %w", c.netns, err)}
+			return
+		}
+		d := net.Dialer{Timeout: 10 * time.Second}
+		conn, err := d.DialContext(ctx, network, addr)
+		done <- result{conn, err}
+	}()
+	r := <-done
+	return r.conn, r.err
+}
+
+// httpClient is an HTTP client whose connections come from this client's
+// address. TLS trusts roots (the stack's CA) and names serverName (SNI and
+// verification), whatever address it dials; redirects are not followed,
+// so a test sees them.
+func (c *outsideClient) httpClient(roots *x509.CertPool, serverName string, tlsCfg func(*tls.Config)) *http.Client {
+	cfg := &tls.Config{RootCAs: roots, ServerName: serverName, MinVersion: tls.VersionTLS12}
+	if tlsCfg != nil {
+		tlsCfg(cfg)
+	}
+	return &http.Client{
+		Timeout: 15 * time.Second,
+		Transport: &http.Transport{
+			DialContext:         c.dial,
+			TLSClientConfig:     cfg,
+			MaxIdleConnsPerHost: 16,
+			ForceAttemptHTTP2:   false,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
