@@ -11,13 +11,14 @@ var ImageRegistry = register(&Rule{
 	ID:       "image-registry",
 	Name:     "Images only from the stack's registry",
 	Category: Security,
-	// Advisory, not mandatory, while the shipped stacks still pull their
-	// third-party images (Prometheus, Jaeger, the OpenTelemetry
-	// Collector, kube-state-metrics, metrics-server, the cluster
-	// autoscaler, PgBouncer and, in dev, the data tier) from public
-	// registries: mandatory, it would stop every deployment of dev,
-	// staging and prod. Every such image is still reported on each check
-	// and preview; promote the rule once the stacks mirror them.
+	// Advisory, not mandatory, while staging and prod still pull two
+	// images from registries they do not control: the cluster
+	// autoscaler (registry.k8s.io, no image knob, no ECR repository) and
+	// the in-cluster PgBouncer (ghcr.io; the ECR repositories and `images
+	// build` leave the data tier out on aws). Mandatory, the rule would
+	// stop every deployment of those stacks; advisory, every such image is
+	// still reported by each check and preview. local and dev pass it:
+	// promote the rule once staging and prod do.
 	Level:       Advisory,
 	Thresholds:  []string{"imageRegistry"},
 	Description: "Every container and init container image starts with the stack's registry (imageRegistry followed by '/'); with no registry known the rule judges nothing.",

@@ -126,11 +126,8 @@ data: {server.properties: "default.replication.factor=1\nmin.insync.replicas=1\n
 		spec := o["spec"].(map[string]any)
 		spec["ports"] = append(spec["ports"].([]any), map[string]any{"name": "status", "port": 8081, "protocol": "TCP", "targetPort": "status"})
 	}),
-	"users-image-docker-hub": set("Deployment", "users", func(o map[string]any) {
-		c := container(o)
-		img := c["image"].(string)
-		c["image"] = "docker.io/library/" + img[strings.LastIndex(img, "/")+1:]
-	}),
+	"users-image-docker-hub":   imageFromDockerHub("users"),
+	"gateway-image-docker-hub": imageFromDockerHub("gateway"),
 	"eks-api-open-to-world": setWhere("the EKS cluster", isEKS, func(in map[string]any) {
 		in["vpcConfig"].(map[string]any)["publicAccessCidrs"] = []any{"0.0.0.0/0"}
 	}),
@@ -166,6 +163,15 @@ func dropWhere(what string, match func(render.Resource) bool) mutation {
 		g.Resources = kept
 		return nil
 	}
+}
+
+// imageFromDockerHub moves a Deployment's image to Docker Hub, same name and tag.
+func imageFromDockerHub(name string) mutation {
+	return set("Deployment", name, func(o map[string]any) {
+		c := container(o)
+		img := c["image"].(string)
+		c["image"] = "docker.io/library/" + img[strings.LastIndex(img, "/")+1:]
+	})
 }
 
 // isEKS matches the stack's EKS cluster.
