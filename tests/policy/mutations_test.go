@@ -103,14 +103,8 @@ data: {server.properties: "default.replication.factor=1\nmin.insync.replicas=1\n
 	"haproxy-tls-1-0":       editConfigMust("edge", "ssl-min-ver TLSv1.2", "ssl-min-ver TLSv1.0"),
 	"nginx-no-hsts":         editConfigREMust("edge", `\s*add_header Strict-Transport-Security "[^"]*" always;`, ""),
 	"haproxy-http-forwards": editConfigREMust("edge", `(?m)^(\s*)http-request redirect code 308 .*$`, "${1}default_backend gateway"),
-	"edge-service-proxy-protocol": set("Service", "edge", func(o map[string]any) {
-		meta := o["metadata"].(map[string]any)
-		ann, _ := meta["annotations"].(map[string]any)
-		if ann == nil {
-			ann = map[string]any{}
-		}
-		ann["service.beta.kubernetes.io/aws-load-balancer-proxy-protocol"] = "*"
-		meta["annotations"] = ann
+	"edge-service-proxy-protocol": annotate(func(a map[string]any) {
+		a["service.beta.kubernetes.io/aws-load-balancer-proxy-protocol"] = "*"
 	}),
 	"nginx-accept-proxy":         editConfigMust("edge", "listen 8443 ssl http2 reuseport;", "listen 8443 ssl http2 proxy_protocol reuseport;"),
 	"gateway-no-trusted-proxies": set("Deployment", "gateway", func(o map[string]any) { setEnv(container(o), "TRUSTED_PROXY_CIDRS", "") }),
