@@ -22,6 +22,9 @@ var EdgeInternalPaths = register(&Rule{
 	CheckStack: func(rs []Resource, t Thresholds) []Violation {
 		var out []Violation
 		for _, e := range conf.ExposedServices(rs) {
+			if e.Unknown {
+				continue
+			}
 			for _, c := range e.Configs {
 				seen := map[int]bool{}
 				for _, p := range c.Ports {

@@ -25,6 +25,9 @@ var EdgeProxyProtocol = register(&Rule{
 	CheckStack: func(rs []Resource, t Thresholds) []Violation {
 		var out []Violation
 		for _, e := range conf.ExposedServices(rs) {
+			if e.Unknown {
+				continue
+			}
 			ann := e.Annotation(conf.AnnotationProxyProtocol)
 			if ann == Unknown {
 				continue

@@ -56,6 +56,9 @@ var EdgeTLS = register(&Rule{
 	CheckStack: func(rs []Resource, t Thresholds) []Violation {
 		var out []Violation
 		for _, e := range conf.ExposedServices(rs) {
+			if e.Unknown {
+				continue
+			}
 			svc := object.Display(e.Service)
 			add := func(format string, a ...any) {
 				out = append(out, Violation{URN: e.Service.URN, Message: msgf("%s: ", svc) + msgf(format, a...)})

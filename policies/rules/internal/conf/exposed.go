@@ -17,6 +17,10 @@ type Exposed struct {
 	Service object.Resource
 	// Configs are the edge configs behind it (empty: it fronts no edge).
 	Configs []ExposedConfig
+	// Unknown is set when part of the picture is not known yet (a
+	// preview's computed annotations, selector, ports or config file):
+	// the rules do not judge what they cannot see.
+	Unknown bool
 }
 
 // ExposedConfig is one edge config behind a LoadBalancer Service.
@@ -63,6 +67,11 @@ func ExposedServices(rs []object.Resource) []Exposed {
 			continue
 		}
 		e := Exposed{Service: svc}
+		for _, path := range [][]any{{"metadata", "annotations"}, {"spec", "selector"}, {"spec", "ports"}} {
+			if object.IsUnknown(object.Get(svc.Props, path...)) {
+				e.Unknown = true
+			}
+		}
 		selector := object.MapOf(object.Get(svc.Props, "spec", "selector"))
 		for _, w := range object.ByKind(rs, object.LongRunningKinds...) {
 			spec, meta, _ := object.Pod(w)
@@ -74,6 +83,9 @@ func ExposedServices(rs []object.Resource) []Exposed {
 				if object.Namespace(cm) != object.Namespace(w) || !has(mounted, object.Name(cm)) {
 					continue
 				}
+				if unknownData(cm) {
+					e.Unknown = true
+				}
 				for _, ec := range EdgeConfigs(cm) {
 					e.Configs = append(e.Configs, ExposedConfig{ConfigMap: cm, Config: ec, Ports: servicePorts(svc, spec, ec)})
 				}
@@ -82,6 +94,20 @@ func ExposedServices(rs []object.Resource) []Exposed {
 		out = append(out, e)
 	}
 	return out
+}
+
+// unknownData reports whether a ConfigMap's files are not known yet.
+func unknownData(cm object.Resource) bool {
+	data := cm.Props["data"]
+	if object.IsUnknown(data) {
+		return true
+	}
+	for _, v := range object.MapOf(data) {
+		if object.IsUnknown(v) {
+			return true
+		}
+	}
+	return false
 }
 
 // servicePorts maps each Service port to its container port (a named
