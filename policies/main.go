@@ -34,6 +34,11 @@ const PackVersion = "0.1.0"
 // pack when it configures it for a stack.
 const EnvironmentKey = "scaleplane:environment"
 
+// ImageRegistryKey is the stack config key naming the stack's registry,
+// the image-registry rule's default threshold: the Pulumi CLI passes the
+// stack's config, so the rule knows the registry without a policy config.
+const ImageRegistryKey = "scaleplane:imageRegistry"
+
 // RemediationPrefix starts the remediation line of every violation message.
 const RemediationPrefix = "Remediation: "
 
@@ -50,6 +55,9 @@ func main() {
 func newPack(ctx *pulumi.Context) (policyx.PolicyPack, error) {
 	env, _ := ctx.GetConfig(EnvironmentKey)
 	base := rules.DefaultThresholds(env)
+	if registry, ok := ctx.GetConfig(ImageRegistryKey); ok {
+		base.ImageRegistry = registry
+	}
 	var policies []policyx.Policy
 	for _, r := range rules.All() {
 		policies = append(policies, wrap(r, base)...)

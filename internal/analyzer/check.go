@@ -13,11 +13,13 @@ import (
 
 // Thresholds are the rules' thresholds for a stack: the environment's
 // defaults, with the values the platform itself defines taken from where
-// they are defined (the microservice component's GOMEMLIMIT ratio), so the
-// policy and the rendered config cannot drift apart.
+// they are defined (the microservice component's GOMEMLIMIT ratio, the
+// stack's image registry), so the policy and the rendered config cannot
+// drift apart.
 func Thresholds(env *stacks.Env) rules.Thresholds {
 	t := rules.DefaultThresholds(env.Environment)
 	t.GoMemLimitMaxRatio = microservice.GoMemLimitRatio
+	t.ImageRegistry = env.ImageRegistry
 	return t
 }
 

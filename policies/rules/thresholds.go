@@ -56,6 +56,12 @@ type Thresholds struct {
 	KafkaGroupEnv string `json:"kafkaGroupEnv"`
 	// KafkaTopicEnv names the variable listing the topics a consumer reads.
 	KafkaTopicEnv string `json:"kafkaTopicEnv"`
+	// TrustedProxyCIDRsEnv names the variable listing the networks whose
+	// X-Forwarded-For a service behind the edge believes.
+	TrustedProxyCIDRsEnv string `json:"trustedProxyCidrsEnv"`
+	// ImageRegistry is the stack's registry (its imageRegistry): every
+	// image must come from it. Empty: no registry known, nothing judged.
+	ImageRegistry string `json:"imageRegistry"`
 }
 
 // Prod is the environment with the strictest defaults.
@@ -88,6 +94,7 @@ func DefaultThresholds(environment string) Thresholds {
 		DefaultPoolSize:           10,
 		KafkaGroupEnv:             "KAFKA_GROUP",
 		KafkaTopicEnv:             "KAFKA_TOPIC",
+		TrustedProxyCIDRsEnv:      "TRUSTED_PROXY_CIDRS",
 	}
 	if environment == Local {
 		// One machine runs the whole stack: a single combined Kafka node
@@ -128,6 +135,8 @@ var ThresholdDocs = map[string]string{
 	"defaultPoolSize":           "Pool size assumed for a database client that does not set poolSizeEnv.",
 	"kafkaGroupEnv":             "Environment variable that makes a workload a Kafka consumer.",
 	"kafkaTopicEnv":             "Environment variable listing the topics a consumer reads (comma-separated).",
+	"trustedProxyCidrsEnv":      "Environment variable listing the networks whose X-Forwarded-For a service behind the edge believes.",
+	"imageRegistry":             "The stack's image registry (its imageRegistry); scaleplane check and the pack take it from the stack's config. Empty judges nothing.",
 }
 
 // ThresholdNames returns the JSON names of every Thresholds field, in declaration order.

@@ -96,6 +96,43 @@ apiVersion: v1
 kind: ConfigMap
 metadata: {name: kafka, namespace: NS}
 data: {server.properties: "default.replication.factor=1\nmin.insync.replicas=1\n"}`)),
+	// The production wiring of issue #27: TLS, PROXY protocol, trusted
+	// proxies, internal paths, registries (each edits what the edge,
+	// gateway and cluster components render, and fails when it is gone).
+	"nginx-plain-https":     editConfigMust("edge", "listen 8443 ssl http2 reuseport;", "listen 8443 reuseport;"),
+	"haproxy-tls-1-0":       editConfigMust("edge", "ssl-min-ver TLSv1.2", "ssl-min-ver TLSv1.0"),
+	"nginx-no-hsts":         editConfigREMust("edge", `\s*add_header Strict-Transport-Security "[^"]*" always;`, ""),
+	"haproxy-http-forwards": editConfigREMust("edge", `(?m)^(\s*)http-request redirect code 308 .*$`, "${1}default_backend gateway"),
+	"edge-service-proxy-protocol": annotate(func(a map[string]any) {
+		a["service.beta.kubernetes.io/aws-load-balancer-proxy-protocol"] = "*"
+	}),
+	"nginx-accept-proxy":         editConfigMust("edge", "listen 8443 ssl http2 reuseport;", "listen 8443 ssl http2 proxy_protocol reuseport;"),
+	"gateway-no-trusted-proxies": set("Deployment", "gateway", func(o map[string]any) { setEnv(container(o), "TRUSTED_PROXY_CIDRS", "") }),
+	"gateway-trusts-anyone":      set("Deployment", "gateway", func(o map[string]any) { setEnv(container(o), "TRUSTED_PROXY_CIDRS", "0.0.0.0/0") }),
+	"nginx-route-metrics":        editConfigMust("edge", "    location /v1/ {", "    location ^~ /metrics { proxy_pass http://gateway; }\n    location /v1/ {"),
+	"haproxy-route-everything": func(g *render.Graph) error {
+		if err := editConfigREMust("edge", `(?m)^\s*http-request deny deny_status 404 .*\n`, "")(g); err != nil {
+			return err
+		}
+		return editConfigREMust("edge", `(?m)^(\s*)use_backend gateway if .*$`, "${1}default_backend gateway")(g)
+	},
+	"edge-status-port-public": set("Service", "edge", func(o map[string]any) {
+		spec := o["spec"].(map[string]any)
+		spec["ports"] = append(spec["ports"].([]any), map[string]any{"name": "status", "port": 8081, "protocol": "TCP", "targetPort": "status"})
+	}),
+	"users-image-docker-hub":   imageFromDockerHub("users"),
+	"gateway-image-docker-hub": imageFromDockerHub("gateway"),
+	"eks-api-open-to-world": setWhere("the EKS cluster", isEKS, func(in map[string]any) {
+		in["vpcConfig"].(map[string]any)["publicAccessCidrs"] = []any{"0.0.0.0/0"}
+	}),
+	"eks-api-private-only": setWhere("the EKS cluster", isEKS, func(in map[string]any) {
+		vpc := in["vpcConfig"].(map[string]any)
+		vpc["endpointPublicAccess"] = false
+		delete(vpc, "publicAccessCidrs")
+	}),
+	"drop-api-runner-rules": dropWhere("the API runner security group rules", func(r render.Resource) bool {
+		return r.Type == "aws:ec2/securityGroupRule:SecurityGroupRule" && strings.Contains(r.Name, "-api-runner-")
+	}),
 	"add-msk-two-brokers": add(aws("aws:msk/cluster:Cluster", "kafka", map[string]any{
 		"numberOfBrokerNodes": 2, "encryptionInfo": map[string]any{"encryptionInTransit": map[string]any{"clientBroker": "TLS", "inCluster": true}},
 	})),
@@ -118,6 +155,36 @@ func dropWhere(what string, match func(render.Resource) bool) mutation {
 			return fmt.Errorf("no %s in stack %s", what, g.Stack)
 		}
 		g.Resources = kept
+		return nil
+	}
+}
+
+// imageFromDockerHub moves a Deployment's image to Docker Hub, same name and tag.
+func imageFromDockerHub(name string) mutation {
+	return set("Deployment", name, func(o map[string]any) {
+		c := container(o)
+		img := c["image"].(string)
+		c["image"] = "docker.io/library/" + img[strings.LastIndex(img, "/")+1:]
+	})
+}
+
+// isEKS matches the stack's EKS cluster.
+func isEKS(r render.Resource) bool { return r.Type == "aws:eks/cluster:Cluster" }
+
+// setWhere edits the inputs of every resource that matches; it fails when
+// nothing matches, so the variant cannot pass vacuously.
+func setWhere(what string, match func(render.Resource) bool, f func(map[string]any)) mutation {
+	return func(g *render.Graph) error {
+		n := 0
+		for _, r := range g.Resources {
+			if match(r) {
+				f(r.Inputs)
+				n++
+			}
+		}
+		if n == 0 {
+			return fmt.Errorf("no %s in stack %s", what, g.Stack)
+		}
 		return nil
 	}
 }
@@ -168,6 +235,40 @@ func editConfig(name, old, new string) mutation {
 			o["data"].(map[string]any)[k] = strings.Replace(v.(string), old, new, 1)
 		}
 	})
+}
+
+// editConfigMust replaces old in the named ConfigMap's files and fails
+// when no file contains it, so the variant cannot pass vacuously once the
+// component renders something else.
+func editConfigMust(name, old, new string) mutation {
+	return editFiles(name, old, func(text string) string { return strings.Replace(text, old, new, 1) }, func(text string) bool { return strings.Contains(text, old) })
+}
+
+// editConfigREMust is editConfigMust with a regular expression.
+func editConfigREMust(name, re, repl string) mutation {
+	r := regexp.MustCompile(re)
+	return editFiles(name, re, func(text string) string { return r.ReplaceAllString(text, repl) }, r.MatchString)
+}
+
+func editFiles(name, what string, edit func(string) string, found func(string) bool) mutation {
+	return func(g *render.Graph) error {
+		hit := false
+		err := set("ConfigMap", name, func(o map[string]any) {
+			for k, v := range o["data"].(map[string]any) {
+				if text, ok := v.(string); ok && found(text) {
+					o["data"].(map[string]any)[k] = edit(text)
+					hit = true
+				}
+			}
+		})(g)
+		if err != nil {
+			return err
+		}
+		if !hit {
+			return fmt.Errorf("no file of ConfigMap %q in stack %s contains %q", name, g.Stack, what)
+		}
+		return nil
+	}
 }
 
 func editConfigRE(name, re, repl string) mutation {

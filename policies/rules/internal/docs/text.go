@@ -55,7 +55,9 @@ and the offline client work around it:
 - **Per-stack defaults.** The policy pack factory receives the stack's
   config (` + "`ConfigureStack`" + `), so the pack reads ` + "`scaleplane:environment`" + ` and starts
   from that environment's defaults (prod: three replicas, a hard zone
-  spread, a Postgres read replica) with no policy config at all.
+  spread, a Postgres read replica) with no policy config at all. It reads
+  ` + "`scaleplane:imageRegistry`" + ` the same way, as image-registry's
+  ` + "`imageRegistry`" + `; ` + "`scaleplane check`" + ` takes it from the stack's typed config.
 - **Enforcement levels.** policyx takes a configured policy's level from the
   config alone, and an entry without one decodes as advisory. The offline
   client therefore sends every policy its config with the level the pack

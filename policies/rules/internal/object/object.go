@@ -41,6 +41,12 @@ const (
 	KafkaTopicType       = "kafka:index/topic:Topic"
 )
 
+// Type tokens of the AWS cluster and its network.
+const (
+	AWSEKSCluster        = "aws:eks/cluster:Cluster"
+	AWSSecurityGroupRule = "aws:ec2/securityGroupRule:SecurityGroupRule"
+)
+
 // Unknown is what a value not known yet (a preview's computed output)
 // looks like to a rule; rules do not judge what they cannot see.
 const Unknown = "[unknown]"
