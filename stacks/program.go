@@ -108,6 +108,12 @@ func Compose(ctx *pulumi.Context, env *Env) error {
 		}
 	}
 
+	// The edge's certificate (cert-manager in-cluster, ACM on AWS); the
+	// edge mounts EdgeTLSSecret in-cluster.
+	if _, err := ComposeTLS(ctx, env, fnd, after); err != nil {
+		return err
+	}
+
 	gw := env.Workloads["gateway"]
 	edgeWL := env.Workloads["edge"]
 	e, err := edge.NewEdge(ctx, "edge", &edge.Args{
