@@ -157,30 +157,49 @@ func serverImages(env *stacks.Env) map[string]string {
 var serverAliases = map[string]string{"edge-nginx": "nginx", "edge-haproxy": "haproxy"}
 
 // toolRefs says, for each program images.ToolNames lists, which of the
-// stack's observability images may name its image.
+// stack's images may name its image.
 var toolRefs = []struct {
 	tool string
-	refs func(o stacks.ObservabilitySettings) []string
+	refs func(env *stacks.Env) []string
 }{
 	// Jaeger v2 is an OpenTelemetry Collector distribution: the same
 	// binary can run the stack's collector config too (proven by the
 	// observability tests), should a stack point collectorImage at it.
-	{"jaeger", func(o stacks.ObservabilitySettings) []string { return []string{o.JaegerImage, o.CollectorImage} }},
-	{"otelcol", func(o stacks.ObservabilitySettings) []string { return []string{o.CollectorImage} }},
-	{"prometheus", func(o stacks.ObservabilitySettings) []string { return []string{o.PrometheusImage} }},
-	{"kube-state-metrics", func(o stacks.ObservabilitySettings) []string { return []string{o.KubeStateMetricsImage} }},
+	{"jaeger", func(e *stacks.Env) []string {
+		return []string{e.Observability.JaegerImage, e.Observability.CollectorImage}
+	}},
+	{"otelcol", func(e *stacks.Env) []string { return []string{e.Observability.CollectorImage} }},
+	{"prometheus", func(e *stacks.Env) []string { return []string{e.Observability.PrometheusImage} }},
+	{"kube-state-metrics", func(e *stacks.Env) []string { return []string{e.Observability.KubeStateMetricsImage} }},
+	{images.CertManagerTool, certManagerRefs},
+}
+
+// certManagerRefs is the cert-manager image of a stack whose edge
+// certificate comes from cert-manager: the in-cluster stacks (local, dev;
+// issue 27). The AWS stacks take theirs from ACM and run no cert-manager.
+// The reference follows images.ToolRef, under the stack's registry, since
+// no registry is reachable from the embedded node.
+func certManagerRefs(e *stacks.Env) []string {
+	if e.Flavour != stacks.FlavourInCluster {
+		return nil
+	}
+	ref, err := images.ToolRef(e.ImageRegistry, images.CertManagerTool)
+	if err != nil {
+		return nil // unreachable: CertManagerTool is a tool; TestToolRefsCoverTheBuilder holds it
+	}
+	return []string{ref}
 }
 
 // toolImages are the stack's images of a Go program the toolchain builds
 // from the module proxy (Jaeger, the collector, Prometheus,
-// kube-state-metrics), under the stack's registry: reference -> tool name.
-// Any other reference (a public image, another registry) is the user's to
-// provide.
+// kube-state-metrics, cert-manager), under the stack's registry: reference
+// -> tool name. Any other reference (a public image, another registry) is
+// the user's to provide.
 func toolImages(env *stacks.Env) map[string]string {
 	out := map[string]string{}
 	for _, t := range toolRefs {
 		prefix := env.ImageRegistry + "/" + t.tool + ":"
-		for _, ref := range t.refs(env.Observability) {
+		for _, ref := range t.refs(env) {
 			if strings.HasPrefix(ref, prefix) {
 				out[ref] = t.tool
 			}

@@ -45,7 +45,8 @@ func TestServerImagesAreThoseUnderTheStacksRegistry(t *testing.T) {
 	for stack, want := range map[string]map[string]string{
 		"local": {"scaleplane.local/redis:7.0.15": "redis", "scaleplane.local/edge-nginx:dev": "nginx", "scaleplane.local/jaeger:v1.76.0": "jaeger",
 			"scaleplane.local/otelcol:v0.165.0": "otelcol", "scaleplane.local/prometheus:v2.55.1": "prometheus", "scaleplane.local/kube-state-metrics:v2.16.0": "kube-state-metrics",
-			"scaleplane.local/postgresql:15.20": "postgresql", "scaleplane.local/pgbouncer:1.18.0": "pgbouncer"},
+			"scaleplane.local/postgresql:15.20": "postgresql", "scaleplane.local/pgbouncer:1.18.0": "pgbouncer",
+			"scaleplane.local/cert-manager:v1.21.2": "cert-manager"},
 		// prod's edge is under its own registry: images build makes it (to
 		// push); Redis is ElastiCache there.
 		"prod": {"registry.scaleplane.example/scaleplane/edge-haproxy:0.1.0": "haproxy"},
@@ -112,7 +113,9 @@ func TestEveryLocalImageIsBuiltHere(t *testing.T) {
 
 // TestLocalToolImages: the local stack points Jaeger, the collector,
 // Prometheus and kube-state-metrics at its own registry, with the tags of the
-// releases the toolchain builds, so images build makes all four.
+// releases the toolchain builds, so images build makes all four, and
+// cert-manager's, which the in-cluster stacks get their edge certificate
+// from.
 func TestLocalToolImages(t *testing.T) {
 	got := toolImages(stackEnv(t, "local"))
 	assert.Equal(t, map[string]string{
@@ -120,9 +123,14 @@ func TestLocalToolImages(t *testing.T) {
 		"scaleplane.local/otelcol:v0.165.0":           "otelcol",
 		"scaleplane.local/prometheus:v2.55.1":         "prometheus",
 		"scaleplane.local/kube-state-metrics:v2.16.0": "kube-state-metrics",
+		"scaleplane.local/cert-manager:v1.21.2":       "cert-manager",
 	}, got, "the local stack's tool images")
-	// The other stacks pull the public images (or their registry's own).
-	for _, stack := range []string{"dev", "staging", "prod"} {
+	// dev pulls the public observability images but, in-cluster too, runs
+	// cert-manager from its own registry; the AWS stacks use ACM.
+	assert.Equal(t, map[string]string{
+		"registry.dev.scaleplane.example/scaleplane/cert-manager:v1.21.2": "cert-manager",
+	}, toolImages(stackEnv(t, "dev")), "dev's tool images: cert-manager only")
+	for _, stack := range []string{"staging", "prod"} {
 		assert.Empty(t, toolImages(stackEnv(t, stack)), "%s makes no tool image", stack)
 	}
 }

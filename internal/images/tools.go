@@ -65,6 +65,34 @@ var tools = []tool{
 			return b.Path, err
 		},
 	},
+	{
+		// One multi-call binary for the controller, the webhook, the
+		// cainjector and the start-up API check: one image for all four
+		// pods, which pick their part by the first argument.
+		Name: CertManagerTool, Tag: toolchain.CertManagerVersion,
+		What: "cert-manager " + toolchain.CertManagerVersion + " (our mains over " + toolchain.CertManagerModule + ")",
+		Binary: func(ctx context.Context) (string, error) {
+			b, err := toolchain.CertManager(ctx)
+			return b.Path, err
+		},
+	},
+}
+
+// CertManagerTool is the tool image name of cert-manager's multi-call
+// binary: `<registry>/cert-manager:<toolchain.CertManagerVersion>`, with
+// /app/cert-manager as its entrypoint.
+const CertManagerTool = "cert-manager"
+
+// ToolRef is the reference images build gives tool name's image under
+// registry (`<registry>/<name>:<release tag>`): the one rule a stack's
+// image settings and the plan both follow. It fails for a name that is not
+// one of ToolNames.
+func ToolRef(registry, name string) (string, error) {
+	t, ok := toolByName(name)
+	if !ok {
+		return "", fmt.Errorf("no tool image %q (images build makes %s)", name, strings.Join(ToolNames(), ", "))
+	}
+	return registry + "/" + t.Name + ":" + t.Tag, nil
 }
 
 // ToolNames are the programs a ToolImage may name, in a fixed order.

@@ -20,6 +20,11 @@ import (
 type goModuleBuild struct {
 	// module is the wrapper module's path.
 	module string
+	// goVersion is the wrapper's go directive; empty means 1.25. A tool
+	// whose go.mod asks for a newer language version needs it here too:
+	// the go command refuses to build a dependency newer than its main
+	// module's go line under GOTOOLCHAIN=local.
+	goVersion string
 	// requires are "path version" lines of the wrapper's require block.
 	requires []string
 	// replaces are "old => new version" lines of the wrapper's replace block.
@@ -31,6 +36,12 @@ type goModuleBuild struct {
 	// files are extra files written into the wrapper module (for example a
 	// package main of our own), relative to its root.
 	files map[string][]byte
+	// tags are build tags given to go build (-tags), for sources of our own
+	// that scaleplane's module must not compile.
+	tags []string
+	// nice runs the go command under nice: a long build competes with
+	// tests for a couple of cores.
+	nice bool
 	// cgo enables cgo; off by default so the binaries are static and run
 	// inside images without a libc.
 	cgo bool
@@ -56,8 +67,12 @@ func (b goModuleBuild) build(ctx context.Context, out string) error {
 	}
 	defer func() { _ = os.RemoveAll(work) }()
 
+	goVersion := b.goVersion
+	if goVersion == "" {
+		goVersion = "1.25"
+	}
 	var mod strings.Builder
-	fmt.Fprintf(&mod, "module %s\n\ngo 1.25\n", b.module)
+	fmt.Fprintf(&mod, "module %s\n\ngo %s\n", b.module, goVersion)
 	if len(b.requires) > 0 {
 		mod.WriteString("\nrequire (\n")
 		for _, r := range b.requires {
@@ -95,11 +110,13 @@ func (b goModuleBuild) build(ctx context.Context, out string) error {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	g := progress.GoBuild{What: b.module, Dir: work, Env: b.env()}
+	g := progress.GoBuild{What: b.module, Dir: work, Env: b.env(), Nice: b.nice}
+	g.Flags = []string{"-trimpath"}
+	if len(b.tags) > 0 {
+		g.Flags = append(g.Flags, "-tags", strings.Join(b.tags, ","))
+	}
 	if b.ldflags != "" {
-		g.Flags = []string{"-trimpath", "-ldflags", b.ldflags}
-	} else {
-		g.Flags = []string{"-trimpath"}
+		g.Flags = append(g.Flags, "-ldflags", b.ldflags)
 	}
 	for _, name := range names {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(out, name)), 0o755); err != nil {
