@@ -114,11 +114,12 @@ func NewCertManager(ctx *pulumi.Context, name string, args *Args, opts ...pulumi
 	workloads := []workload{
 		{
 			who: "controller",
-			// No --namespace: upstream's flag limits the controller to one
-			// namespace, and the Issuers and Certificates live in the
-			// application namespace. --cluster-resource-namespace is where
-			// ClusterIssuers keep their Secrets.
-			args: []string{"controller", "--cluster-resource-namespace=" + ns, "--leader-elect=false",
+			// Our binary's --namespace says where it runs; unlike upstream's
+			// flag it does not limit what is watched (that is
+			// --watch-namespace, unset: the Issuers and Certificates live in
+			// the application namespace). --cluster-resource-namespace is
+			// where ClusterIssuers keep their Secrets.
+			args: []string{"controller", "--namespace=" + ns, "--cluster-resource-namespace=" + ns, "--leader-elect=false",
 				fmt.Sprintf("--metrics-listen-address=:%d", ControllerMetricsPort), fmt.Sprintf("--healthz-listen-address=:%d", ControllerHealthPort)},
 			ports: corev1.ContainerPortArray{
 				corev1.ContainerPortArgs{Name: pulumi.String("metrics"), ContainerPort: pulumi.Int(ControllerMetricsPort), Protocol: pulumi.String("TCP")},

@@ -144,7 +144,7 @@ func TestDeclaresCertManagerLeastPrivilegedAndRestricted(t *testing.T) {
 	}
 	ctrlArgs := strings.Join(toStrings(deps["cert-manager-controller"]["spec"].ObjectValue()["template"].ObjectValue()["spec"].ObjectValue()["containers"].ArrayValue()[0].ObjectValue()["args"]), " ")
 	assert.Contains(t, ctrlArgs, "--cluster-resource-namespace=cert-manager --leader-elect=false", "the controller keeps ClusterIssuer Secrets in its namespace")
-	assert.NotContains(t, ctrlArgs, "--namespace=", "the controller watches every namespace (Certificates live in the application's)")
+	assert.NotContains(t, ctrlArgs, "--watch-namespace", "the controller watches every namespace (Certificates live in the application's)")
 	whArgs := strings.Join(toStrings(deps[WebhookName]["spec"].ObjectValue()["template"].ObjectValue()["spec"].ObjectValue()["containers"].ArrayValue()[0].ObjectValue()["args"]), " ")
 	assert.Contains(t, whArgs, "--dynamic-serving-dns-names=cert-manager-webhook,cert-manager-webhook.cert-manager,cert-manager-webhook.cert-manager.svc", "the serving certificate names the Service")
 
