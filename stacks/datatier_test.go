@@ -222,12 +222,13 @@ func podImages(g *render.Graph, typ string) map[string]string {
 }
 
 // TestPostgresImagesFollowTheKnobs: local runs the Debian-based database
-// and pooler images `scaleplane images build` makes; dev keeps the
-// defaults; a reference without a tag, or latest, is refused naming the key.
+// and pooler images `scaleplane images build` makes, and so does dev,
+// under its team registry's names; a reference without a tag, or latest,
+// is refused naming the key.
 func TestPostgresImagesFollowTheKnobs(t *testing.T) {
 	for stack, want := range map[string][2]string{
 		"local": {"scaleplane.local/postgresql:15.20", "scaleplane.local/pgbouncer:1.18.0"},
-		"dev":   {"postgres:15.10", "ghcr.io/cloudnative-pg/pgbouncer:1.23.0"},
+		"dev":   {"registry.dev.scaleplane.example/scaleplane/postgresql:15.20", "registry.dev.scaleplane.example/scaleplane/pgbouncer:1.18.0"},
 	} {
 		g, _, err := render.Stack("..", stack)
 		require.NoError(t, err, "render %s", stack)

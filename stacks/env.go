@@ -67,6 +67,8 @@ type Env struct {
 	Foundation    FoundationSettings
 	// Data holds the data tier's settings (stacks/datatier.go).
 	Data DataSettings
+	// TLS holds the edge certificate's settings (stacks/tls.go).
+	TLS TLSSettings
 }
 
 // ConfigError names the key, the value and what is allowed.
@@ -144,6 +146,7 @@ func (e *Env) Validate() error {
 		errs = append(errs, &ConfigError{Key: "edgeImage", Value: e.Edge.Image, Allowed: "must carry an explicit tag or digest other than latest"})
 	}
 	errs = append(errs, e.validatePlatform()...)
+	errs = append(errs, e.validateTLS()...)
 	if e.Data.KafkaNodes == 1 && e.Environment != "local" {
 		// Replication 1 loses acknowledged registrations with a disk; the
 		// policy pack allows it in local alone.

@@ -96,6 +96,7 @@ func buildKnobs() []Knob {
 	}
 	ks = append(ks, platformKnobs()...)
 	ks = append(ks, dataKnobs()...)
+	ks = append(ks, tlsKnobs()...)
 	return ks
 }
 

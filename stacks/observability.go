@@ -204,7 +204,8 @@ func ComposeObservability(ctx *pulumi.Context, env *Env, fnd *Foundation, after 
 	if err != nil {
 		return nil, err
 	}
-	inObs := pulumi.Composite(k8s, pulumi.DependsOn([]pulumi.Resource{ns}))
+	// On AWS every workload waits for its image's ECR repository.
+	inObs := pulumi.Composite(k8s, pulumi.DependsOn([]pulumi.Resource{ns}), fnd.Images())
 	scaling := observability.Scaling{
 		Replicas:    microservice.Replicas{Min: env.replicaFloor(), Max: 2 * env.replicaFloor()},
 		Autoscaling: env.Autoscaling,
@@ -270,7 +271,7 @@ func ComposeObservability(ctx *pulumi.Context, env *Env, fnd *Foundation, after 
 		if _, err := observability.NewMetricsServer(ctx, "metrics-server", &observability.MetricsServerArgs{
 			Namespace: "kube-system", Image: s.MetricsServerImage, Scaling: scaling,
 			ZoneSpreadRequired: env.ZoneSpreadRequired,
-		}, k8s); err != nil {
+		}, k8s, fnd.Images()); err != nil {
 			return nil, err
 		}
 	}

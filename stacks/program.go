@@ -7,6 +7,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/scaleplane/scaleplane/components/edge"
+	"github.com/scaleplane/scaleplane/components/lbcontroller"
 	"github.com/scaleplane/scaleplane/components/microservice"
 	"github.com/scaleplane/scaleplane/components/namespace"
 	"github.com/scaleplane/scaleplane/topology"
@@ -114,7 +115,23 @@ func Compose(ctx *pulumi.Context, env *Env) error {
 		}
 	}
 
-	e, err := edge.NewEdge(ctx, "edge", env.EdgeArgs(), pulls)
+	// The edge's certificate: cert-manager's in-cluster (the edge mounts
+	// EdgeTLSSecret), ACM's on AWS, where the NLB terminates TLS with it and
+	// sends the client's address in PROXY protocol v2 headers, as the
+	// edge's args expect.
+	tls, err := ComposeTLS(ctx, env, fnd, after)
+	if err != nil {
+		return err
+	}
+	edgeArgs := env.EdgeArgs()
+	if env.Flavour == FlavourAWS {
+		ann, err := lbcontroller.NLBAnnotations(tls.Certificate.CertificateARN, []int{edge.ServiceHTTPSPort}, true)
+		if err != nil {
+			return fmt.Errorf("the edge's load balancer: %w", err)
+		}
+		edgeArgs.ServiceAnnotations = ann
+	}
+	e, err := edge.NewEdge(ctx, "edge", edgeArgs, pulls)
 	if err != nil {
 		return err
 	}
@@ -126,11 +143,6 @@ func Compose(ctx *pulumi.Context, env *Env) error {
 	ctx.Export("edgeEndpoint", e.Endpoint)
 	return nil
 }
-
-// EdgeTLSSecret is the kubernetes.io/tls Secret the edge of an in-cluster
-// stack serves: cert-manager's Certificate for the stack writes it, in
-// the stack's namespace, and the edge mounts it.
-const EdgeTLSSecret = "edge-tls"
 
 // EdgePublicPrefix is the one route the edge serves: the gateway's public
 // API (apps/gateway); every other path is 404 at the edge.

@@ -24,7 +24,8 @@ func (e *Env) RegistryHost() string {
 }
 
 // Images are every image reference the stack runs: the services', the
-// edge's, the observability stack's and, in-cluster, the data tier's.
+// edge's, the observability stack's, the read-only pooler's and,
+// in-cluster, the rest of the data tier's.
 func (e *Env) Images() []string {
 	var out []string
 	for _, s := range Services {
@@ -32,9 +33,13 @@ func (e *Env) Images() []string {
 	}
 	o := e.Observability
 	out = append(out, e.Edge.Image, o.CollectorImage, o.JaegerImage, o.PrometheusImage, o.KubeStateMetricsImage, o.MetricsServerImage)
+	// The read-only pooler runs in the cluster on AWS too (RDS Proxy pools
+	// the primary's connections; the replicas get PgBouncer); the rest of
+	// the data tier is managed there.
+	d := e.Data
+	out = append(out, d.PgBouncerImage)
 	if e.Flavour != FlavourAWS {
-		d := e.Data
-		out = append(out, d.RedisImage, d.PostgresImage, d.PgBouncerImage, d.KafkaImage)
+		out = append(out, d.RedisImage, d.PostgresImage, d.KafkaImage)
 	}
 	return out
 }

@@ -95,7 +95,8 @@ func TestAWSStacksDeclareTheirRegistryAndController(t *testing.T) {
 				assert.Equal(t, "IMMUTABLE", r.Inputs["imageTagMutability"], "%s: immutable tags", r.Name)
 				assert.Equal(t, true, get(r.Inputs, "imageScanningConfiguration", "scanOnPush"), "%s: scan on push", r.Name)
 			}
-			assert.ElementsMatch(t, []string{"scaleplane/edge-haproxy", "scaleplane/gateway", "scaleplane/topics", "scaleplane/users", "scaleplane/worker"},
+			assert.ElementsMatch(t, []string{"scaleplane/edge-haproxy", "scaleplane/gateway", "scaleplane/topics", "scaleplane/users", "scaleplane/worker",
+				"scaleplane/otelcol", "scaleplane/jaeger", "scaleplane/prometheus", "scaleplane/kube-state-metrics", "scaleplane/metrics-server", "scaleplane/pgbouncer"},
 				keysOf(repos), "%s: a repository for each of its images", stack)
 			assert.Len(t, g.ByType("aws:ecr/lifecyclePolicy:LifecyclePolicy"), len(repos), "a lifecycle policy each")
 

@@ -157,7 +157,9 @@ func runEngine(op string, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "\nnot started, waiting for what they need (another part of the platform creates it):\n%s\n", strings.Join(blocked, "\n"))
 	}
 	howToReach(ctx, stdout, kubectl, kc, res)
-	return werr
+	// The stack's own CA (self-signed chain): written out so clients can
+	// trust the edge; failing to get it means cert-manager issued nothing.
+	return errors.Join(werr, printCA(ctx, stdout, kubectl, kc, *f.stack, res))
 }
 
 // engineContext is what the Pulumi CLI runs under. A Ctrl-C at the

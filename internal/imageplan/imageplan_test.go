@@ -50,14 +50,16 @@ func TestServerImagesAreThoseUnderTheStacksRegistry(t *testing.T) {
 			"scaleplane.local/otelcol:v0.165.0": "otelcol", "scaleplane.local/prometheus:v2.55.1": "prometheus", "scaleplane.local/kube-state-metrics:v2.16.0": "kube-state-metrics",
 			"scaleplane.local/postgresql:15.20": "postgresql", "scaleplane.local/pgbouncer:1.18.0": "pgbouncer",
 			"scaleplane.local/cert-manager:v1.21.2": "cert-manager"},
-		// prod's edge and observability tools are under its own registry:
-		// images build makes them (to push); Redis is ElastiCache there.
+		// prod's edge, observability tools and read-only pooler are under
+		// its own registry: images build makes them (to push); Redis is
+		// ElastiCache there.
 		"prod": {"123456789012.dkr.ecr.us-east-1.amazonaws.com/scaleplane/edge-haproxy:0.1.0": "haproxy",
 			"123456789012.dkr.ecr.us-east-1.amazonaws.com/scaleplane/jaeger:v1.76.0":             "jaeger",
 			"123456789012.dkr.ecr.us-east-1.amazonaws.com/scaleplane/otelcol:v0.165.0":           "otelcol",
 			"123456789012.dkr.ecr.us-east-1.amazonaws.com/scaleplane/prometheus:v2.55.1":         "prometheus",
 			"123456789012.dkr.ecr.us-east-1.amazonaws.com/scaleplane/kube-state-metrics:v2.16.0": "kube-state-metrics",
-			"123456789012.dkr.ecr.us-east-1.amazonaws.com/scaleplane/metrics-server:v0.9.0":      "metrics-server"},
+			"123456789012.dkr.ecr.us-east-1.amazonaws.com/scaleplane/metrics-server:v0.9.0":      "metrics-server",
+			"123456789012.dkr.ecr.us-east-1.amazonaws.com/scaleplane/pgbouncer:1.18.0":           "pgbouncer"},
 	} {
 		env := stackEnv(t, stack)
 		got := serverImages(env)

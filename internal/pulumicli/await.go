@@ -35,17 +35,36 @@ func withoutAwait(program pulumi.RunFunc) pulumi.RunFunc {
 	}
 }
 
+// awaitAnnotation is set by a component on the objects whose readiness
+// other resources depend on: the transform leaves them awaited. It is the
+// value of certmanager.AwaitAnnotation (this package may not import a
+// component; a test checks they agree).
+//
+// Why an annotation the component sets rather than a list of kinds here:
+// only the component knows which of its objects gate others. cert-manager's
+// apicheck Job must be awaited (Issuers and Certificates wait for it), while
+// the data tier's Jobs (redis cluster-init, kafka topics) must not be:
+// they may wait minutes for pods the provider would otherwise hold the
+// whole update for. CustomResourceDefinitions are the one kind exempt by
+// kind: a custom resource created before its CRD is Established is refused,
+// the wait is a second, and nothing about a CRD can be "not yet startable".
+const awaitAnnotation = "scaleplane.dev/await"
+
+// crdType is the provider's type of a CustomResourceDefinition.
+const crdType = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
+
 // helmTypePrefix starts the type tokens of the provider's Helm resources:
 // a Release is not a Kubernetes object and has no metadata to annotate.
 const helmTypePrefix = "kubernetes:helm.sh/"
 
 // skipAwait adds the skipAwait annotation to the metadata of any Kubernetes
-// object; Helm releases, components, other providers' resources and objects whose
+// object except CustomResourceDefinitions and objects annotated
+// awaitAnnotation "true" (see there); Helm releases, components, other providers' resources and objects whose
 // metadata or annotations are not yet known are left alone (the provider
 // then waits, as it would without us). The properties are copied, never
 // changed in place.
 func skipAwait(_ context.Context, args *pulumi.ResourceTransformArgs) *pulumi.ResourceTransformResult {
-	if !args.Custom || !strings.HasPrefix(args.Type, "kubernetes:") || strings.HasPrefix(args.Type, helmTypePrefix) {
+	if !args.Custom || !strings.HasPrefix(args.Type, "kubernetes:") || strings.HasPrefix(args.Type, helmTypePrefix) || args.Type == crdType {
 		return nil
 	}
 	meta := pulumi.Map{}
@@ -62,6 +81,9 @@ func skipAwait(_ context.Context, args *pulumi.ResourceTransformArgs) *pulumi.Re
 	case pulumi.Map:
 		annotations = maps.Clone(a)
 	default:
+		return nil
+	}
+	if v, ok := annotations[awaitAnnotation].(pulumi.String); ok && v == "true" {
 		return nil
 	}
 	annotations[skipAwaitAnnotation] = pulumi.String("true")

@@ -8,6 +8,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/scaleplane/scaleplane/components/certmanager"
 )
 
 // transformRecorder is a Pulumi mock that keeps the stack's registered
@@ -97,4 +99,25 @@ func TestSkipAwaitAnnotatesKubernetesObjects(t *testing.T) {
 	} {
 		assert.Nil(t, skipAwait(context.Background(), &tc.args), "%s is left alone", tc.why)
 	}
+}
+
+// TestSkipAwaitLeavesGatesAwaited: the objects others depend on keep the
+// provider's wait. A CRD (by kind) and an object its component annotated
+// scaleplane.dev/await=true (cert-manager's apicheck Job) pass untouched;
+// a Job without the annotation (the data tier's) is still not awaited.
+func TestSkipAwaitLeavesGatesAwaited(t *testing.T) {
+	assert.Equal(t, certmanager.AwaitAnnotation, awaitAnnotation, "the transform reads the annotation the component writes")
+	crd := skipAwait(context.Background(), &pulumi.ResourceTransformArgs{Custom: true, Type: "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition",
+		Props: pulumi.Map{"metadata": pulumi.Map{"name": pulumi.String("issuers.cert-manager.io")}}})
+	assert.Nil(t, crd, "a CRD is awaited until Established")
+	gate := skipAwait(context.Background(), &pulumi.ResourceTransformArgs{Custom: true, Type: "kubernetes:batch/v1:Job",
+		Props: pulumi.Map{"metadata": pulumi.Map{"name": pulumi.String("cert-manager-apicheck"),
+			"annotations": pulumi.Map{awaitAnnotation: pulumi.String("true")}}}})
+	assert.Nil(t, gate, "a Job annotated %s=true is awaited until it completes", awaitAnnotation)
+	off := skipAwait(context.Background(), &pulumi.ResourceTransformArgs{Custom: true, Type: "kubernetes:batch/v1:Job",
+		Props: pulumi.Map{"metadata": pulumi.Map{"name": pulumi.String("x"), "annotations": pulumi.Map{awaitAnnotation: pulumi.String("false")}}}})
+	assert.Equal(t, "true", annotationsOf(t, off)[skipAwaitAnnotation], "%s=false does not exempt", awaitAnnotation)
+	plain := skipAwait(context.Background(), &pulumi.ResourceTransformArgs{Custom: true, Type: "kubernetes:batch/v1:Job",
+		Props: pulumi.Map{"metadata": pulumi.Map{"name": pulumi.String("redis-cluster-init")}}})
+	assert.Equal(t, "true", annotationsOf(t, plain)[skipAwaitAnnotation], "a Job without the annotation is not awaited")
 }

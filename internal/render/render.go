@@ -136,6 +136,13 @@ func computedOutputs(args pulumi.MockResourceArgs) resource.PropertyMap {
 		// IRSA annotations carry the role's ARN.
 		out["arn"] = resource.NewStringProperty("arn:aws:iam::000000000000:role/" + args.Name)
 	}
+	if args.TypeToken == "aws:acm/certificate:Certificate" {
+		// The edge's NLB annotation (ssl-cert) carries the certificate's ARN.
+		out["arn"] = resource.NewStringProperty("arn:aws:acm:us-east-1:000000000000:certificate/" + args.Name)
+	}
+	if args.TypeToken == "aws:acm/certificateValidation:CertificateValidation" {
+		out["certificateArn"] = resource.NewStringProperty("arn:aws:acm:us-east-1:000000000000:certificate/validated")
+	}
 	if args.TypeToken == "aws:ecr/repository:Repository" {
 		out["repositoryUrl"] = resource.NewStringProperty("000000000000.dkr.ecr.mock.amazonaws.com/" + args.Inputs["name"].StringValue())
 	}
