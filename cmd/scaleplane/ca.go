@@ -95,6 +95,15 @@ func printCA(ctx context.Context, w io.Writer, kubectl, kc, stack string, res pu
 	fmt.Fprintf(w, "\nedge TLS: certificate for %s from cert-manager, signed by the stack's own CA %q (valid until %s)\n",
 		domain, cert.Subject.CommonName, cert.NotAfter.Format("2006-01-02"))
 	fmt.Fprintf(w, "  CA written to %s: trust it for this stack only, e.g.\n", path)
-	fmt.Fprintf(w, "  curl --cacert %s --resolve %s:443:<edge address> https://%s/\n", path, domain, domain)
+	// From this machine the edge Service's cluster IP is routed (kube-proxy).
+	edgeAddr := "<edge address>"
+	if app, _ := res.Outputs["namespace"].(string); app != "" {
+		svc := fmt.Sprint(res.Outputs["edgeService"])
+		if ip, err := runOut(ctx, kubectl, "--kubeconfig", kc, "-n", app, "get", "service", svc, "-o", "jsonpath={.spec.clusterIP}"); err == nil && ip != "" {
+			edgeAddr = ip
+		}
+	}
+	fmt.Fprintf(w, "  curl --cacert %s --resolve %s:443:%s https://%s/v1/users/00000000-0000-4000-8000-000000000000\n", path, domain, edgeAddr, domain)
+	fmt.Fprintf(w, "  (the edge serves the public API under /v1/ only, over HTTPS; http:// redirects)\n")
 	return nil
 }

@@ -253,7 +253,9 @@ func howToReach(ctx context.Context, w io.Writer, kubectl, kc string, res pulumi
 	}
 	// port empty: the Service's first port.
 	type target struct{ label, namespace, service, port, path string }
-	targets := []target{{"gateway", ns, "gateway", "", "/"}, {"edge", ns, fmt.Sprint(res.Outputs["edgeService"]), "", "/"}}
+	// The edge speaks HTTPS only, for the stack's domain: printCA says how
+	// to reach it with the stack's CA.
+	targets := []target{{"gateway", ns, "gateway", "", "/"}}
 	// The observability outputs are in-cluster URLs: <service>.<namespace>.svc...
 	for _, o := range []struct{ label, output, path string }{{"jaeger", "jaegerQueryUrl", "/search"}, {"prometheus", "prometheusUrl", "/api/v1/targets"}} {
 		u, err := url.Parse(fmt.Sprint(res.Outputs[o.output]))
