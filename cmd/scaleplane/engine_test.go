@@ -15,7 +15,7 @@ func TestClusterImagesAndEngineUsageErrorsExitTwo(t *testing.T) {
 		"cluster without subcommand": {"cluster"},
 		"cluster unknown subcommand": {"cluster", "start"},
 		"images without subcommand":  {"images"},
-		"images unknown subcommand":  {"images", "push"},
+		"images unknown subcommand":  {"images", "pull"},
 		"up unknown stack":           {"up", "--stack", "qa", "--project-dir", "../.."},
 		"preview stray argument":     {"preview", "local"},
 		"destroy unknown flag":       {"destroy", "--force"},

@@ -64,6 +64,12 @@ type suite struct {
 	services []images.Service
 	// burner is set when the test workload image is on the node.
 	burner string
+	// certManagerNamespace is where a cert-manager another stack
+	// installed runs (make up's, typically), empty when none does.
+	// cert-manager is one installation per cluster (its CRDs, webhook
+	// configurations and cluster roles are cluster-wide), so the suites'
+	// stacks then use it (certManagerInstall false) and it is not paused.
+	certManagerNamespace string
 }
 
 var (
@@ -144,6 +150,7 @@ func setUp(m *testing.M) (int, error) {
 	}
 	s.kubectl = kubectl
 	removeLeftovers(ctx, s)
+	s.certManagerNamespace = installedCertManager(ctx, s)
 	if s.node != nil {
 		// The embedded node is ours to share out; a cluster named by
 		// KUBECONFIG is the user's, and its workloads are left alone.
@@ -304,6 +311,9 @@ func (s *suite) engineFor(stackFile, stack, namespace string, extra map[string]s
 			over[k.Key] = namespace + "-" + strings.ToLower(base)
 		}
 	}
+	if s.certManagerNamespace != "" {
+		over["certManagerInstall"] = "false"
+	}
 	for k, v := range extra {
 		over[k] = v
 	}
@@ -349,4 +359,24 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// certManagerWebhook is the name of cert-manager's admission webhooks
+// (components/certmanager), in every installation.
+const certManagerWebhook = "webhook.cert-manager.io"
+
+// installedCertManager returns the namespace of the cert-manager a stack
+// already installed on the cluster (the one its validating webhook
+// calls), or "" when there is none.
+func installedCertManager(ctx context.Context, s *suite) string {
+	out, err := exec.CommandContext(ctx, s.kubectl, "--kubeconfig", s.kubeconfig, "get", "validatingwebhookconfigurations", "-o",
+		`jsonpath={range .items[*].webhooks[?(@.name=="`+certManagerWebhook+`")]}{.clientConfig.service.namespace}{"\n"}{end}`).Output()
+	if err != nil {
+		return ""
+	}
+	ns, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	if ns != "" {
+		fmt.Fprintf(os.Stderr, "integration: cert-manager already runs in namespace %s: the suites' stacks use it (certManagerInstall=false) and it keeps running\n", ns)
+	}
+	return ns
 }

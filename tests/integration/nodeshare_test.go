@@ -34,7 +34,7 @@ func othersOnNode(ctx context.Context, s *suite) ([]workloadRef, error) {
 	var refs []workloadRef
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		f := strings.Fields(line)
-		if len(f) < 4 || strings.HasPrefix(f[1], "kube-") ||
+		if len(f) < 4 || strings.HasPrefix(f[1], "kube-") || f[1] == s.certManagerNamespace ||
 			slices.ContainsFunc(leftoverPrefixes, func(p string) bool { return strings.HasPrefix(f[1], p) }) {
 			continue
 		}
