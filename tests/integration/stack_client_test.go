@@ -73,7 +73,8 @@ func (c *stackClient) clusterIP(o *k8s.KubectlOptions, svc string) string {
 // secret reads one key of a Secret of the stack.
 func (c *stackClient) secret(name, key string) string {
 	c.t.Helper()
-	enc := kubectlJSONPath(c.t, c.app, "get", "secret", name, "-o", "jsonpath={.data."+key+"}")
+	// A dot in a key (ca.crt) is escaped: jsonpath would read it as a step.
+	enc := kubectlJSONPath(c.t, c.app, "get", "secret", name, "-o", "jsonpath={.data."+strings.ReplaceAll(key, ".", `\.`)+"}")
 	b, err := base64.StdEncoding.DecodeString(enc)
 	require.NoError(c.t, err, "Secret %s key %s", name, key)
 	require.NotEmpty(c.t, b, "Secret %s has key %s", name, key)
