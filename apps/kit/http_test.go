@@ -222,7 +222,7 @@ func TestResolvedClientReachesSpanLogsAndHandler(t *testing.T) {
 	}
 	attrs := map[attribute.Key]string{}
 	for _, a := range spans[0].Attributes {
-		attrs[a.Key] = a.Value.Emit()
+		attrs[a.Key] = a.Value.String()
 	}
 	if attrs["client.address"] != "203.0.113.9" || attrs["network.peer.address"] != "10.244.0.7" {
 		t.Errorf("span client.address %q, network.peer.address %q; want the resolved client 203.0.113.9 and the peer 10.244.0.7",

@@ -43,20 +43,6 @@ func (m *mocks) byType(typ string) []pulumi.MockResourceArgs {
 	return out
 }
 
-// byName returns the one registered resource of that Pulumi name.
-func (m *mocks) byName(t *testing.T, name string) pulumi.MockResourceArgs {
-	t.Helper()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, r := range m.res {
-		if r.Name == name {
-			return r
-		}
-	}
-	require.Failf(t, "resource not registered", "no resource named %s", name)
-	return pulumi.MockResourceArgs{}
-}
-
 // dependsOn returns the Pulumi names of a resource's declared dependencies.
 func dependsOn(r pulumi.MockResourceArgs) []string {
 	var out []string
