@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -163,25 +164,26 @@ func paced(ctx context.Context, c *http.Client, url string, rate int, d time.Dur
 	}
 }
 
-// throttlePod sets a CPU quota on the cgroup of a pod's container, found
-// through /proc: the container's processes carry the pod's name as
-// HOSTNAME and the binary's name as their command. The returned function
-// puts the old quota back.
+// throttlePod sets a CPU quota of 5 % on the cgroup of a pod's
+// container, found through /proc: the container's processes carry the
+// pod's name as HOSTNAME and the binary's name as their command. The node's
+// cgroups are v1 (cpu.cfs_quota_us, per 100 ms period) or v2 (cpu.max);
+// both are handled. The returned function puts the old quota back.
 func throttlePod(t *testing.T, pod podRef, comm string) func() {
 	t.Helper()
-	dir := containerCgroup(t, pod.name, comm)
-	file := filepath.Join(dir, "cpu.max")
+	file, value := containerCPUQuota(t, pod.name, comm)
 	old, err := os.ReadFile(file)
 	require.NoError(t, err, "reading %s", file)
-	require.NoError(t, os.WriteFile(file, []byte(slowedQuota), 0o644), "slowing %s: writing %s", pod.name, file)
+	require.NoError(t, os.WriteFile(file, []byte(value), 0o644), "slowing %s: writing %s", pod.name, file)
 	return func() {
 		assert.NoError(t, os.WriteFile(file, old, 0o644), "restoring %s's CPU quota", pod.name)
 	}
 }
 
-// containerCgroup finds the cgroup v2 directory of the process named comm
-// whose HOSTNAME is the pod's name.
-func containerCgroup(t *testing.T, podName, comm string) string {
+// containerCPUQuota finds the CPU quota file of the process named comm
+// whose HOSTNAME is the pod's name, and the value that slows it to
+// slowedQuota.
+func containerCPUQuota(t *testing.T, podName, comm string) (file, value string) {
 	t.Helper()
 	entries, err := os.ReadDir("/proc")
 	require.NoError(t, err, "listing /proc")
@@ -199,10 +201,39 @@ func containerCgroup(t *testing.T, podName, comm string) string {
 		}
 		cg, err := os.ReadFile(filepath.Join(p, "cgroup"))
 		require.NoError(t, err, "reading %s/cgroup", p)
-		rel, ok := strings.CutPrefix(strings.TrimSpace(string(cg)), "0::")
-		require.True(t, ok, "%s is in a cgroup v2 hierarchy: %q", p, cg)
-		return filepath.Join("/sys/fs/cgroup", rel)
+		quota, period, _ := strings.Cut(slowedQuota, " ")
+		for _, line := range strings.Split(strings.TrimSpace(string(cg)), "\n") {
+			parts := strings.SplitN(line, ":", 3)
+			if len(parts) != 3 {
+				continue
+			}
+			// v1: the cpu controller's own hierarchy, at the period the
+			// kubelet set (100 ms, as slowedQuota assumes).
+			if slices.Contains(strings.Split(parts[1], ","), "cpu") {
+				for _, mount := range []string{"/sys/fs/cgroup/" + parts[1], "/sys/fs/cgroup/cpu"} {
+					f := filepath.Join(mount, parts[2], "cpu.cfs_quota_us")
+					if pf, err := os.ReadFile(filepath.Join(mount, parts[2], "cpu.cfs_period_us")); err == nil {
+						require.Equal(t, period, strings.TrimSpace(string(pf)), "%s: the CFS period slowedQuota assumes", mount)
+						return f, quota
+					}
+				}
+			}
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(cg)), "\n") {
+			if rel, ok := strings.CutPrefix(line, "0::"); ok {
+				if f := filepath.Join("/sys/fs/cgroup", rel, "cpu.max"); fileExists(f) {
+					return f, slowedQuota
+				}
+			}
+		}
+		t.Fatalf("%s (pod %s) has no CPU quota file in its cgroups: %q", p, podName, cg)
 	}
 	t.Fatalf("no %s process of pod %s on this node", comm, podName)
-	return ""
+	return "", ""
+}
+
+// fileExists reports whether path names an existing file.
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -11,10 +11,12 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gruntwork-io/terratest/modules/retry"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 )
@@ -31,44 +33,63 @@ var clientNet = netip.MustParsePrefix("198.51.100.0/24")
 // outside (they cross PREROUTING, where kube-proxy's NodePort rules see
 // them as external traffic) instead of leaving from the host's own stack,
 // which kube-proxy would masquerade.
+//
+// The namespace is held by a process of its own (`unshare --net sleep`),
+// not named under /run/netns: `ip netns add` turns /run/netns into a
+// shared bind mount, and the pods' network namespaces the CNI plugin
+// mounts there afterwards can then no longer be removed (unlinkat: device
+// or resource busy), which leaves every later pod stuck Terminating.
 type outsideClient struct {
 	// Addr is the client's address, the one the edge and the gateway must see.
 	Addr netip.Addr
-	// netns is the namespace's path under /run/netns.
+	// netns is the holder process's network namespace, /proc/<pid>/ns/net.
 	netns string
 }
 
 // newOutsideClients creates n clients with distinct addresses in
 // clientNet, each in its own network namespace with a /30 link to the host,
-// and removes them when the test ends. The names carry a random suffix so
-// concurrent runs never collide.
+// and removes them when the test ends (the veth pair goes with the
+// namespace when its holder exits). The interface names carry a random
+// suffix so concurrent runs never collide.
 func newOutsideClients(t *testing.T, n int) []*outsideClient {
 	t.Helper()
 	require.LessOrEqual(t, n, 60, "a /24 holds at most 64 client links of a /30 each")
 	suffix := uniqueName("c")[2:] // six hex digits
+	self, err := os.Readlink("/proc/self/ns/net")
+	require.NoError(t, err, "this process's network namespace")
 	var out []*outsideClient
 	for i := range n {
-		ns := fmt.Sprintf("spc-%s-%d", suffix, i)
+		holder := exec.Command("unshare", "--net", "sleep", "infinity")
+		require.NoError(t, holder.Start(), "starting the holder of client %d's network namespace", i)
+		t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
+		pid := strconv.Itoa(holder.Process.Pid)
+		netns := "/proc/" + pid + "/ns/net"
+		// unshare execs sleep once the namespace exists: wait for that.
+		_, err := retry.DoWithRetryE(t, "client namespace "+pid, 50, 20*time.Millisecond, func() (string, error) {
+			if ns, err := os.Readlink(netns); err != nil || ns == self {
+				return "", fmt.Errorf("not unshared yet (%v)", err)
+			}
+			return "", nil
+		})
+		require.NoError(t, err, "the holder has its own network namespace")
 		host, peer := fmt.Sprintf("sph%s%d", suffix, i), fmt.Sprintf("spp%s%d", suffix, i)
 		base := clientNet.Addr().As4()
 		hostAddr := netip.AddrFrom4([4]byte{base[0], base[1], base[2], byte(4*i + 1)})
 		clientAddr := hostAddr.Next()
-		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+		inNS := func(args ...string) []string { return append([]string{"nsenter", "-t", pid, "-n", "ip"}, args...) }
 		for _, args := range [][]string{
-			{"netns", "add", ns},
-			{"link", "add", host, "type", "veth", "peer", "name", peer},
-			{"link", "set", peer, "netns", ns},
-			{"addr", "add", hostAddr.String() + "/30", "dev", host},
-			{"link", "set", host, "up"},
-			{"-n", ns, "link", "set", "lo", "up"},
-			{"-n", ns, "addr", "add", clientAddr.String() + "/30", "dev", peer},
-			{"-n", ns, "link", "set", peer, "up"},
-			{"-n", ns, "route", "add", "default", "via", hostAddr.String()},
+			{"ip", "link", "add", host, "type", "veth", "peer", "name", peer, "netns", pid},
+			{"ip", "addr", "add", hostAddr.String() + "/30", "dev", host},
+			{"ip", "link", "set", host, "up"},
+			inNS("link", "set", "lo", "up"),
+			inNS("addr", "add", clientAddr.String()+"/30", "dev", peer),
+			inNS("link", "set", peer, "up"),
+			inNS("route", "add", "default", "via", hostAddr.String()),
 		} {
-			out, err := exec.Command("ip", args...).CombinedOutput()
-			require.NoError(t, err, "ip %s: %s", strings.Join(args, " "), out)
+			out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+			require.NoError(t, err, "%s: %s", strings.Join(args, " "), out)
 		}
-		out = append(out, &outsideClient{Addr: clientAddr, netns: "/run/netns/" + ns})
+		out = append(out, &outsideClient{Addr: clientAddr, netns: netns})
 	}
 	return out
 }
