@@ -93,11 +93,14 @@ func TestDeployDevStack(t *testing.T) {
 		}
 		c := newStackClient(t, s, ns)
 		a := newEdgeAccess(t, c, "haproxy", c.domain, c.caPEM)
-		checkEdgeFromOutside(t, a)
+		// One set of clients for both checks: each holds its addresses
+		// (and their routes) until the test ends.
+		clients := newOutsideClients(t, 3)
+		checkEdgeFromOutside(t, a, clients)
 		t.Run("least connections with a slowed pod", func(t *testing.T) {
 			cc := *c
 			cc.t = t
-			checkLeastConnWithSlowedPod(t, &cc, a, newOutsideClients(t, 3))
+			checkLeastConnWithSlowedPod(t, &cc, a, clients)
 		})
 	})
 }

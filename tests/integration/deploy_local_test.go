@@ -159,7 +159,7 @@ func TestDeployLocalStack(t *testing.T) {
 		}{
 			{"registration path", checkRegistrationPath},
 			{"edge from outside", func(t *testing.T, c *stackClient) {
-				checkEdgeFromOutside(t, newEdgeAccess(t, c, "nginx", c.domain, c.caPEM))
+				checkEdgeFromOutside(t, newEdgeAccess(t, c, "nginx", c.domain, c.caPEM), newOutsideClients(t, 3))
 			}},
 			{"postgres primary killed", checkPostgresPrimaryKilled},
 			{"redis master deleted", checkRedisMasterDeleted},

@@ -92,9 +92,9 @@ func (a edgeAccess) httpURL(path string) string {
 //     gets 429 with Retry-After while the other two keep getting answers;
 //     the exhausted one stays limited when it claims another client's
 //     address in X-Forwarded-For.
-func checkEdgeFromOutside(t *testing.T, a edgeAccess) {
+func checkEdgeFromOutside(t *testing.T, a edgeAccess, clients []*outsideClient) {
 	ctx := t.Context()
-	clients := newOutsideClients(t, 3)
+	require.Len(t, clients, 3, "three outside clients")
 	web := make([]*http.Client, len(clients))
 	for i, cl := range clients {
 		web[i] = cl.httpClient(a.roots, a.domain, nil)
