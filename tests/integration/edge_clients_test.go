@@ -13,6 +13,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,7 +46,16 @@ type outsideClient struct {
 	Addr netip.Addr
 	// netns is the holder process's network namespace, /proc/<pid>/ns/net.
 	netns string
+	// transports are the client's HTTP transports: their idle connections
+	// are sockets in the namespace, which would keep it (and its veth
+	// pair and routes) alive after the holder exits.
+	mu         sync.Mutex
+	transports []*http.Transport
 }
+
+// nextLink numbers the clients' /30 links across the whole run, so a
+// client never takes the addresses of one an earlier test made.
+var nextLink atomic.Int32
 
 // newOutsideClients creates n clients with distinct addresses in
 // clientNet, each in its own network namespace with a /30 link to the host,
@@ -53,15 +64,25 @@ type outsideClient struct {
 // suffix so concurrent runs never collide.
 func newOutsideClients(t *testing.T, n int) []*outsideClient {
 	t.Helper()
-	require.LessOrEqual(t, n, 60, "a /24 holds at most 64 client links of a /30 each")
 	suffix := uniqueName("c")[2:] // six hex digits
 	self, err := os.Readlink("/proc/self/ns/net")
 	require.NoError(t, err, "this process's network namespace")
 	var out []*outsideClient
-	for i := range n {
+	for range n {
+		i := int(nextLink.Add(1)) - 1
+		require.Less(t, i, 64, "the run's clients fit the /30 links of clientNet")
+		c := &outsideClient{}
 		holder := exec.Command("unshare", "--net", "sleep", "infinity")
 		require.NoError(t, holder.Start(), "starting the holder of client %d's network namespace", i)
-		t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
+		t.Cleanup(func() {
+			c.mu.Lock()
+			for _, tr := range c.transports {
+				tr.CloseIdleConnections()
+			}
+			c.mu.Unlock()
+			_ = holder.Process.Kill()
+			_ = holder.Wait()
+		})
 		pid := strconv.Itoa(holder.Process.Pid)
 		netns := "/proc/" + pid + "/ns/net"
 		// unshare execs sleep once the namespace exists: wait for that.
@@ -89,7 +110,8 @@ func newOutsideClients(t *testing.T, n int) []*outsideClient {
 			out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 			require.NoError(t, err, "%s: %s", strings.Join(args, " "), out)
 		}
-		out = append(out, &outsideClient{Addr: clientAddr, netns: netns})
+		c.Addr, c.netns = clientAddr, netns
+		out = append(out, c)
 	}
 	return out
 }
@@ -135,14 +157,17 @@ func (c *outsideClient) httpClient(roots *x509.CertPool, serverName string, tlsC
 	if tlsCfg != nil {
 		tlsCfg(cfg)
 	}
+	tr := &http.Transport{
+		DialContext:         c.dial,
+		TLSClientConfig:     cfg,
+		MaxIdleConnsPerHost: 16,
+	}
+	c.mu.Lock()
+	c.transports = append(c.transports, tr)
+	c.mu.Unlock()
 	return &http.Client{
-		Timeout: 15 * time.Second,
-		Transport: &http.Transport{
-			DialContext:         c.dial,
-			TLSClientConfig:     cfg,
-			MaxIdleConnsPerHost: 16,
-			ForceAttemptHTTP2:   false,
-		},
+		Timeout:       15 * time.Second,
+		Transport:     tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
