@@ -51,7 +51,7 @@ const devRolloutTimeout = 8 * time.Minute
 //     stack's CA, HSTS, TLS 1.1 refused, plain HTTP redirected, internal
 //     paths 404, a Secure session cookie that works, one rate-limit bucket
 //     per client address, a forged X-Forwarded-For limited as its sender;
-//   - HAProxy's least connections sends a gateway pod slowed to 5 % of a
+//   - HAProxy's least connections sends a gateway pod slowed to 2 % of a
 //     CPU markedly fewer requests than its even half.
 //
 // Stages (SKIP_deploy, SKIP_validate, SKIP_teardown) as in the local

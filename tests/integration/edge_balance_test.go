@@ -22,15 +22,18 @@ import (
 )
 
 const (
-	// slowedQuota is the CPU the slowed gateway pod keeps: 5 ms in every
-	// 100 ms period (cgroup v2 cpu.max), so it answers, and passes its
-	// probes, but each request waits for the next slice.
-	slowedQuota = "5000 100000"
+	// slowedQuota is the CPU the slowed gateway pod keeps: 2 ms in every
+	// 100 ms period (quota and period, as cgroup v2's cpu.max writes
+	// them), so it answers, and passes its probes, but its requests wait
+	// for the next slice. (At 5 ms the slowed pod still took 33.5 % of a
+	// flow of 180 requests a second: too little concurrency for least
+	// connections to tell the pods apart most of the time.)
+	slowedQuota = "2000 100000"
 	// balanceDuration is how long the clients send through the edge.
 	balanceDuration = 6 * time.Second
 	// balanceRatePerClient stays under the per-client limit (100/s in the
 	// stacks), so every request is routed, none refused.
-	balanceRatePerClient = 60
+	balanceRatePerClient = 90
 	// slowedShareMax is the share of requests above which the slowed pod
 	// counts as balanced evenly rather than by least connections (an even
 	// split over two pods is 0.5).
@@ -38,7 +41,7 @@ const (
 )
 
 // checkLeastConnWithSlowedPod slows one of two gateway pods (its
-// container's cgroup gets a CPU quota of 5 %), sends a steady flow through
+// container's cgroup gets a CPU quota of 2 %), sends a steady flow through
 // the HAProxy edge from the outside clients, and counts, from each pod's
 // own request counter, who served what: least connections sends the slowed
 // pod markedly fewer requests than the even half it would get in turn.
@@ -164,7 +167,7 @@ func paced(ctx context.Context, c *http.Client, url string, rate int, d time.Dur
 	}
 }
 
-// throttlePod sets a CPU quota of 5 % on the cgroup of a pod's
+// throttlePod sets a CPU quota of 2 % on the cgroup of a pod's
 // container, found through /proc: the container's processes carry the
 // pod's name as HOSTNAME and the binary's name as their command. The node's
 // cgroups are v1 (cpu.cfs_quota_us, per 100 ms period) or v2 (cpu.max);
