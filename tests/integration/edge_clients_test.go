@@ -86,7 +86,7 @@ func newOutsideClients(t *testing.T, n int) []*outsideClient {
 		pid := strconv.Itoa(holder.Process.Pid)
 		netns := "/proc/" + pid + "/ns/net"
 		// unshare execs sleep once the namespace exists: wait for that.
-		_, err := retry.DoWithRetryE(t, "client namespace "+pid, 50, 20*time.Millisecond, func() (string, error) {
+		_, err := retry.DoWithRetryContextE(t, t.Context(), "client namespace "+pid, 50, 20*time.Millisecond, func() (string, error) {
 			if ns, err := os.Readlink(netns); err != nil || ns == self {
 				return "", fmt.Errorf("not unshared yet (%v)", err)
 			}
