@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -18,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gruntwork-io/terratest/modules/retry"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 )
@@ -65,14 +65,16 @@ var nextLink atomic.Int32
 func newOutsideClients(t *testing.T, n int) []*outsideClient {
 	t.Helper()
 	suffix := uniqueName("c")[2:] // six hex digits
-	self, err := os.Readlink("/proc/self/ns/net")
-	require.NoError(t, err, "this process's network namespace")
 	var out []*outsideClient
 	for range n {
 		i := int(nextLink.Add(1)) - 1
 		require.Less(t, i, 64, "the run's clients fit the /30 links of clientNet")
 		c := &outsideClient{}
-		holder := exec.Command("unshare", "--net", "sleep", "infinity")
+		// The holder says "ready" from inside its new namespace, then
+		// sleeps there: no link is made before the namespace exists.
+		holder := exec.Command("unshare", "--net", "sh", "-c", "echo ready; exec sleep infinity")
+		stdout, err := holder.StdoutPipe()
+		require.NoError(t, err, "the holder's output")
 		require.NoError(t, holder.Start(), "starting the holder of client %d's network namespace", i)
 		t.Cleanup(func() {
 			c.mu.Lock()
@@ -85,14 +87,9 @@ func newOutsideClients(t *testing.T, n int) []*outsideClient {
 		})
 		pid := strconv.Itoa(holder.Process.Pid)
 		netns := "/proc/" + pid + "/ns/net"
-		// unshare execs sleep once the namespace exists: wait for that.
-		_, err := retry.DoWithRetryContextE(t, t.Context(), "client namespace "+pid, 50, 20*time.Millisecond, func() (string, error) {
-			if ns, err := os.Readlink(netns); err != nil || ns == self {
-				return "", fmt.Errorf("not unshared yet (%v)", err)
-			}
-			return "", nil
-		})
-		require.NoError(t, err, "the holder has its own network namespace")
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		require.NoError(t, err, "the holder of client %d's namespace starts", i)
+		require.Equal(t, "ready\n", line, "the holder is in its namespace")
 		host, peer := fmt.Sprintf("sph%s%d", suffix, i), fmt.Sprintf("spp%s%d", suffix, i)
 		base := clientNet.Addr().As4()
 		hostAddr := netip.AddrFrom4([4]byte{base[0], base[1], base[2], byte(4*i + 1)})
@@ -118,10 +115,10 @@ func newOutsideClients(t *testing.T, n int) []*outsideClient {
 
 // dial opens a connection from inside the client's network namespace. The
 // socket is created by a goroutine locked to an OS thread that has joined
-// the namespace, so the socket belongs to it; the thread is never handed
-// back to other goroutines (the goroutine ends locked, and the runtime
-// retires the thread), and the connection, once made, works from any
-// thread.
+// the namespace, so the socket belongs to it; the thread then rejoins this
+// process's namespace before it is unlocked (it may be the main thread,
+// whose namespace /proc/self shows and every child process inherits), and
+// the connection, once made, works from any thread.
 func (c *outsideClient) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	type result struct {
 		conn net.Conn
@@ -129,19 +126,34 @@ func (c *outsideClient) dial(ctx context.Context, network, addr string) (net.Con
 	}
 	done := make(chan result, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		// The thread goes back to this process's namespace once the socket
+		// exists; if it cannot, it stays locked and dies with the goroutine,
+		// so no other goroutine ever runs in the client's namespace.
+		runtime.LockOSThread()
+		home, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- result{err: err}
+			return
+		}
+		defer func() { _ = home.Close() }()
 		f, err := os.Open(c.netns)
 		if err != nil {
+			runtime.UnlockOSThread()
 			done <- result{err: err}
 			return
 		}
 		defer func() { _ = f.Close() }()
 		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			done <- result{err: fmt.Errorf("joining %s: %w", c.netns, err)}
 			return
 		}
 		d := net.Dialer{Timeout: 10 * time.Second}
 		conn, err := d.DialContext(ctx, network, addr)
+		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
 		done <- result{conn, err}
 	}()
 	r := <-done
