@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -27,13 +28,20 @@ func (n *redisNode) addr() string { return addr(n.port) }
 
 // newRedisNode takes the node's ports and directory (held by res) and
 // writes its config: the rendered text plus the harness keys.
+// clusterEnabled finds a cluster-enabled yes line in a Redis config.
+var clusterEnabled = regexp.MustCompile(`(?mi)^\s*cluster-enabled\s+yes\s*$`)
+
 func newRedisNode(res *resources, name, rendered string, cluster bool) (*redisNode, error) {
 	bin, err := lookBin("redis-server", "redis-server")
 	if err != nil {
 		return nil, err
 	}
+	// A rendered config that turns cluster mode on by itself (a pod's, run
+	// alone) still needs a bus port of its own: Redis' default, port+10000,
+	// lands in the ephemeral range, where any client connection may hold it.
+	ownBus := !cluster && clusterEnabled.MatchString(rendered)
 	count := 1
-	if cluster {
+	if cluster || ownBus {
 		count = 2 // and the bus port
 	}
 	ports, err := freePorts(count)
@@ -65,6 +73,10 @@ func newRedisNode(res *resources, name, rendered string, cluster bool) (*redisNo
 			"cluster-announce-port "+strconv.Itoa(n.port),
 			"cluster-announce-bus-port "+strconv.Itoa(n.busPort),
 		)
+	}
+	if ownBus {
+		n.busPort = ports[1]
+		keys = append(keys, "cluster-port "+strconv.Itoa(n.busPort))
 	}
 	// Defaults a test wants unless the rendered config says otherwise: no
 	// snapshots to disk, which only cost time here.
