@@ -34,6 +34,9 @@ const (
 	// balanceRatePerClient stays under the per-client limit (100/s in the
 	// stacks), so every request is routed, none refused.
 	balanceRatePerClient = 90
+	// bucketRefill is how long an emptied per-client bucket takes to
+	// fill again (the gateway's burst over its rate), with a margin.
+	bucketRefill = 3 * time.Second
 	// slowedShareMax is the share of requests above which the slowed pod
 	// counts as balanced evenly rather than by least connections (an even
 	// split over two pods is 0.5).
@@ -53,6 +56,10 @@ func checkLeastConnWithSlowedPod(t *testing.T, c *stackClient, a edgeAccess, cli
 	restore := throttlePod(t, slowed, "gateway")
 	defer restore()
 
+	// The clients come from the rate-limit check, which emptied the first
+	// one's bucket: let every bucket refill (burst 200 at 100/s) first, so
+	// the flow is routed, never refused.
+	time.Sleep(bucketRefill)
 	before := map[string]float64{}
 	for _, p := range pods {
 		before[p.name] = gatewayRequests(t, p.ip)
